@@ -1,0 +1,3 @@
+module github.com/taskevents/taskevents/e2e
+
+go 1.26.5
