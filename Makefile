@@ -1,0 +1,96 @@
+# taskevents: Dapr publish/subscribe in Go without the Dapr SDK.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+APPS    := publisher worker
+MODULES := publisher worker e2e
+BIN     := $(CURDIR)/bin
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+# The pinned daprd lives in a per-machine cache (see tools/daprd/build.sh).
+DAPRD = $(shell tools/daprd/build.sh)
+BROKER ?= redis
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage: make <target>\n"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Run
+
+.PHONY: run
+run: prereqs build ## Run broker, both sidecars and both apps locally (BROKER=redis); Ctrl-C stops all.
+	@DAPRD=$(DAPRD) PUBLISHER_BIN=$(BIN)/publisher WORKER_BIN=$(BIN)/worker BROKER=$(BROKER) \
+		go run ./e2e/cmd/taskevents-local
+
+##@ Build
+
+.PHONY: build
+build: ## Build the publisher and worker binaries into ./bin.
+	@for app in $(APPS); do CGO_ENABLED=0 go build -trimpath -o $(BIN)/$$app ./$$app; done
+
+.PHONY: daprd
+daprd: ## Build (once per machine) the pinned daprd and print its path.
+	@tools/daprd/build.sh
+
+.PHONY: prereqs
+prereqs: ## Install missing Debian packages the local run and tests need (redis-server).
+	@tools/prereqs.sh
+
+##@ Test
+
+.PHONY: test
+test: check test-unit test-e2e ## Every check and test: format, vet, lint, unit, fuzz seeds, end-to-end.
+
+.PHONY: test-unit
+test-unit: ## Unit tests and fuzz seed corpora of both apps, with the race detector.
+	@for m in $(APPS); do (cd $$m && go test -race -count=1 ./...); done
+
+.PHONY: test-e2e
+test-e2e: prereqs ## End-to-end tests through the real daprd and broker (BROKERS=redis).
+	@daprd=$$(tools/daprd/build.sh) && cd e2e && DAPRD=$$daprd go test -count=1 -v -timeout 20m ./... 2>&1 \
+		| grep -E --line-buffered -v '^=== (RUN|PAUSE|CONT)'
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s).
+	@for m in $(APPS); do (cd $$m && for pkg in $$(go list ./...); do \
+		for f in $$(go test -list 'Fuzz.*' $$pkg | grep '^Fuzz'); do \
+			go test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-30s} $$pkg; done; done); done
+
+.PHONY: bench
+bench: ## Run the benchmarks of both apps.
+	@for m in $(APPS); do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
+
+##@ Code quality
+
+.PHONY: check
+check: fmt-check vet lint ## gofmt, go vet and golangci-lint on every module.
+
+.PHONY: fmt
+fmt: ## Format all Go code.
+	@gofmt -w $(MODULES) tools
+
+.PHONY: fmt-check
+fmt-check:
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: vet
+vet: ## go vet every module.
+	@go vet $(addprefix ./,$(addsuffix /...,$(MODULES)))
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## golangci-lint (pinned) on every module.
+	@for m in $(MODULES); do (cd $$m && $(GOLANGCI_LINT) run --config ../.golangci.yml ./...); done
+
+$(GOLANGCI_LINT):
+	@mkdir -p $(BIN)
+	@echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) from the Go module proxy..." >&2
+	@GOBIN=$(BIN) GOWORK=off go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	@mv $(BIN)/golangci-lint $@
+
+.PHONY: tidy
+tidy: ## go mod tidy every module, then go work sync.
+	@for m in $(MODULES) tools/daprd; do (cd $$m && GOWORK=off go mod tidy); done; go work sync

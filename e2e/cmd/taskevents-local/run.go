@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+
+	"github.com/taskevents/taskevents/e2e/harness"
+)
+
+type config struct {
+	Broker        string `env:"BROKER" envDefault:"redis"`
+	Daprd         string `env:"DAPRD,required"`
+	Publisher     string `env:"PUBLISHER_BIN,required"`
+	Worker        string `env:"WORKER_BIN,required"`
+	PublisherPort int    `env:"PUBLISHER_PORT" envDefault:"8000"`
+	WorkerPort    int    `env:"WORKER_PORT" envDefault:"8001"`
+	PublisherDapr int    `env:"PUBLISHER_DAPR_HTTP_PORT" envDefault:"3500"`
+	WorkerDapr    int    `env:"WORKER_DAPR_HTTP_PORT" envDefault:"3501"`
+	RedisPort     int    `env:"REDIS_PORT" envDefault:"6380"`
+	Workers       int    `env:"WORKERS" envDefault:"1"`
+	WorkerEnv     string `env:"WORKER_ENV"` // e.g. "FAULT_RETRY_RATE=0.3 LOG_LEVEL=debug"
+}
+
+var brokers = []string{"redis"}
+
+func run(ctx context.Context, environ []string, stdout io.Writer) error {
+	cfg, err := env.ParseAsWithOptions[config](env.Options{Environment: env.ToMap(environ)})
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(brokers, cfg.Broker) {
+		return fmt.Errorf("unknown BROKER %q; valid: %s", cfg.Broker, strings.Join(brokers, ", "))
+	}
+	for name, port := range map[string]int{"PUBLISHER_PORT": cfg.PublisherPort, "WORKER_PORT": cfg.WorkerPort,
+		"PUBLISHER_DAPR_HTTP_PORT": cfg.PublisherDapr, "WORKER_DAPR_HTTP_PORT": cfg.WorkerDapr, "REDIS_PORT": cfg.RedisPort} {
+		if !harness.PortFree(port) {
+			return fmt.Errorf("port %d (%s) is already in use: stop what holds it (ss -ltnp 'sport = :%d') or set %s", port, name, port, name)
+		}
+	}
+	wd, _ := os.Getwd()
+	root, err := harness.FindRoot(wd)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "taskevents-run-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	h, err := harness.New(root, dir, harness.Binaries{Daprd: cfg.Daprd, Publisher: cfg.Publisher, Worker: cfg.Worker}, stdout)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Fprintln(stdout, "stopping everything...")
+		if err := h.Close(); err != nil {
+			fmt.Fprintln(stdout, err)
+		}
+	}()
+
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	broker, err := h.StartRedis(startCtx, cfg.RedisPort)
+	if err != nil {
+		return err
+	}
+	sys, err := h.StartSystem(startCtx, broker, harness.SystemOptions{
+		Workers: cfg.Workers, WorkerEnv: strings.Fields(cfg.WorkerEnv),
+		PublisherPort: cfg.PublisherPort, WorkerPort: cfg.WorkerPort,
+		PublisherDaprPort: cfg.PublisherDapr, WorkerDaprPort: cfg.WorkerDapr,
+	})
+	if err != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return nil
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, `
+================================================================================
+taskevents is running on %s. Try:
+
+  curl -i -X POST %s/tasks -H 'Content-Type: application/json' -d '{"title": "Learn Dapr pub/sub"}'
+
+and look for "EVENT RECEIVED" in the [worker] lines below. Also:
+  worker metrics:      curl -s %s/metrics | grep taskevents_
+  worker's sidecar:    curl -s %s/v1.0/metadata
+Ctrl-C stops everything.
+================================================================================
+`, broker.Name, sys.Publisher.URL, sys.Workers[0].URL, sys.WorkerSidecars[0].HTTPURL)
+	<-ctx.Done()
+	return nil
+}

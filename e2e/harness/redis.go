@@ -1,0 +1,76 @@
+package harness
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// Broker is a running message broker and the component metadata that points Dapr at it.
+type Broker struct {
+	*Process
+	Name string
+	// ComponentFile is the file under components/ describing this broker for the cluster.
+	ComponentFile string
+	// Overrides replace component metadata values for the local run (host names, ports).
+	Overrides map[string]string
+}
+
+// StartRedis runs redis-server on a loopback port with its data in a scratch directory and
+// waits until it answers PING. port 0 picks a free one.
+func (h *Harness) StartRedis(ctx context.Context, port int) (*Broker, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("redis-server is not installed: run `make prereqs` (apt-get install -y redis-server)")
+	}
+	if port == 0 {
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	dir := filepath.Join(h.Dir, "redis-"+strconv.Itoa(port))
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	p, err := h.start("redis", environ(), bin,
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes")
+	if err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if err := waitRedis(ctx, addr, p); err != nil {
+		return nil, err
+	}
+	return &Broker{Process: p, Name: "redis", ComponentFile: "redis.yaml",
+		Overrides: map[string]string{"redisHost": addr}}, nil
+}
+
+func waitRedis(ctx context.Context, addr string, p *Process) error {
+	for {
+		if exited, _ := p.Exited(); exited {
+			return fmt.Errorf("redis-server exited:\n%s", p.Tail(20))
+		}
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = conn.SetDeadline(time.Now().Add(time.Second))
+			_, _ = conn.Write([]byte("PING\r\n"))
+			line, rerr := bufio.NewReader(conn).ReadString('\n')
+			_ = conn.Close()
+			if rerr == nil && line == "+PONG\r\n" {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redis at %s never answered PING: %w", addr, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

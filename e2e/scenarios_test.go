@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskevents/taskevents/e2e/harness"
+)
+
+// TestDefaultSystem runs the scenarios that share the default configuration on one system
+// per broker: the curl flow, 1,000 tasks, DROP to the dead-letter topic, and declarative
+// routing.
+func TestDefaultSystem(t *testing.T) {
+	for _, broker := range brokers() {
+		t.Run(broker, func(t *testing.T) {
+			sys := startSystem(t, broker, harness.SystemOptions{})
+			t.Run("happy-path", func(t *testing.T) { happyPath(t, broker, sys) })
+			t.Run("declarative", func(t *testing.T) { declarative(t, broker, sys) })
+			t.Run("thousand", func(t *testing.T) { thousand(t, broker, sys) })
+			t.Run("drop-to-deadletter", func(t *testing.T) { dropToDeadLetter(t, broker, sys) })
+		})
+	}
+}
+
+// Scenario 1: the README's curl, handled by the worker within 5 s with the seed's body.
+func happyPath(t *testing.T, broker string, sys *harness.System) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, r, err := createTask(ctx, sys.Publisher, "Learn Dapr pub/sub")
+	if err != nil || r.Status != http.StatusAccepted {
+		t.Fatalf("POST /tasks = %d %s (%v), want 202", r.Status, r.Body, err)
+	}
+	if _, err := uuid.Parse(c.ID); err != nil || c.Title != "Learn Dapr pub/sub" || c.Event != "published" {
+		t.Fatalf("body %s is not the seed's {id, title, event: published}", r.Body)
+	}
+	start := time.Now()
+	line, err := sys.Workers[0].WaitForLine(ctx, func(l string) bool {
+		return strings.Contains(l, `"EVENT RECEIVED"`) && strings.Contains(l, c.ID)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	ev := harness.Events([]string{line}, "EVENT RECEIVED")
+	if len(ev) != 1 || ev[0].Title != c.Title || ev[0].Outcome != "SUCCESS" || ev[0].Type != "task.created" ||
+		ev[0].EventID != c.ID || ev[0].Topic != "task-events" {
+		t.Fatalf("worker log line %s does not carry the task as published", line)
+	}
+	if took > 5*time.Second {
+		t.Errorf("handled after %s, want within 5s", took)
+	}
+	summarize(t, broker, "happy-path", map[string]string{c.ID: c.Title},
+		harness.TallyWorkers(sys.Workers), fmt.Sprintf(" latency_ms=%d", took.Milliseconds()))
+}
+
+// Scenario 7: routing comes only from subscriptions/: daprd lists it as DECLARATIVE with
+// the rule, and the worker does not serve programmatic subscriptions.
+func declarative(t *testing.T, _ string, sys *harness.System) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, sys.WorkerSidecars[0].HTTPURL+"/v1.0/metadata", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var md struct {
+		Subscriptions []struct {
+			PubsubName      string `json:"pubsubname"`
+			Topic           string `json:"topic"`
+			DeadLetterTopic string `json:"deadLetterTopic"`
+			Type            string `json:"type"`
+			Rules           []struct {
+				Match string `json:"match"`
+				Path  string `json:"path"`
+			} `json:"rules"`
+		} `json:"subscriptions"`
+	}
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustJSON(t, raw, &md)
+	found := false
+	for _, s := range md.Subscriptions {
+		if s.Topic != "task-events" {
+			continue
+		}
+		found = true
+		if s.Type != "DECLARATIVE" || s.PubsubName != "pubsub" || s.DeadLetterTopic != "task-events-deadletter" {
+			t.Errorf("subscription %+v, want DECLARATIVE on pubsub with dead letters to task-events-deadletter", s)
+		}
+		if len(s.Rules) == 0 || s.Rules[0].Match != `event.type == "task.created"` || s.Rules[0].Path != "/events/todo" {
+			t.Errorf("rules %+v, want the task.created rule to /events/todo first", s.Rules)
+		}
+	}
+	if !found {
+		t.Fatalf("daprd lists no subscription to task-events: %s", raw)
+	}
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, sys.Workers[0].URL+"/dapr/subscribe", nil)
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("worker GET /dapr/subscribe = %d, want 404 (no programmatic subscriptions)", resp.StatusCode)
+	}
+}
+
+// Scenario 2: 1,000 tasks at concurrency 32, each handled exactly once.
+func thousand(t *testing.T, broker string, sys *harness.System) {
+	start := time.Now()
+	published := publishMany(t, sys.Publisher, 1000, 32)
+	publishTook := time.Since(start)
+	tally := waitHandled(t, sys.Workers, published, 60*time.Second)
+	summarize(t, broker, "thousand", published, tally, fmt.Sprintf(" publish_per_s=%.0f end_to_end_s=%.2f",
+		float64(len(published))/publishTook.Seconds(), time.Since(start).Seconds()))
+}
+
+// Scenario 4: an invalid payload published straight to the sidecar is answered DROP and
+// reaches /events/deadletter through the dead-letter topic.
+func dropToDeadLetter(t *testing.T, broker string, sys *harness.System) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id := uuid.NewString()
+	q := url.Values{"metadata.cloudevent.id": {id}, "metadata.cloudevent.type": {"task.created"}}
+	r, err := post(ctx, sys.PublisherSidecar.HTTPURL+"/v1.0/publish/pubsub/task-events?"+q.Encode(),
+		"application/json", `{"event_type":"task.created","task_id":"not-a-uuid","title":""}`, nil)
+	if err != nil || r.Status != http.StatusNoContent {
+		t.Fatalf("publish to sidecar = %d %s (%v), want 204", r.Status, r.Body, err)
+	}
+	w := sys.Workers[0]
+	if _, err := w.WaitForLine(ctx, func(l string) bool {
+		return strings.Contains(l, `"EVENT RECEIVED"`) && strings.Contains(l, id) && strings.Contains(l, `"DROP"`)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WaitForLine(ctx, func(l string) bool {
+		return strings.Contains(l, `"DEAD LETTER"`) && strings.Contains(l, id)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("e2e %s drop-to-deadletter: published=1 handled=0 lost=0 duplicates=0 dropped=1 dead_lettered=1\n", broker)
+}
