@@ -3,10 +3,13 @@ module github.com/taskevents/taskevents/publisher
 go 1.26.5
 
 require (
-	github.com/caarlos0/env/v11 v11.4.2 // indirect
-	github.com/google/uuid v1.6.0 // indirect
+	github.com/caarlos0/env/v11 v11.4.2
+	github.com/google/uuid v1.6.0
+	github.com/rs/zerolog v1.35.1
+)
+
+require (
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
-	github.com/rs/zerolog v1.35.1 // indirect
 	golang.org/x/sys v0.29.0 // indirect
 )

@@ -1,0 +1,76 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/taskevents/taskevents/publisher/internal/config"
+)
+
+func TestLoadDefaults(t *testing.T) {
+	cfg, err := config.Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Config{
+		AppID: "task-api", Port: 8000, DaprHost: "127.0.0.1", DaprHTTPPort: 3500,
+		PubSubName: "pubsub", Topic: "task-events", PublishTimeout: 5 * time.Second, MaxTitleLength: 200,
+		SidecarMaxIdleConns: 256, ReadinessInterval: 2 * time.Second, DrainDelay: 5 * time.Second,
+		ShutdownTimeout: 10 * time.Second, LogLevel: "info",
+	}
+	if cfg != want {
+		t.Errorf("defaults = %+v\nwant       %+v", cfg, want)
+	}
+	if cfg.Level() != zerolog.InfoLevel || cfg.SidecarBaseURL() != "http://127.0.0.1:3500" {
+		t.Errorf("Level, SidecarBaseURL = %v, %q", cfg.Level(), cfg.SidecarBaseURL())
+	}
+}
+
+func TestLoadOverrides(t *testing.T) {
+	cfg, err := config.Load([]string{
+		"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "DAPR_HOST=::1", "DAPR_HTTP_PORT=3501", "DAPR_API_TOKEN=t",
+		"PUBSUB_NAME=kafka-pubsub", "TOPIC_NAME=tasks", "PUBLISH_TIMEOUT=2s", "MAX_TITLE_LENGTH=10",
+		"SIDECAR_MAX_IDLE_CONNS=8", "READINESS_INTERVAL=100ms", "DRAIN_DELAY=0s", "SHUTDOWN_TIMEOUT=1s", "LOG_LEVEL=debug",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Port != 0 || cfg.SidecarBaseURL() != "http://[::1]:3501" || cfg.DaprAPIToken != "t" ||
+		cfg.PubSubName != "kafka-pubsub" || cfg.Topic != "tasks" || cfg.PublishTimeout != 2*time.Second ||
+		cfg.MaxTitleLength != 10 || cfg.SidecarMaxIdleConns != 8 || cfg.ReadinessInterval != 100*time.Millisecond ||
+		cfg.DrainDelay != 0 || cfg.ShutdownTimeout != time.Second || cfg.Level() != zerolog.DebugLevel {
+		t.Errorf("overrides not applied: %+v", cfg)
+	}
+}
+
+func TestLoadErrorsNameTheVariable(t *testing.T) {
+	for _, tt := range []struct{ env, name string }{
+		{"APP_PORT=abc", "APP_PORT"},
+		{"APP_PORT=70000", "APP_PORT"},
+		{"APP_PORT=-1", "APP_PORT"},
+		{"DAPR_HTTP_PORT=0", "DAPR_HTTP_PORT"},
+		{"DAPR_HOST=http://x", "DAPR_HOST"},
+		{"PUBSUB_NAME=a/b", "PUBSUB_NAME"},
+		{"TOPIC_NAME= t", "TOPIC_NAME"},
+		{"PUBLISH_TIMEOUT=5", "PUBLISH_TIMEOUT"},
+		{"PUBLISH_TIMEOUT=0s", "PUBLISH_TIMEOUT"},
+		{"MAX_TITLE_LENGTH=0", "MAX_TITLE_LENGTH"},
+		{"MAX_TITLE_LENGTH=many", "MAX_TITLE_LENGTH"},
+		{"SIDECAR_MAX_IDLE_CONNS=0", "SIDECAR_MAX_IDLE_CONNS"},
+		{"READINESS_INTERVAL=0s", "READINESS_INTERVAL"},
+		{"DRAIN_DELAY=-1s", "DRAIN_DELAY"},
+		{"SHUTDOWN_TIMEOUT=soon", "SHUTDOWN_TIMEOUT"},
+		{"LOG_LEVEL=verbose", "LOG_LEVEL"},
+		{"LOG_LEVEL=trace", "LOG_LEVEL"},
+	} {
+		t.Run(tt.env, func(t *testing.T) {
+			_, err := config.Load([]string{tt.env})
+			if err == nil || !strings.Contains(err.Error(), tt.name) {
+				t.Errorf("Load(%s) = %v, want an error naming %s", tt.env, err, tt.name)
+			}
+		})
+	}
+}

@@ -1,0 +1,98 @@
+// Package httpapi is the publisher's HTTP surface: routes, handlers, and the
+// mapping of every failure to an RFC 9457 problem.
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/google/uuid"
+	"github.com/rs/zerolog"
+
+	"github.com/taskevents/taskevents/publisher/internal/problem"
+	"github.com/taskevents/taskevents/publisher/internal/sidecar"
+)
+
+// Deps is what the handlers need.
+type Deps struct {
+	Publisher sidecar.Publisher
+	// Ready reports readiness for /readyz and, when not ready, why.
+	Ready  func() (ready bool, reason string)
+	Logger zerolog.Logger
+	// MaxTitleLength in Unicode code points.
+	MaxTitleLength int
+	// PubSubName, Topic and AppID only appear in error details that tell an
+	// operator what to fix.
+	PubSubName string
+	Topic      string
+	AppID      string
+	// NewID returns a task id; default uuid.NewString (v4).
+	NewID func() string
+}
+
+// New returns the publisher's handler with every route and middleware.
+func New(d Deps) http.Handler {
+	if d.NewID == nil {
+		d.NewID = uuid.NewString
+	}
+	if d.Ready == nil {
+		d.Ready = func() (bool, string) { return true, "ready" }
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /tasks", createTask(d))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, status{"ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ready, reason := d.Ready()
+		code := http.StatusOK
+		if !ready {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, status{reason})
+	})
+	// ServeMux would answer method mismatches and unknown paths itself, in
+	// text/plain; these fallbacks keep every error problem+json.
+	mux.Handle("/tasks", methodNotAllowed(http.MethodPost))
+	mux.Handle("/healthz", methodNotAllowed("GET, HEAD"))
+	mux.Handle("/readyz", methodNotAllowed("GET, HEAD"))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, problem.Blank(http.StatusNotFound, fmt.Sprintf(
+			"No route for %s %s. This API serves POST /tasks, GET /healthz and GET /readyz.",
+			r.Method, truncate(r.URL.Path, 200))))
+	})
+	return recoverPanics(d.Logger, logRequests(d.Logger, mux))
+}
+
+type status struct {
+	Status string `json:"status"`
+}
+
+func methodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		problem.Write(w, problem.Blank(http.StatusMethodNotAllowed, fmt.Sprintf(
+			"%s is not allowed on %s; use %s.", r.Method, r.URL.Path, allow)))
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		problem.Write(w, problem.Blank(http.StatusInternalServerError, "The response could not be encoded."))
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

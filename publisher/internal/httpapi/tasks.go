@@ -1,0 +1,150 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/taskevents/taskevents/publisher/internal/problem"
+	"github.com/taskevents/taskevents/publisher/internal/sidecar"
+	"github.com/taskevents/taskevents/publisher/internal/task"
+)
+
+// created is the 202 body.
+type created struct {
+	ID    string `json:"id"`
+	Title string `json:"title"`
+	Event string `json:"event"`
+}
+
+// createTask handles POST /tasks: validate, publish task.created, and answer
+// 202 only once the sidecar has accepted the event.
+func createTask(d Deps) http.Handler {
+	opts := task.Options{MaxTitleLength: d.MaxTitleLength}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p, ok := checkContentType(r.Header.Get("Content-Type")); !ok {
+			w.Header().Set("Accept-Post", "application/json")
+			problem.Write(w, p)
+			return
+		}
+		if r.ContentLength > task.MaxBodyBytes {
+			problem.Write(w, tooLarge())
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, task.MaxBodyBytes)
+		t, err := task.Decode(r.Body, opts)
+		if err != nil {
+			problem.Write(w, decodeProblem(err))
+			return
+		}
+
+		ev := sidecar.NewTaskCreated(d.NewID(), t.Title)
+		trace := sidecar.TraceContext{
+			TraceParent: r.Header.Get("traceparent"),
+			TraceState:  r.Header.Get("tracestate"),
+		}
+		// Detached from the client's cancellation: once started, a publish
+		// runs to its own deadline (PUBLISH_TIMEOUT), so a client that hangs
+		// up cannot leave an attempt half-done and an outcome unlogged.
+		err = d.Publisher.Publish(context.WithoutCancel(r.Context()), ev, trace)
+		var rejected *sidecar.ConfigError
+		switch {
+		case err == nil:
+		case errors.As(err, &rejected):
+			problem.Write(w, d.rejectedProblem(rejected, ev.TaskID))
+			return
+		case errors.Is(err, sidecar.ErrUnavailable):
+			// Sidecar restarts take seconds; a quick retry is the right advice.
+			w.Header().Set("Retry-After", "1")
+			problem.Write(w, problem.New(problem.SidecarUnavailable, "Dapr sidecar unavailable", http.StatusServiceUnavailable,
+				"The Dapr sidecar could not be reached or did not accept the event in time, so the task was NOT "+
+					"published. It is safe to retry the request.").With("task_id", ev.TaskID))
+			return
+		default:
+			d.Logger.Error().Err(err).Str("task_id", ev.TaskID).Msg("publish failed with an unclassified error")
+			problem.Write(w, problem.Blank(http.StatusInternalServerError,
+				"The task could not be published because of an unexpected error; the publisher's logs have the details."))
+			return
+		}
+		writeJSON(w, http.StatusAccepted, created{ID: ev.TaskID, Title: ev.Title, Event: "published"})
+	})
+}
+
+// checkContentType accepts application/json with an optional UTF-8 charset.
+func checkContentType(ct string) (problem.Details, bool) {
+	const fix = "Send the task as JSON with the header Content-Type: application/json."
+	if strings.TrimSpace(ct) == "" {
+		return problem.Blank(http.StatusUnsupportedMediaType, "The request has no Content-Type. "+fix), false
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return problem.Blank(http.StatusUnsupportedMediaType,
+			fmt.Sprintf("The request's Content-Type is %q. %s", truncate(ct, 100), fix)), false
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return problem.Blank(http.StatusUnsupportedMediaType,
+			fmt.Sprintf("The request's charset is %q; only UTF-8 JSON is accepted. %s", truncate(cs, 50), fix)), false
+	}
+	return problem.Details{}, true
+}
+
+func tooLarge() problem.Details {
+	return problem.Blank(http.StatusRequestEntityTooLarge, fmt.Sprintf(
+		"The request body is larger than %d bytes; a task is a JSON object with a short title.", task.MaxBodyBytes))
+}
+
+func decodeProblem(err error) problem.Details {
+	var de *task.Error
+	if !errors.As(err, &de) {
+		return problem.New(problem.MalformedJSON, "Malformed JSON", http.StatusBadRequest, "The request body could not be read.")
+	}
+	switch de.Kind {
+	case task.TooLarge:
+		return tooLarge()
+	case task.Invalid:
+		p := problem.New(problem.InvalidTask, "Invalid task", http.StatusUnprocessableEntity, de.Detail)
+		if len(de.Fields) > 0 {
+			p = p.With("errors", de.Fields)
+		}
+		return p
+	default:
+		return problem.New(problem.MalformedJSON, "Malformed JSON", http.StatusBadRequest, de.Detail)
+	}
+}
+
+func (d Deps) rejectedProblem(ce *sidecar.ConfigError, taskID string) problem.Details {
+	p := problem.New(problem.SidecarRejected, "Dapr sidecar rejected the event", http.StatusBadGateway,
+		d.rejectedDetail(ce)).With("sidecar_status", ce.Status).With("task_id", taskID)
+	if ce.Code != "" {
+		p = p.With("sidecar_error_code", ce.Code)
+	}
+	return p
+}
+
+// rejectedDetail says what an operator has to change for the publish to work.
+func (d Deps) rejectedDetail(ce *sidecar.ConfigError) string {
+	const notPublished = "The task was NOT published; retrying will not help until this is fixed."
+	switch {
+	case ce.Code == sidecar.CodeNotFound:
+		return fmt.Sprintf("Publish failed: no pub/sub component named %q is loaded by the sidecar; check the "+
+			"component's metadata.name, its scopes include %s, and --resources-path / kubectl get components. %s",
+			d.PubSubName, d.AppID, notPublished)
+	case ce.Code == sidecar.CodeForbidden:
+		return fmt.Sprintf("The sidecar does not allow app-id %s to publish to topic %q on pub/sub %q; check the "+
+			"component's publishingScopes, allowedTopics and protectedTopics. %s",
+			d.AppID, d.Topic, d.PubSubName, notPublished)
+	case ce.Status == http.StatusUnauthorized:
+		return "The sidecar refused the API token: DAPR_API_TOKEN does not match the sidecar's token " +
+			"(daprd's DAPR_API_TOKEN, or the secret in dapr.io/api-token-secret), or it is missing. " + notPublished
+	default:
+		code := ce.Code
+		if code == "" {
+			code = "with no error code"
+		}
+		return fmt.Sprintf("The sidecar answered %s %s: %q. %s", strconv.Itoa(ce.Status), code, ce.Message, notPublished)
+	}
+}

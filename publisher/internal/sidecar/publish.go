@@ -1,0 +1,206 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// errorBodyLimit caps how much of an error answer is read: daprd's error
+// bodies are a few hundred bytes, and an unexpected server must not make us
+// buffer megabytes.
+const errorBodyLimit = 4 << 10
+
+// drainLimit is how much of an unread body is discarded so the keep-alive
+// connection can be reused; beyond it, closing is cheaper.
+const drainLimit = 64 << 10
+
+// retryable marks an attempt failure worth another attempt.
+type retryable struct {
+	status int
+	code   string
+	err    error
+}
+
+func (r *retryable) Error() string { return r.err.Error() }
+
+// Publish sends ev to the configured topic. Every attempt carries the same
+// cloudevent.id (the task id), so a retry after an ambiguous failure is a
+// duplicate that subscribers can recognise, not a new event.
+func (c *Client) Publish(ctx context.Context, ev TaskCreated, trace TraceContext) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, c.publishTimeout)
+	defer cancel()
+
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false) // keep "<" and "&" in titles readable in the broker
+	if err := enc.Encode(ev); err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	payload := bytes.TrimSuffix(body.Bytes(), []byte("\n"))
+	target := c.publishURL(ev.TaskID)
+
+	attempts := 0
+	var last *retryable
+	for {
+		attempts++
+		err := c.publishOnce(ctx, target, payload, trace)
+		if err == nil {
+			c.logPublish(zerolog.InfoLevel, ev, trace, "published", attempts, start).Msg("task event published")
+			return nil
+		}
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			l := c.logPublish(zerolog.ErrorLevel, ev, trace, "rejected", attempts, start).
+				Int("status", ce.Status).Str("error", ce.Message)
+			if ce.Code != "" {
+				l = l.Str("sidecar_error_code", ce.Code)
+			}
+			l.Msg("sidecar rejected the task event; fix the configuration")
+			return ce
+		}
+		if !errors.As(err, &last) {
+			last = &retryable{err: err}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wait := c.backoff(attempts)
+		// Stop when the wait alone would cross the deadline: an attempt that
+		// cannot start in time only delays the 503.
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= wait {
+			break
+		}
+		c.log.Debug().Str("task_id", ev.TaskID).Int("attempt", attempts).Err(err).
+			Dur("backoff", wait).Msg("publish attempt failed; retrying")
+		if !sleep(ctx, wait) {
+			break
+		}
+	}
+
+	ue := &UnavailableError{Attempts: attempts, Err: last.err, Status: last.status, Code: last.code}
+	if ctx.Err() != nil && errors.Is(last.err, context.DeadlineExceeded) {
+		ue.Err = fmt.Errorf("no answer within the publish timeout of %s: %w", c.publishTimeout, last.err)
+	}
+	l := c.logPublish(zerolog.WarnLevel, ev, trace, "unavailable", attempts, start).Err(ue.Err)
+	if ue.Status != 0 {
+		l = l.Int("status", ue.Status).Str("sidecar_error_code", ue.Code)
+	}
+	l.Msg("task event not published; sidecar unavailable")
+	return ue
+}
+
+func (c *Client) publishURL(taskID string) string {
+	q := url.Values{
+		"metadata.cloudevent.id":   {taskID},
+		"metadata.cloudevent.type": {EventTypeTaskCreated},
+		// Kafka keys by it (per-task ordering); other brokers ignore it or,
+		// like Redis, pass it on to the subscriber as a header.
+		"metadata.partitionKey": {taskID},
+	}
+	return c.publishPath + "?" + q.Encode()
+}
+
+// publishOnce makes one attempt: nil on 204, *ConfigError, or *retryable.
+func (c *Client) publishOnce(ctx context.Context, target string, payload []byte, trace TraceContext) error {
+	ctx, cancel := context.WithTimeout(ctx, c.attemptTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(payload))
+	if err != nil {
+		return &ConfigError{Message: "cannot build the publish request: " + err.Error()}
+	}
+	// Without it daprd wraps the body as a text/plain string (datacontenttype
+	// text/plain) instead of a JSON object.
+	req.Header.Set("Content-Type", "application/json")
+	c.setToken(req)
+	if trace.TraceParent != "" {
+		req.Header.Set("traceparent", trace.TraceParent)
+		if trace.TraceState != "" {
+			req.Header.Set("tracestate", trace.TraceState)
+		}
+	}
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		// Connection refused or reset, DNS failure, or the attempt timed out.
+		return &retryable{err: err}
+	}
+	defer closeBody(resp.Body)
+	if resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	code, msg := readError(resp.Body)
+	if resp.StatusCode == http.StatusInternalServerError && code == CodePublishMessage {
+		// The broker write failed after daprd's own outbound resiliency;
+		// a broker blip is worth another try while the deadline allows.
+		return &retryable{status: resp.StatusCode, code: code, err: fmt.Errorf("sidecar answered %d %s: %s", resp.StatusCode, code, msg)}
+	}
+	if msg == "" {
+		msg = "unexpected answer from the sidecar"
+	}
+	return &ConfigError{Status: resp.StatusCode, Code: code, Message: msg}
+}
+
+func (c *Client) setToken(req *http.Request) {
+	if c.token != "" {
+		req.Header.Set("dapr-api-token", c.token)
+	}
+}
+
+func (c *Client) logPublish(lvl zerolog.Level, ev TaskCreated, trace TraceContext, outcome string, attempts int, start time.Time) *zerolog.Event {
+	e := c.log.WithLevel(lvl).
+		Str("task_id", ev.TaskID).
+		Str("topic", c.topic).
+		Str("pubsubname", c.pubsub).
+		Str("outcome", outcome).
+		Int("attempts", attempts).
+		Float64("duration_ms", float64(time.Since(start).Microseconds())/1000)
+	if trace.TraceParent != "" {
+		e = e.Str("traceparent", trace.TraceParent)
+	}
+	return e
+}
+
+// readError reads a daprd error body: {"errorCode":"ERR_…","message":"…"}, or
+// plain text (the 401 "invalid api token").
+func readError(body io.Reader) (code, msg string) {
+	raw, _ := io.ReadAll(io.LimitReader(body, errorBodyLimit))
+	var e struct {
+		ErrorCode string `json:"errorCode"`
+		Message   string `json:"message"`
+	}
+	if json.Unmarshal(raw, &e) == nil && (e.ErrorCode != "" || e.Message != "") {
+		return e.ErrorCode, e.Message
+	}
+	return "", strings.TrimSpace(strings.ToValidUTF8(string(raw), "\uFFFD"))
+}
+
+func closeBody(b io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(b, drainLimit))
+	_ = b.Close()
+}
+
+// sleep waits d or until ctx is done; it reports whether d elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
+)
+
+// syncBuffer is the stdout run writes its logs to; tests read it concurrently.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// app is run() in a goroutine.
+type app struct {
+	url    string
+	stdout *syncBuffer
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // valid once done is closed
+}
+
+// wait returns run's result, failing the test if it does not return.
+func (a *app) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-a.done:
+		return a.err
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return after cancel")
+		return nil
+	}
+}
+
+// startRun runs run() against the fake sidecar on a free port.
+func startRun(t *testing.T, fake *sidecartest.Fake, extraEnv ...string) *app {
+	t.Helper()
+	_, port, _ := strings.Cut(fake.Listener.Addr().String(), ":")
+	env := append([]string{
+		"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "DAPR_HOST=127.0.0.1", "DAPR_HTTP_PORT=" + port,
+		"READINESS_INTERVAL=20ms", "DRAIN_DELAY=0s", "SHUTDOWN_TIMEOUT=5s", "PUBLISH_TIMEOUT=1s",
+	}, extraEnv...)
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &app{stdout: &syncBuffer{}, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		a.err = run(ctx, env, a.stdout)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		_ = a.wait(t)
+	})
+
+	eventually(t, `the "listening" log line`, func() bool { return listenAddr(a.stdout.String()) != "" })
+	a.url = "http://" + listenAddr(a.stdout.String())
+	return a
+}
+
+func listenAddr(logs string) string {
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	for sc.Scan() {
+		var line struct{ Message, Addr string }
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Message == "listening" {
+			return line.Addr
+		}
+	}
+	return ""
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestRun(t *testing.T) {
+	fake := sidecartest.New(t)
+	fake.Token = "run-test-token"
+	fake.SetOutbound(http.StatusInternalServerError)
+	fake.SetComponents("statestore") // no "pubsub": run should warn about it
+	a := startRun(t, fake, "DAPR_API_TOKEN=run-test-token", "DRAIN_DELAY=300ms")
+	url, stdout := a.url, a.stdout
+
+	// Readiness follows the sidecar's outbound health, both ways.
+	if code, body := get(t, url+"/readyz"); code != 503 {
+		t.Fatalf("/readyz before the sidecar is ready = %d %s, want 503", code, body)
+	}
+	if code, _ := get(t, url+"/healthz"); code != 200 {
+		t.Fatalf("/healthz = %d, want 200 regardless of the sidecar", code)
+	}
+	fake.SetOutbound(http.StatusNoContent)
+	eventually(t, "/readyz 200", func() bool { c, _ := get(t, url+"/readyz"); return c == 200 })
+	fake.SetOutbound(http.StatusInternalServerError)
+	eventually(t, "/readyz 503 after the sidecar went away", func() bool { c, _ := get(t, url+"/readyz"); return c == 503 })
+	fake.SetOutbound(http.StatusNoContent)
+	eventually(t, "/readyz 200 after the sidecar came back", func() bool { c, _ := get(t, url+"/readyz"); return c == 200 })
+	eventually(t, "the missing-component warning", func() bool {
+		return strings.Contains(stdout.String(), "the sidecar has no component named PUBSUB_NAME")
+	})
+	if n := fake.MetadataCalls(); n != 1 {
+		t.Errorf("metadata calls = %d, want 1 (only after the first successful check)", n)
+	}
+
+	// A real publish through the real client.
+	resp, err := http.Post(url+"/tasks", "application/json", strings.NewReader(`{"title":"from run"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /tasks = %d %s, want 202", resp.StatusCode, body)
+	}
+	if pubs := fake.Publishes(); len(pubs) != 1 || pubs[0].Path != "/v1.0/publish/pubsub/task-events" {
+		t.Fatalf("publishes = %+v, want one to pubsub/task-events", pubs)
+	}
+	if !strings.Contains(stdout.String(), `"outcome":"published"`) || strings.Contains(stdout.String(), "run-test-token") {
+		t.Errorf("logs lack the publish line or leak the token:\n%s", stdout)
+	}
+
+	// Drain: readiness turns 503 "draining" before the server stops, then run returns nil.
+	a.cancel()
+	eventually(t, "/readyz draining", func() bool {
+		c, b := get(t, url+"/readyz")
+		return c == 503 && strings.Contains(b, "draining")
+	})
+	if err := a.wait(t); err != nil {
+		t.Fatalf("run = %v, want nil after a clean shutdown", err)
+	}
+	if !strings.Contains(stdout.String(), "shut down cleanly") {
+		t.Errorf("no shutdown log line:\n%s", stdout)
+	}
+}
+
+func TestRunReadinessIsNotCheckedPerProbe(t *testing.T) {
+	fake := sidecartest.New(t)
+	url := startRun(t, fake, "READINESS_INTERVAL=1h").url
+	eventually(t, "/readyz 200", func() bool { c, _ := get(t, url+"/readyz"); return c == 200 })
+	for range 20 {
+		get(t, url+"/readyz")
+	}
+	if n := fake.OutboundChecks(); n != 1 {
+		t.Errorf("outbound checks = %d after 20+ probes, want 1 (the immediate first check)", n)
+	}
+}
+
+func TestRunBadEnvironment(t *testing.T) {
+	for _, tt := range []struct{ env, name string }{
+		{"APP_PORT=eighty", "APP_PORT"},
+		{"PUBLISH_TIMEOUT=-1s", "PUBLISH_TIMEOUT"},
+		{"LOG_LEVEL=loud", "LOG_LEVEL"},
+		{"APP_PORT=" + strconv.Itoa(1<<17), "APP_PORT"},
+	} {
+		t.Run(tt.env, func(t *testing.T) {
+			err := run(context.Background(), []string{tt.env}, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.name) {
+				t.Errorf("run with %s = %v, want an error naming %s", tt.env, err, tt.name)
+			}
+		})
+	}
+}
+
+func TestRunPortInUse(t *testing.T) {
+	fake := sidecartest.New(t)
+	_, port, _ := strings.Cut(fake.Listener.Addr().String(), ":")
+	err := run(context.Background(), []string{"LISTEN_HOST=127.0.0.1", "APP_PORT=" + port}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "APP_PORT") {
+		t.Errorf("run on a busy port = %v, want an error naming APP_PORT", err)
+	}
+}
