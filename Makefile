@@ -9,8 +9,6 @@ MODULES := publisher worker e2e
 BIN     := $(CURDIR)/bin
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
-# The pinned daprd lives in a per-machine cache (see tools/daprd/build.sh).
-DAPRD = $(shell tools/daprd/build.sh)
 BROKER ?= redis
 
 ##@ General
@@ -23,8 +21,9 @@ help: ## Show this help.
 
 .PHONY: run
 run: prereqs build ## Run broker, both sidecars and both apps locally (BROKER=redis); Ctrl-C stops all.
-	@DAPRD=$(DAPRD) PUBLISHER_BIN=$(BIN)/publisher WORKER_BIN=$(BIN)/worker BROKER=$(BROKER) \
-		go run ./e2e/cmd/taskevents-local
+	@go build -o $(BIN)/taskevents-local ./e2e/cmd/taskevents-local
+	@daprd=$$(tools/daprd/build.sh) && DAPRD=$$daprd PUBLISHER_BIN=$(BIN)/publisher WORKER_BIN=$(BIN)/worker \
+		BROKER=$(BROKER) exec $(BIN)/taskevents-local
 
 ##@ Build
 

@@ -34,6 +34,7 @@ func TestDefaultSystem(t *testing.T) {
 func happyPath(t *testing.T, broker string, sys *harness.System) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	start := time.Now()
 	c, r, err := createTask(ctx, sys.Publisher, "Learn Dapr pub/sub")
 	if err != nil || r.Status != http.StatusAccepted {
 		t.Fatalf("POST /tasks = %d %s (%v), want 202", r.Status, r.Body, err)
@@ -41,7 +42,6 @@ func happyPath(t *testing.T, broker string, sys *harness.System) {
 	if _, err := uuid.Parse(c.ID); err != nil || c.Title != "Learn Dapr pub/sub" || c.Event != "published" {
 		t.Fatalf("body %s is not the seed's {id, title, event: published}", r.Body)
 	}
-	start := time.Now()
 	line, err := sys.Workers[0].WaitForLine(ctx, func(l string) bool {
 		return strings.Contains(l, `"EVENT RECEIVED"`) && strings.Contains(l, c.ID)
 	})

@@ -9,9 +9,15 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
+	// `make run` is this process's parent. If make is stopped by SIGTERM it exits without
+	// signalling its children; asking the kernel for SIGTERM when the parent dies lets the
+	// normal shutdown below stop every broker, sidecar and app even then.
+	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0, 0, 0)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Environ(), os.Stdout); err != nil {

@@ -1,0 +1,124 @@
+// Package config loads the worker's settings from the environment it is given.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/rs/zerolog"
+)
+
+// Config is every setting of the worker; the tags are the documentation.
+type Config struct {
+	Port       int    `env:"APP_PORT" envDefault:"8001"`
+	ListenHost string `env:"LISTEN_HOST"`
+	// APIToken, when set, must arrive as the dapr-api-token header on /events/*.
+	// It is a secret: never log it.
+	APIToken string `env:"APP_API_TOKEN"`
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+
+	MaxEventBytes    int64         `env:"MAX_EVENT_BYTES" envDefault:"1048576"`
+	DedupeMaxEntries int           `env:"DEDUPE_MAX_ENTRIES" envDefault:"100000"`
+	DedupeTTL        time.Duration `env:"DEDUPE_TTL" envDefault:"24h"`
+	HandlerTimeout   time.Duration `env:"HANDLER_TIMEOUT" envDefault:"10s"`
+
+	FaultRetryRate  float64       `env:"FAULT_RETRY_RATE" envDefault:"0"`
+	FaultRetryFirst int           `env:"FAULT_RETRY_FIRST" envDefault:"0"`
+	FaultDelay      time.Duration `env:"FAULT_DELAY" envDefault:"0s"`
+
+	DrainDelay      time.Duration `env:"DRAIN_DELAY" envDefault:"5s"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
+}
+
+// Load parses environ (os.Environ() format) and validates the result.
+func Load(environ []string) (Config, error) {
+	vars := env.ToMap(environ)
+	cfg, err := env.ParseAsWithOptions[Config](env.Options{Environment: vars})
+	if err != nil {
+		return Config{}, nameVariables(err, vars)
+	}
+	if err := cfg.validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// Level is the parsed LOG_LEVEL; Load has already rejected bad values.
+func (c Config) Level() zerolog.Level {
+	lvl, err := zerolog.ParseLevel(c.LogLevel)
+	if err != nil {
+		return zerolog.InfoLevel
+	}
+	return lvl
+}
+
+func (c Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: "+format, args...))
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		bad("APP_PORT must be between 0 and 65535, got %d", c.Port)
+	}
+	if lvl, err := zerolog.ParseLevel(c.LogLevel); err != nil || lvl == zerolog.NoLevel {
+		bad("LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, panic, disabled, got %q", c.LogLevel)
+	}
+	if c.MaxEventBytes <= 0 {
+		bad("MAX_EVENT_BYTES must be positive, got %d", c.MaxEventBytes)
+	}
+	if c.DedupeMaxEntries <= 0 {
+		bad("DEDUPE_MAX_ENTRIES must be positive, got %d", c.DedupeMaxEntries)
+	}
+	if c.DedupeTTL <= 0 {
+		bad("DEDUPE_TTL must be positive, got %s", c.DedupeTTL)
+	}
+	if c.HandlerTimeout <= 0 {
+		bad("HANDLER_TIMEOUT must be positive, got %s", c.HandlerTimeout)
+	}
+	// The negated form also rejects NaN.
+	if !(c.FaultRetryRate >= 0 && c.FaultRetryRate <= 1) {
+		bad("FAULT_RETRY_RATE must be between 0 and 1, got %v", c.FaultRetryRate)
+	}
+	if c.FaultRetryFirst < 0 {
+		bad("FAULT_RETRY_FIRST must not be negative, got %d", c.FaultRetryFirst)
+	}
+	if c.FaultDelay < 0 {
+		bad("FAULT_DELAY must not be negative, got %s", c.FaultDelay)
+	}
+	if c.DrainDelay < 0 {
+		bad("DRAIN_DELAY must not be negative, got %s", c.DrainDelay)
+	}
+	// In-flight handlers must be able to finish inside the shutdown budget,
+	// otherwise a rollout turns every slow delivery into a redelivery.
+	if c.ShutdownTimeout <= c.HandlerTimeout {
+		bad("SHUTDOWN_TIMEOUT (%s) must be greater than HANDLER_TIMEOUT (%s)", c.ShutdownTimeout, c.HandlerTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+// nameVariables rewrites caarlos0's parse errors, which name the Go field
+// ("Port"), so that they name the environment variable the operator set.
+func nameVariables(err error, vars map[string]string) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return fmt.Errorf("config: %w", err)
+	}
+	t := reflect.TypeFor[Config]()
+	errs := make([]error, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			if f, ok := t.FieldByName(pe.Name); ok {
+				name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+				errs = append(errs, fmt.Errorf("config: %s has an invalid value %q: %w", name, vars[name], pe.Err))
+				continue
+			}
+		}
+		errs = append(errs, fmt.Errorf("config: %w", e))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,98 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Port: 8001, LogLevel: "info", MaxEventBytes: 1 << 20,
+		DedupeMaxEntries: 100000, DedupeTTL: 24 * time.Hour, HandlerTimeout: 10 * time.Second,
+		DrainDelay: 5 * time.Second, ShutdownTimeout: 15 * time.Second,
+	}
+	if cfg != want {
+		t.Errorf("defaults = %+v\nwant %+v", cfg, want)
+	}
+	if cfg.Level() != zerolog.InfoLevel {
+		t.Errorf("Level() = %v", cfg.Level())
+	}
+}
+
+func TestValues(t *testing.T) {
+	cfg, err := Load([]string{
+		"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "APP_API_TOKEN=s3cret", "LOG_LEVEL=debug",
+		"MAX_EVENT_BYTES=2048", "DEDUPE_MAX_ENTRIES=5", "DEDUPE_TTL=1m", "HANDLER_TIMEOUT=2s",
+		"FAULT_RETRY_RATE=0.25", "FAULT_RETRY_FIRST=2", "FAULT_DELAY=10ms", "DRAIN_DELAY=0s", "SHUTDOWN_TIMEOUT=3s",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Port: 0, ListenHost: "127.0.0.1", APIToken: "s3cret", LogLevel: "debug", MaxEventBytes: 2048,
+		DedupeMaxEntries: 5, DedupeTTL: time.Minute, HandlerTimeout: 2 * time.Second,
+		FaultRetryRate: 0.25, FaultRetryFirst: 2, FaultDelay: 10 * time.Millisecond,
+		DrainDelay: 0, ShutdownTimeout: 3 * time.Second,
+	}
+	if cfg != want {
+		t.Errorf("got %+v\nwant %+v", cfg, want)
+	}
+	if cfg.Level() != zerolog.DebugLevel {
+		t.Errorf("Level() = %v", cfg.Level())
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	tests := []struct {
+		env  string
+		want string
+	}{
+		{"APP_PORT=abc", "APP_PORT"},
+		{"APP_PORT=70000", "APP_PORT must be between 0 and 65535"},
+		{"APP_PORT=-1", "APP_PORT"},
+		{"LOG_LEVEL=loud", "LOG_LEVEL"},
+		{"MAX_EVENT_BYTES=0", "MAX_EVENT_BYTES must be positive"},
+		{"MAX_EVENT_BYTES=1MiB", "MAX_EVENT_BYTES"},
+		{"DEDUPE_MAX_ENTRIES=0", "DEDUPE_MAX_ENTRIES"},
+		{"DEDUPE_TTL=0s", "DEDUPE_TTL"},
+		{"DEDUPE_TTL=forever", "DEDUPE_TTL"},
+		{"HANDLER_TIMEOUT=-1s", "HANDLER_TIMEOUT"},
+		{"FAULT_RETRY_RATE=2", "config: FAULT_RETRY_RATE must be between 0 and 1, got 2"},
+		{"FAULT_RETRY_RATE=NaN", "FAULT_RETRY_RATE"},
+		{"FAULT_RETRY_RATE=-0.1", "FAULT_RETRY_RATE"},
+		{"FAULT_RETRY_FIRST=-1", "FAULT_RETRY_FIRST"},
+		{"FAULT_RETRY_FIRST=two", "FAULT_RETRY_FIRST"},
+		{"FAULT_DELAY=-5ms", "FAULT_DELAY"},
+		{"FAULT_DELAY=5", "FAULT_DELAY"},
+		{"DRAIN_DELAY=-1s", "DRAIN_DELAY"},
+		{"SHUTDOWN_TIMEOUT=5s", "SHUTDOWN_TIMEOUT (5s) must be greater than HANDLER_TIMEOUT (10s)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			_, err := Load([]string{tt.env})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+			if !strings.HasPrefix(err.Error(), "config: ") {
+				t.Errorf("error %q lacks the config: prefix", err)
+			}
+		})
+	}
+}
+
+func TestTokenNeverInErrors(t *testing.T) {
+	_, err := Load([]string{"APP_API_TOKEN=s3cret-token", "APP_PORT=x", "FAULT_RETRY_RATE=9"})
+	if err == nil || strings.Contains(err.Error(), "s3cret-token") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,150 @@
+// Package dedupe remembers which events were handled, so that an at-least-once
+// redelivery is acknowledged without doing the work twice.
+//
+// It is claim-based: a delivery first claims its key, and only the claimant
+// runs the handler. That closes the window in which two concurrent deliveries
+// of the same event (daprd redelivering while the first attempt is still
+// running) would both see "not handled yet".
+//
+// Memory is bounded: completed keys are forgotten when not seen for the TTL,
+// and the least recently seen are evicted beyond maxEntries. Claims in flight
+// are never evicted; their number is bounded by concurrent requests.
+package dedupe
+
+import (
+	"container/list"
+	"sync"
+	"time"
+)
+
+// Result is the answer to TryClaim.
+type Result int
+
+const (
+	// Claimed: the key is new; the caller handles the event, then calls
+	// Complete or Release.
+	Claimed Result = iota + 1
+	// Done: the event was already handled; the delivery is a duplicate.
+	Done
+	// InFlight: another delivery of the same event holds the claim.
+	InFlight
+)
+
+func (r Result) String() string {
+	switch r {
+	case Claimed:
+		return "claimed"
+	case Done:
+		return "done"
+	case InFlight:
+		return "in-flight"
+	default:
+		return "unknown"
+	}
+}
+
+type entry struct {
+	key  string
+	done bool
+	seen time.Time
+	elem *list.Element // in lru when done
+}
+
+// Store is safe for concurrent use.
+type Store struct {
+	maxEntries int
+	ttl        time.Duration
+	now        func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]*entry
+	// lru holds completed entries, most recently seen at the front. Since
+	// every touch moves an entry to the front with the current time, the
+	// back is also the oldest, so TTL expiry only ever looks at the back.
+	lru *list.List
+}
+
+// New returns an empty store. now is the clock (time.Now outside tests).
+func New(maxEntries int, ttl time.Duration, now func() time.Time) *Store {
+	if maxEntries < 1 {
+		maxEntries = 1
+	}
+	return &Store{
+		maxEntries: maxEntries,
+		ttl:        ttl,
+		now:        now,
+		entries:    make(map[string]*entry),
+		lru:        list.New(),
+	}
+}
+
+// TryClaim claims key unless it is done or claimed by someone else.
+func (s *Store) TryClaim(key string) Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	s.expire(now)
+	if e, ok := s.entries[key]; ok {
+		if !e.done {
+			return InFlight
+		}
+		e.seen = now
+		s.lru.MoveToFront(e.elem)
+		return Done
+	}
+	s.entries[key] = &entry{key: key, seen: now}
+	return Claimed
+}
+
+// Complete records key as handled.
+func (s *Store) Complete(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	e, ok := s.entries[key]
+	if !ok {
+		e = &entry{key: key}
+		s.entries[key] = e
+	}
+	e.seen = now
+	if e.done {
+		s.lru.MoveToFront(e.elem)
+		return
+	}
+	e.done = true
+	e.elem = s.lru.PushFront(e)
+	for s.lru.Len() > s.maxEntries {
+		s.remove(s.lru.Back())
+	}
+}
+
+// Release gives up a claim, so a redelivery of the event is handled again.
+// It does nothing if key is already done.
+func (s *Store) Release(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.entries[key]; ok && !e.done {
+		delete(s.entries, key)
+	}
+}
+
+// Len is the number of keys held, completed and in flight.
+func (s *Store) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.entries)
+}
+
+func (s *Store) expire(now time.Time) {
+	for back := s.lru.Back(); back != nil; back = s.lru.Back() {
+		if now.Sub(back.Value.(*entry).seen) < s.ttl {
+			return
+		}
+		s.remove(back)
+	}
+}
+
+func (s *Store) remove(elem *list.Element) {
+	e := s.lru.Remove(elem).(*entry)
+	delete(s.entries, e.key)
+}

@@ -1,0 +1,221 @@
+package dedupe
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *fakeClock { return &fakeClock{now: time.Date(2026, 11, 27, 16, 0, 0, 0, time.UTC)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func TestLifecycle(t *testing.T) {
+	s := New(10, time.Hour, newClock().Now)
+	steps := []struct {
+		op   string // claim, complete, release
+		key  string
+		want Result
+	}{
+		{"claim", "a", Claimed},
+		{"claim", "a", InFlight},
+		{"claim", "b", Claimed},
+		{"release", "a", 0},
+		{"claim", "a", Claimed}, // released: the redelivery handles it
+		{"complete", "a", 0},
+		{"claim", "a", Done},
+		{"claim", "a", Done},
+		{"release", "a", 0}, // releasing a done key changes nothing
+		{"claim", "a", Done},
+		{"claim", "b", InFlight},
+		{"complete", "b", 0},
+		{"claim", "b", Done},
+	}
+	for i, st := range steps {
+		switch st.op {
+		case "claim":
+			if got := s.TryClaim(st.key); got != st.want {
+				t.Fatalf("step %d: TryClaim(%q) = %v, want %v", i, st.key, got, st.want)
+			}
+		case "complete":
+			s.Complete(st.key)
+		case "release":
+			s.Release(st.key)
+		}
+	}
+	if s.Len() != 2 {
+		t.Errorf("Len() = %d, want 2", s.Len())
+	}
+}
+
+func TestLRUEviction(t *testing.T) {
+	s := New(3, time.Hour, newClock().Now)
+	for _, k := range []string{"a", "b", "c"} {
+		s.TryClaim(k)
+		s.Complete(k)
+	}
+	// Touch "a" so that "b" is the least recently seen.
+	if got := s.TryClaim("a"); got != Done {
+		t.Fatalf("TryClaim(a) = %v", got)
+	}
+	// An in-flight claim is not counted against the limit and not evicted.
+	if got := s.TryClaim("x"); got != Claimed {
+		t.Fatalf("TryClaim(x) = %v", got)
+	}
+	s.TryClaim("d")
+	s.Complete("d") // evicts b
+	if s.Len() != 4 {
+		t.Errorf("Len() = %d, want 4 (3 done + 1 in flight)", s.Len())
+	}
+	want := map[string]Result{"a": Done, "c": Done, "d": Done, "x": InFlight, "b": Claimed}
+	for k, w := range want {
+		if got := s.TryClaim(k); got != w {
+			t.Errorf("TryClaim(%q) = %v, want %v", k, got, w)
+		}
+	}
+}
+
+func TestTTLExpiry(t *testing.T) {
+	clock := newClock()
+	s := New(100, time.Hour, clock.Now)
+	s.TryClaim("old")
+	s.Complete("old")
+	clock.Advance(40 * time.Minute)
+	s.TryClaim("young")
+	s.Complete("young")
+	s.TryClaim("inflight")
+
+	clock.Advance(30 * time.Minute) // old: 70m, young: 30m
+	if got := s.TryClaim("young"); got != Done {
+		t.Fatalf("young: %v, want done", got)
+	}
+	if got := s.TryClaim("old"); got != Claimed {
+		t.Fatalf("old after TTL: %v, want claimed", got)
+	}
+
+	// Seeing a key refreshes it: young was touched at 70m.
+	clock.Advance(45 * time.Minute) // young last seen 45m ago
+	if got := s.TryClaim("young"); got != Done {
+		t.Fatalf("young after refresh: %v, want done", got)
+	}
+	clock.Advance(time.Hour)
+	if got := s.TryClaim("young"); got != Claimed {
+		t.Fatalf("young after TTL: %v, want claimed", got)
+	}
+	// In-flight claims do not expire.
+	if got := s.TryClaim("inflight"); got != InFlight {
+		t.Fatalf("inflight: %v, want in-flight", got)
+	}
+	// Expired entries are removed, not just ignored.
+	if s.Len() != 3 { // old, young (claimed again), inflight
+		t.Errorf("Len() = %d, want 3", s.Len())
+	}
+}
+
+func TestExpiredEntriesFreedWithoutLookup(t *testing.T) {
+	clock := newClock()
+	s := New(1000, time.Minute, clock.Now)
+	for i := range 500 {
+		k := fmt.Sprint(i)
+		s.TryClaim(k)
+		s.Complete(k)
+	}
+	clock.Advance(2 * time.Minute)
+	s.TryClaim("new")
+	if s.Len() != 1 {
+		t.Errorf("Len() = %d, want 1", s.Len())
+	}
+}
+
+func TestConcurrentClaimsOneWinner(t *testing.T) {
+	s := New(100, time.Hour, time.Now)
+	const n = 64
+	var claimed, other atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range n {
+		wg.Go(func() {
+			<-start
+			switch s.TryClaim("k") {
+			case Claimed:
+				claimed.Add(1)
+			default:
+				other.Add(1)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if claimed.Load() != 1 || other.Load() != n-1 {
+		t.Errorf("claimed %d, other %d", claimed.Load(), other.Load())
+	}
+}
+
+// FuzzDedupe replays random operations against a model without bounds; with
+// a limit large enough and no time passing, both must agree.
+func FuzzDedupe(f *testing.F) {
+	f.Add([]byte{0, 1, 0, 2, 0, 1, 1, 0})
+	f.Add([]byte{0, 0, 1, 1, 2, 2, 0, 0})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		s := New(1<<20, time.Hour, newClock().Now)
+		model := map[string]Result{}
+		for i := 0; i+1 < len(ops); i += 2 {
+			key := fmt.Sprint(ops[i+1] % 8)
+			switch ops[i] % 3 {
+			case 0:
+				want := Claimed
+				switch model[key] {
+				case Claimed:
+					want = InFlight
+				case Done:
+					want = Done
+				}
+				if got := s.TryClaim(key); got != want {
+					t.Fatalf("op %d: TryClaim(%s) = %v, want %v", i/2, key, got, want)
+				}
+				if want == Claimed {
+					model[key] = Claimed
+				}
+			case 1:
+				s.Complete(key)
+				model[key] = Done
+			case 2:
+				s.Release(key)
+				if model[key] == Claimed {
+					delete(model, key)
+				}
+			}
+		}
+		if s.Len() != len(model) {
+			t.Fatalf("Len() = %d, model %d", s.Len(), len(model))
+		}
+	})
+}
+
+func BenchmarkClaimComplete(b *testing.B) {
+	s := New(100_000, time.Hour, time.Now)
+	var i int
+	for b.Loop() {
+		k := fmt.Sprint(i)
+		i++
+		s.TryClaim(k)
+		s.Complete(k)
+	}
+}

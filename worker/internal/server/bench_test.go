@@ -1,0 +1,50 @@
+package server
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/taskevents/taskevents/worker/internal/dedupe"
+	"github.com/taskevents/taskevents/worker/internal/handler"
+	"github.com/taskevents/taskevents/worker/internal/metrics"
+)
+
+// BenchmarkHandleEvent measures one delivery through the whole HTTP handler:
+// body read, CloudEvent parse, dedupe claim, default handler, log line (to
+// io.Discard), metrics and reply. Every iteration is a new event id.
+func BenchmarkHandleEvent(b *testing.B) {
+	srv := New(Options{
+		Logger:         zerolog.New(io.Discard).With().Timestamp().Logger(),
+		Handler:        handler.Accept{},
+		Store:          dedupe.New(100_000, time.Hour, time.Now),
+		Metrics:        metrics.New(),
+		MaxEventBytes:  1 << 20,
+		HandlerTimeout: 10 * time.Second,
+	})
+	prefix, suffix, ok := bytes.Cut([]byte(daprdEnvelope), []byte(eventID))
+	if !ok {
+		b.Fatal("envelope has no id")
+	}
+	body := make([]byte, 0, len(daprdEnvelope)+20)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(daprdEnvelope)))
+	var i int
+	for b.Loop() {
+		i++
+		body = append(strconv.AppendInt(append(body[:0], prefix...), int64(i), 10), suffix...)
+		req := httptest.NewRequest(http.MethodPost, "/events/todo", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/cloudevents+json")
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte("SUCCESS")) {
+			b.Fatalf("reply %d %s", rec.Code, rec.Body)
+		}
+	}
+}

@@ -1,0 +1,188 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/taskevents/taskevents/worker/internal/dedupe"
+	"github.com/taskevents/taskevents/worker/internal/handler"
+	"github.com/taskevents/taskevents/worker/internal/metrics"
+	"github.com/taskevents/taskevents/worker/internal/taskevent"
+)
+
+// Log messages the end-to-end harness and operators search for.
+const (
+	MsgReceived   = "EVENT RECEIVED"
+	MsgRejected   = "EVENT REJECTED"
+	MsgDeadLetter = "DEAD LETTER"
+)
+
+// maxLoggedTitle keeps a huge title from turning into a huge log line.
+const maxLoggedTitle = 256
+
+// daprd compares the status case-sensitively; anything else, even
+// "success", means retry (dapr-contract.md §1.3).
+var statusBodies = map[string][]byte{
+	metrics.OutcomeSuccess: []byte(`{"status":"SUCCESS"}` + "\n"),
+	metrics.OutcomeRetry:   []byte(`{"status":"RETRY"}` + "\n"),
+	metrics.OutcomeDrop:    []byte(`{"status":"DROP"}` + "\n"),
+}
+
+// delivery is what happened to one request on the event route.
+type delivery struct {
+	// rejected: the envelope could not be parsed, so most fields are unknown.
+	rejected  bool
+	meta      taskevent.Meta
+	task      taskevent.Task
+	outcome   string
+	duplicate bool
+	reason    string
+}
+
+// handleEvent always answers 200 with a status: daprd retries any other
+// code except 404, which it drops without dead-lettering before 1.18.
+func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	d := s.deliver(w, r)
+	took := time.Since(start)
+	s.metrics.Delivery(d.outcome, took)
+	s.logDelivery(d, took)
+	writeStatus(w, d.outcome)
+}
+
+func (s *Server) deliver(w http.ResponseWriter, r *http.Request) delivery {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxEventBytes))
+	if err != nil {
+		meta, task := taskevent.Peek(r.Header, nil)
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return delivery{rejected: true, meta: meta, task: task, outcome: metrics.OutcomeDrop,
+				reason: fmt.Sprintf("body exceeds MAX_EVENT_BYTES (%d bytes)", s.maxEventBytes)}
+		}
+		// The connection broke mid-body; the message itself may be fine.
+		return delivery{rejected: true, meta: meta, task: task, outcome: metrics.OutcomeRetry,
+			reason: "reading body: " + err.Error()}
+	}
+
+	ev, err := taskevent.Parse(r.Header, body)
+	if err != nil {
+		d := delivery{outcome: metrics.OutcomeDrop, reason: err.Error()}
+		var perr *taskevent.Error
+		if errors.As(err, &perr) {
+			d.rejected = perr.Stage == taskevent.StageEnvelope
+			d.meta, d.task = perr.Meta, perr.Task
+		}
+		return d
+	}
+
+	d := delivery{meta: ev.Meta, task: ev.Task}
+	key := ev.Key()
+	switch s.store.TryClaim(key) {
+	case dedupe.Done:
+		s.metrics.Duplicate()
+		d.duplicate, d.outcome = true, metrics.OutcomeSuccess
+		return d
+	case dedupe.InFlight:
+		// Answering SUCCESS here would ack an event whose handling may still
+		// fail; RETRY makes daprd come back after the first attempt settled.
+		s.metrics.Duplicate()
+		d.duplicate, d.outcome = true, metrics.OutcomeRetry
+		d.reason = "another delivery of this event is being handled"
+		return d
+	}
+
+	err = s.invoke(r.Context(), ev)
+	switch {
+	case err == nil:
+		s.store.Complete(key)
+		d.outcome = metrics.OutcomeSuccess
+	case handler.IsPermanent(err):
+		s.store.Release(key)
+		d.outcome, d.reason = metrics.OutcomeDrop, err.Error()
+	default:
+		s.store.Release(key)
+		d.outcome, d.reason = metrics.OutcomeRetry, err.Error()
+	}
+	return d
+}
+
+// invoke runs the handler under HANDLER_TIMEOUT. The request context ends
+// early when daprd hangs up or the server stops hard; either way the event
+// was not handled and must come back.
+func (s *Server) invoke(parent context.Context, ev taskevent.Event) (err error) {
+	ctx, cancel := context.WithTimeout(parent, s.handlerTimeout)
+	defer cancel()
+	defer func() {
+		// A panicking handler is a bug that redelivery will not fix; drop the
+		// event to the dead-letter topic (it can be replayed after the fix)
+		// and keep the claim store consistent.
+		if p := recover(); p != nil {
+			err = handler.Permanent(fmt.Errorf("handler panicked: %v", p))
+		}
+	}()
+	err = s.handler.Handle(ctx, ev)
+	if err == nil || handler.IsPermanent(err) || ctx.Err() == nil {
+		return err
+	}
+	if parent.Err() == nil {
+		return fmt.Errorf("handler did not finish within HANDLER_TIMEOUT (%s): %w", s.handlerTimeout, err)
+	}
+	return fmt.Errorf("delivery canceled before the handler finished (daprd hung up or the worker is stopping): %w", err)
+}
+
+func (s *Server) logDelivery(d delivery, took time.Duration) {
+	durationMS := float64(took) / float64(time.Millisecond)
+	if d.rejected {
+		e := s.log.Warn()
+		strIf(e, "event_id", d.meta.ID)
+		strIf(e, "source", d.meta.Source)
+		strIf(e, "type", d.meta.Type)
+		strIf(e, "topic", d.meta.Topic)
+		strIf(e, "pubsubname", d.meta.PubsubName)
+		strIf(e, "traceparent", d.meta.Traceparent)
+		strIf(e, "task_id", d.task.TaskID)
+		e.Str("outcome", d.outcome).
+			Str("reason", d.reason).
+			Float64("duration_ms", durationMS).
+			Msg(MsgRejected)
+		return
+	}
+	e := s.log.Info()
+	if d.outcome != metrics.OutcomeSuccess {
+		e = s.log.Warn()
+	}
+	e.Str("event_id", d.meta.ID).
+		Str("source", d.meta.Source).
+		Str("type", d.meta.Type).
+		Str("topic", d.meta.Topic).
+		Str("pubsubname", d.meta.PubsubName).
+		Str("traceparent", d.meta.Traceparent).
+		Str("task_id", d.task.TaskID).
+		Str("title", taskevent.Truncate(d.task.Title, maxLoggedTitle)).
+		Str("event_type", d.task.EventType).
+		Str("outcome", d.outcome).
+		Bool("duplicate", d.duplicate).
+		Float64("duration_ms", durationMS)
+	if d.reason != "" {
+		e.Str("reason", d.reason)
+	}
+	e.Msg(MsgReceived)
+}
+
+func strIf(e *zerolog.Event, key, val string) {
+	if val != "" {
+		e.Str(key, val)
+	}
+}
+
+func writeStatus(w http.ResponseWriter, outcome string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(statusBodies[outcome])
+}

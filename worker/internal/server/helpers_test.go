@@ -1,0 +1,228 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/taskevents/taskevents/worker/internal/dedupe"
+	"github.com/taskevents/taskevents/worker/internal/handler"
+	"github.com/taskevents/taskevents/worker/internal/metrics"
+	"github.com/taskevents/taskevents/worker/internal/taskevent"
+)
+
+const (
+	taskID  = "3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11"
+	eventID = "5929aaac-a5e2-4ca1-859c-edfe73f11565"
+	tp      = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	token   = "tok-3c1d0f3e9a"
+)
+
+// daprdEnvelope is a delivery exactly as daprd 1.16-1.18 sends it
+// (dapr-contract.md §1.4).
+const daprdEnvelope = `{"topic":"task-events","pubsubname":"pubsub","traceid":"` + tp + `","tracestate":"",` +
+	`"data":{"event_type":"task.created","task_id":"` + taskID + `","title":"Learn Dapr pub/sub"},` +
+	`"id":"` + eventID + `","specversion":"1.0","datacontenttype":"application/json","source":"task-api",` +
+	`"type":"task.created","time":"2026-11-27T16:00:00Z","traceparent":"` + tp + `"}`
+
+const taskJSON = `{"event_type":"task.created","task_id":"` + taskID + `","title":"Learn Dapr pub/sub"}`
+
+func envelope(t testing.TB, pairs ...string) string {
+	t.Helper()
+	s := daprdEnvelope
+	for i := 0; i < len(pairs); i += 2 {
+		if !strings.Contains(s, pairs[i]) {
+			t.Fatalf("envelope does not contain %q", pairs[i])
+		}
+		s = strings.Replace(s, pairs[i], pairs[i+1], 1)
+	}
+	return s
+}
+
+func withID(t testing.TB, id string) string {
+	return envelope(t, `"id":"`+eventID+`"`, `"id":"`+id+`"`)
+}
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// recorder is a Handler that counts calls and runs an optional behaviour.
+type recorder struct {
+	mu    sync.Mutex
+	calls []taskevent.Event
+	do    func(ctx context.Context, ev taskevent.Event) error
+}
+
+func (r *recorder) Handle(ctx context.Context, ev taskevent.Event) error {
+	r.mu.Lock()
+	r.calls = append(r.calls, ev)
+	do := r.do
+	r.mu.Unlock()
+	if do != nil {
+		return do(ctx, ev)
+	}
+	return nil
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.calls)
+}
+
+type harness struct {
+	t       testing.TB
+	srv     *Server
+	logs    *syncBuffer
+	metrics *metrics.Metrics
+	store   *dedupe.Store
+	rec     *recorder
+}
+
+func newHarness(t testing.TB, h handler.Handler, mods ...func(*Options)) *harness {
+	t.Helper()
+	logs := &syncBuffer{}
+	m := metrics.New()
+	store := dedupe.New(1000, time.Hour, time.Now)
+	rec, _ := h.(*recorder)
+	if h == nil {
+		rec = &recorder{}
+		h = rec
+	}
+	o := Options{
+		Logger:         zerolog.New(logs).With().Timestamp().Logger(),
+		Handler:        h,
+		Store:          store,
+		Metrics:        m,
+		MaxEventBytes:  1 << 20,
+		HandlerTimeout: 5 * time.Second,
+	}
+	for _, mod := range mods {
+		mod(&o)
+	}
+	return &harness{t: t, srv: New(o), logs: logs, metrics: m, store: store, rec: rec}
+}
+
+func cloudEventHeader() http.Header {
+	return http.Header{"Content-Type": {"application/cloudevents+json"}}
+}
+
+func (h *harness) do(method, path string, header http.Header, body string) *httptest.ResponseRecorder {
+	return h.doCtx(context.Background(), method, path, header, body)
+}
+
+func (h *harness) doCtx(ctx context.Context, method, path string, header http.Header, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequestWithContext(ctx, method, path, strings.NewReader(body))
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	rec := httptest.NewRecorder()
+	h.srv.ServeHTTP(rec, req)
+	return rec
+}
+
+// deliver posts body to /events/todo the way daprd does.
+func (h *harness) deliver(body string) *httptest.ResponseRecorder {
+	return h.do(http.MethodPost, "/events/todo", cloudEventHeader(), body)
+}
+
+// status checks the reply is a 200 JSON status and returns the status.
+func status(t testing.TB, rec *httptest.ResponseRecorder) string {
+	t.Helper()
+	if rec.Code != http.StatusOK {
+		t.Fatalf("code = %d, want 200 (body %s)", rec.Code, rec.Body)
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type = %q", ct)
+	}
+	var reply struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &reply); err != nil {
+		t.Fatalf("reply %q: %v", rec.Body, err)
+	}
+	return reply.Status
+}
+
+// lines parses every log line.
+func (h *harness) lines() []map[string]any {
+	h.t.Helper()
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(h.logs.String()))
+	sc.Buffer(nil, 4<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			h.t.Fatalf("log line %q is not JSON: %v", sc.Text(), err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// withMsg returns the log lines with message msg.
+func (h *harness) withMsg(msg string) []map[string]any {
+	var out []map[string]any
+	for _, l := range h.lines() {
+		if l["message"] == msg {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// lastLine returns the only log line, failing unless there is exactly one.
+func (h *harness) onlyLine() map[string]any {
+	h.t.Helper()
+	ls := h.lines()
+	if len(ls) != 1 {
+		h.t.Fatalf("want exactly 1 log line, got %d:\n%s", len(ls), h.logs)
+	}
+	return ls[0]
+}
+
+func (h *harness) scrape() string {
+	h.t.Helper()
+	rec := h.do(http.MethodGet, "/metrics", nil, "")
+	if rec.Code != http.StatusOK {
+		h.t.Fatalf("/metrics: %d", rec.Code)
+	}
+	b, _ := io.ReadAll(rec.Body)
+	return string(b)
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

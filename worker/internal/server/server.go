@@ -1,0 +1,158 @@
+// Package server is the worker's HTTP surface: every route is registered in
+// New, and ServeHTTP adds what applies to all of them (token check, problem
+// details for unmatched routes).
+package server
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/taskevents/taskevents/worker/internal/dedupe"
+	"github.com/taskevents/taskevents/worker/internal/handler"
+	"github.com/taskevents/taskevents/worker/internal/metrics"
+	"github.com/taskevents/taskevents/worker/internal/problem"
+	"github.com/taskevents/taskevents/worker/internal/taskevent"
+)
+
+// TokenHeader is the header daprd puts APP_API_TOKEN in.
+const TokenHeader = "dapr-api-token"
+
+// Options are the server's dependencies.
+type Options struct {
+	Logger  zerolog.Logger
+	Handler handler.Handler
+	Store   *dedupe.Store
+	Metrics *metrics.Metrics
+	// APIToken, when not empty, is required on /events/*.
+	APIToken       string
+	MaxEventBytes  int64
+	HandlerTimeout time.Duration
+	// Ready reports whether to answer /readyz with 200.
+	Ready func() bool
+}
+
+// Server is an http.Handler.
+type Server struct {
+	log            zerolog.Logger
+	handler        handler.Handler
+	store          *dedupe.Store
+	metrics        *metrics.Metrics
+	maxEventBytes  int64
+	handlerTimeout time.Duration
+	ready          func() bool
+
+	checkToken bool
+	tokenHash  [sha256.Size]byte
+
+	mux *http.ServeMux
+}
+
+// New wires the routes.
+func New(o Options) *Server {
+	s := &Server{
+		log:            o.Logger,
+		handler:        o.Handler,
+		store:          o.Store,
+		metrics:        o.Metrics,
+		maxEventBytes:  o.MaxEventBytes,
+		handlerTimeout: o.HandlerTimeout,
+		ready:          o.Ready,
+		checkToken:     o.APIToken != "",
+		tokenHash:      sha256.Sum256([]byte(o.APIToken)),
+		mux:            http.NewServeMux(),
+	}
+	if s.ready == nil {
+		s.ready = func() bool { return true }
+	}
+
+	// No /dapr/subscribe: subscriptions are declarative, and a programmatic
+	// one would silently replace them (dapr-contract.md §1.2). daprd's GET
+	// there gets a 404, which it reads as "no programmatic subscriptions".
+	s.mux.HandleFunc("POST /events/todo", s.handleEvent)
+	s.mux.HandleFunc("POST /events/deadletter", s.handleDeadLetter)
+	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
+	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{}))
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Probes and scrapes stay open: kubelet and Prometheus do not have the
+	// token, and they reveal nothing worth protecting.
+	if s.checkToken && isEventPath(r.URL.Path) && !s.authorized(r) {
+		s.metrics.Unauthorized()
+		s.log.Warn().
+			Str("method", r.Method).
+			Str("path", taskevent.Truncate(r.URL.Path, 256)).
+			Str("remote_addr", r.RemoteAddr).
+			Bool("token_present", r.Header.Get(TokenHeader) != "").
+			Msg("unauthorized request")
+		problem.Write(w, problem.Project("unauthorized", "Unauthorized", http.StatusUnauthorized,
+			"The dapr-api-token header is missing or does not match this worker's APP_API_TOKEN. "+
+				"daprd sends it when its own APP_API_TOKEN (annotation dapr.io/app-token-secret) holds the same secret."))
+		return
+	}
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		// ServeMux answers unmatched requests with text/plain 404 and 405;
+		// turn those into problem details.
+		s.mux.ServeHTTP(&problemWriter{ResponseWriter: w, r: r}, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func isEventPath(p string) bool {
+	return p == "/events" || strings.HasPrefix(p, "/events/")
+}
+
+// authorized compares hashes so that the comparison takes the same time
+// whatever the length of the presented token.
+func (s *Server) authorized(r *http.Request) bool {
+	got := r.Header.Get(TokenHeader)
+	if got == "" {
+		return false
+	}
+	h := sha256.Sum256([]byte(got))
+	return subtle.ConstantTimeCompare(h[:], s.tokenHash[:]) == 1
+}
+
+// problemWriter replaces ServeMux's plain-text 404 and 405 bodies. Headers
+// ServeMux set before WriteHeader (Allow on 405) are kept.
+type problemWriter struct {
+	http.ResponseWriter
+	r       *http.Request
+	swallow bool
+}
+
+func (p *problemWriter) WriteHeader(code int) {
+	switch code {
+	case http.StatusNotFound:
+		p.swallow = true
+		detail := fmt.Sprintf("No route matches %s %s. Routes: POST /events/todo, POST /events/deadletter, GET /healthz, GET /readyz, GET /metrics.",
+			p.r.Method, taskevent.Truncate(p.r.URL.Path, 256))
+		if strings.HasPrefix(p.r.URL.Path, "/dapr/") {
+			detail = "This worker has no programmatic subscriptions or app configuration: its subscriptions are declarative Subscription resources."
+		}
+		problem.Write(p.ResponseWriter, problem.HTTP(code, detail))
+	case http.StatusMethodNotAllowed:
+		p.swallow = true
+		problem.Write(p.ResponseWriter, problem.HTTP(code,
+			fmt.Sprintf("%s does not accept %s; the Allow header lists the methods it does accept.", taskevent.Truncate(p.r.URL.Path, 256), p.r.Method)))
+	default:
+		p.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (p *problemWriter) Write(b []byte) (int, error) {
+	if p.swallow {
+		return len(b), nil
+	}
+	return p.ResponseWriter.Write(b)
+}

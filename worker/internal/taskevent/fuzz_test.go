@@ -1,0 +1,77 @@
+package taskevent
+
+import (
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// FuzzParseEvent: Parse never panics, and returns either an event that
+// satisfies every validation rule or an *Error with a stage and a reason.
+func FuzzParseEvent(f *testing.F) {
+	seeds := []struct {
+		contentType string
+		binary      bool
+		ceType      string
+		body        string
+	}{
+		{"application/cloudevents+json", false, "", daprdEnvelope},
+		{"application/cloudevents+json", false, "", strings.Replace(daprdEnvelope, `"type":"task.created"`, `"type":"com.dapr.event.sent"`, 1)},
+		{"application/cloudevents+json", false, "", `{"id":"a","specversion":"1.0","source":"s","type":"task.created","datacontenttype":"text/plain","data":"{\"task_id\":\"` + taskID + `\",\"title\":\"t\"}"}`},
+		{"application/cloudevents+json", false, "", `{"id":"a","specversion":"1.0","source":"Dapr","type":"com.dapr.event.sent","datacontenttype":"application/octet-stream","data_base64":"` + base64.StdEncoding.EncodeToString([]byte(taskJSON)) + `"}`},
+		{"application/cloudevents+json", false, "", `{"specversion":"1.0","my_ext":1}`},
+		{"application/cloudevents+json", false, "", `{"specversion":"0.3","id":"a","source":"s","type":"task.created","datacontentencoding":"base64","data":"e30="}`},
+		{"application/cloudevents+json", false, "", `not json`},
+		{"application/cloudevents-batch+json", false, "", `[]`},
+		{"application/json", true, "task.created", taskJSON},
+		{"text/plain", true, "com.dapr.event.sent", taskJSON},
+		{"", true, "", ``},
+	}
+	for _, s := range seeds {
+		f.Add(s.contentType, s.binary, s.ceType, []byte(s.body))
+	}
+	f.Fuzz(func(t *testing.T, contentType string, binary bool, ceType string, body []byte) {
+		h := http.Header{}
+		h.Set("Content-Type", contentType)
+		if binary {
+			h.Set("Ce-Specversion", "1.0")
+			h.Set("Ce-Id", "id-1")
+			h.Set("Ce-Source", "src")
+			h.Set("Ce-Type", ceType)
+		}
+		ev, err := Parse(h, body)
+		if err != nil {
+			var perr *Error
+			if !errors.As(err, &perr) {
+				t.Fatalf("error %v is %T, want *Error", err, err)
+			}
+			if perr.Stage != StageEnvelope && perr.Stage != StageData {
+				t.Fatalf("error %v has stage %d", err, perr.Stage)
+			}
+			if perr.Reason == "" {
+				t.Fatalf("error %v has no reason", err)
+			}
+			if ev != (Event{}) {
+				t.Fatalf("error %v came with a non-zero event %+v", err, ev)
+			}
+			return
+		}
+		if ev.ID == "" || ev.Source == "" || ev.Type == "" {
+			t.Fatalf("accepted an event without id/source/type: %+v", ev)
+		}
+		if ev.EventType != TypeTaskCreated {
+			t.Fatalf("accepted event type %q", ev.EventType)
+		}
+		if ev.Type != TypeTaskCreated && !(ev.Type == TypeDaprDefault && ev.Task.EventType == TypeTaskCreated) {
+			t.Fatalf("type %q / data.event_type %q resolved to %q", ev.Type, ev.Task.EventType, ev.EventType)
+		}
+		if !IsUUID(ev.Task.TaskID) {
+			t.Fatalf("accepted task_id %q", ev.Task.TaskID)
+		}
+		if strings.TrimSpace(ev.Task.Title) == "" {
+			t.Fatalf("accepted blank title %q", ev.Task.Title)
+		}
+	})
+}

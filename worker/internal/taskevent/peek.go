@@ -1,0 +1,127 @@
+package taskevent
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+)
+
+// maxPeekField bounds what Peek copies out of an untrusted message, because
+// it ends up in log lines.
+const maxPeekField = 256
+
+// Peek reads whatever ids and task fields it can from a message without
+// validating anything. It is for logging messages that are rejected or
+// dead-lettered: it never fails, it only returns less.
+func Peek(header http.Header, body []byte) (Meta, Task) {
+	meta := peekMeta(header, body)
+	return meta, peekTask(header, body)
+}
+
+// lenientEnvelope takes every field as raw JSON so that a field of the wrong
+// type costs that field only.
+type lenientEnvelope struct {
+	ID          json.RawMessage `json:"id"`
+	Source      json.RawMessage `json:"source"`
+	Type        json.RawMessage `json:"type"`
+	Topic       json.RawMessage `json:"topic"`
+	PubsubName  json.RawMessage `json:"pubsubname"`
+	Traceparent json.RawMessage `json:"traceparent"`
+	Data        json.RawMessage `json:"data"`
+	DataBase64  json.RawMessage `json:"data_base64"`
+}
+
+func isBinary(header http.Header) bool {
+	return header.Get("Ce-Specversion") != "" && header.Get("Ce-Id") != ""
+}
+
+func peekMeta(header http.Header, body []byte) Meta {
+	var m Meta
+	if isBinary(header) {
+		m = Meta{
+			ID:          header.Get("Ce-Id"),
+			Source:      header.Get("Ce-Source"),
+			Type:        header.Get("Ce-Type"),
+			Topic:       header.Get("Ce-Topic"),
+			PubsubName:  header.Get("Ce-Pubsubname"),
+			Traceparent: header.Get("Ce-Traceparent"),
+		}
+	} else {
+		var env lenientEnvelope
+		if json.Unmarshal(body, &env) == nil {
+			m = Meta{
+				ID:          rawString(env.ID),
+				Source:      rawString(env.Source),
+				Type:        rawString(env.Type),
+				Topic:       rawString(env.Topic),
+				PubsubName:  rawString(env.PubsubName),
+				Traceparent: rawString(env.Traceparent),
+			}
+		}
+	}
+	if m.PubsubName == "" {
+		m.PubsubName = header.Get("pubsubname")
+	}
+	if m.Traceparent == "" {
+		m.Traceparent = header.Get("traceparent")
+	}
+	m.ID = Truncate(m.ID, maxPeekField)
+	m.Source = Truncate(m.Source, maxPeekField)
+	m.Type = Truncate(m.Type, maxPeekField)
+	m.Topic = Truncate(m.Topic, maxPeekField)
+	m.PubsubName = Truncate(m.PubsubName, maxPeekField)
+	m.Traceparent = Truncate(m.Traceparent, maxPeekField)
+	return m
+}
+
+func peekTask(header http.Header, body []byte) Task {
+	var data []byte
+	if isBinary(header) {
+		data = body
+	} else {
+		var env lenientEnvelope
+		if json.Unmarshal(body, &env) != nil {
+			return Task{}
+		}
+		switch {
+		case len(env.Data) > 0:
+			data = env.Data
+			// text/plain data is a JSON string holding the task JSON.
+			var s string
+			if json.Unmarshal(env.Data, &s) == nil {
+				data = []byte(s)
+			}
+		case len(env.DataBase64) > 0:
+			var s string
+			if json.Unmarshal(env.DataBase64, &s) != nil {
+				return Task{}
+			}
+			b, err := base64.StdEncoding.DecodeString(s)
+			if err != nil {
+				return Task{}
+			}
+			data = b
+		}
+	}
+	var raw struct {
+		EventType json.RawMessage `json:"event_type"`
+		TaskID    json.RawMessage `json:"task_id"`
+		Title     json.RawMessage `json:"title"`
+	}
+	if json.Unmarshal(data, &raw) != nil {
+		return Task{}
+	}
+	return Task{
+		EventType: Truncate(rawString(raw.EventType), maxPeekField),
+		TaskID:    Truncate(rawString(raw.TaskID), maxPeekField),
+		Title:     Truncate(rawString(raw.Title), maxPeekField),
+	}
+}
+
+func rawString(r json.RawMessage) string {
+	var s string
+	if json.Unmarshal(r, &s) != nil {
+		return ""
+	}
+	return s
+}

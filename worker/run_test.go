@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// logLines returns the parsed log lines with message msg.
+func logLines(t *testing.T, out *syncBuffer, msg string) []map[string]any {
+	t.Helper()
+	var lines []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(out.String()))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("stdout line %q is not JSON: %v", sc.Text(), err)
+		}
+		if m["message"] == msg {
+			lines = append(lines, m)
+		}
+	}
+	return lines
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestRun(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	const token = "run-test-token"
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{
+			"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "APP_API_TOKEN=" + token,
+			"DRAIN_DELAY=1s", "HANDLER_TIMEOUT=2s", "SHUTDOWN_TIMEOUT=5s",
+		}, out)
+	}()
+
+	var base string
+	waitFor(t, `the "listening" line`, func() bool {
+		if l := logLines(t, out, "listening"); len(l) == 1 {
+			base = "http://" + l[0]["addr"].(string)
+			return true
+		}
+		return false
+	})
+	waitFor(t, "/readyz 200", func() bool { code, _ := get(base + "/readyz"); return code == 200 })
+
+	envelope := `{"topic":"task-events","pubsubname":"pubsub","traceid":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","tracestate":"",` +
+		`"data":{"event_type":"task.created","task_id":"3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11","title":"run test"},` +
+		`"id":"9d1e3c0a-0000-4000-8000-000000000001","specversion":"1.0","datacontenttype":"application/json","source":"task-api",` +
+		`"type":"task.created","time":"2026-11-27T16:00:00Z","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`
+	req, _ := http.NewRequest(http.MethodPost, base+"/events/todo", strings.NewReader(envelope))
+	req.Header.Set("Content-Type", "application/cloudevents+json")
+	req.Header.Set("dapr-api-token", token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != `{"status":"SUCCESS"}` {
+		t.Fatalf("POST /events/todo = %d %s", resp.StatusCode, body)
+	}
+	received := logLines(t, out, "EVENT RECEIVED")
+	if len(received) != 1 || received[0]["task_id"] != "3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11" || received[0]["outcome"] != "SUCCESS" {
+		t.Fatalf("EVENT RECEIVED lines = %v", received)
+	}
+	if code, metrics := get(base + "/metrics"); code != 200 || !strings.Contains(metrics, `taskevents_worker_events_total{outcome="SUCCESS"} 1`) {
+		t.Errorf("/metrics = %d, missing the SUCCESS count", code)
+	}
+	if n := len(logLines(t, out, "APP_API_TOKEN is not set: event routes accept requests from anyone who can reach this port")); n != 0 {
+		t.Errorf("token warning logged although the token is set")
+	}
+
+	cancel()
+	// During DRAIN_DELAY the server still answers, with readiness failed.
+	waitFor(t, "/readyz 503 while draining", func() bool { code, _ := get(base + "/readyz"); return code == 503 })
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v after cancel, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	if len(logLines(t, out, "stopped")) != 1 {
+		t.Error(`no "stopped" line`)
+	}
+	if strings.Contains(out.String(), token) {
+		t.Error("the token appears in the log")
+	}
+}
+
+func TestRunWarnsWithoutToken(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "DRAIN_DELAY=0s", "FAULT_RETRY_FIRST=2"}, out)
+	}()
+	waitFor(t, `the "listening" line`, func() bool { return len(logLines(t, out, "listening")) == 1 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	warn := logLines(t, out, "APP_API_TOKEN is not set: event routes accept requests from anyone who can reach this port")
+	if len(warn) != 1 || warn[0]["level"] != "warn" {
+		t.Errorf("token warnings = %v, want exactly one at warn", warn)
+	}
+	faults := logLines(t, out, "fault injection enabled")
+	if len(faults) != 1 || faults[0]["fault_retry_first"] != float64(2) {
+		t.Errorf("fault injection lines = %v", faults)
+	}
+}
+
+func TestRunBadConfig(t *testing.T) {
+	tests := []struct{ env, want string }{
+		{"APP_PORT=eighty", "APP_PORT"},
+		{"FAULT_RETRY_RATE=2", "FAULT_RETRY_RATE must be between 0 and 1"},
+		{"HANDLER_TIMEOUT=20s", "SHUTDOWN_TIMEOUT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			err := run(context.Background(), []string{tt.env}, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("run = %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunPortInUse(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "DRAIN_DELAY=0s"}, out) }()
+	var addr string
+	waitFor(t, `the "listening" line`, func() bool {
+		if l := logLines(t, out, "listening"); len(l) == 1 {
+			addr = l[0]["addr"].(string)
+			return true
+		}
+		return false
+	})
+	_, port, _ := strings.Cut(addr, ":")
+	err := run(context.Background(), []string{"APP_PORT=" + port, "LISTEN_HOST=127.0.0.1"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Errorf("second run on the same port = %v, want a listen error", err)
+	}
+	cancel()
+	<-done
+}
