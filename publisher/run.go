@@ -60,7 +60,8 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		AppID:          cfg.AppID,
 	})
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port)))
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return fmt.Errorf("listen on APP_PORT %d: %w", cfg.Port, err)
 	}

@@ -73,7 +73,8 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		Ready:          func() bool { return !draining.Load() },
 	})
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port)))
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}

@@ -104,7 +104,7 @@ func TestRun(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != `{"status":"SUCCESS"}` {
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != `{"status":"SUCCESS"}` {
 		t.Fatalf("POST /events/todo = %d %s", resp.StatusCode, body)
 	}
 	received := logLines(t, out, "EVENT RECEIVED")
@@ -195,5 +195,7 @@ func TestRunPortInUse(t *testing.T) {
 		t.Errorf("second run on the same port = %v, want a listen error", err)
 	}
 	cancel()
-	<-done
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
 }

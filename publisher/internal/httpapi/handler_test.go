@@ -317,7 +317,7 @@ func TestCreateTaskForwardsTraceContextAndToken(t *testing.T) {
 			fake.Token = token
 			h, logs := newAPI(t, fake.URL, func(o *sidecar.Options) { o.APIToken = token })
 
-			req := httptest.NewRequest("POST", "/tasks", strings.NewReader(`{"title":"traced"}`))
+			req := httptest.NewRequest(http.MethodPost, "/tasks", strings.NewReader(`{"title":"traced"}`))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("traceparent", traceParent)
 			req.Header.Set("tracestate", "rojo=00f067aa0ba902b7")
@@ -348,7 +348,7 @@ func TestCreateTaskRetriesWithTheSameID(t *testing.T) {
 	fake.Script(sidecartest.PublishFailed, sidecartest.PublishFailed, sidecartest.Published)
 	h, _ := newAPI(t, fake.URL, nil)
 
-	req := httptest.NewRequest("POST", "/tasks", strings.NewReader(`{"title":"retry me"}`))
+	req := httptest.NewRequest(http.MethodPost, "/tasks", strings.NewReader(`{"title":"retry me"}`))
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
@@ -383,7 +383,7 @@ func TestCreateTaskSidecarDownIsFast503(t *testing.T) {
 		o.Backoff = func(int) time.Duration { return 20 * time.Millisecond }
 	})
 
-	req := httptest.NewRequest("POST", "/tasks", strings.NewReader(`{"title":"a"}`))
+	req := httptest.NewRequest(http.MethodPost, "/tasks", strings.NewReader(`{"title":"a"}`))
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	start := time.Now()
@@ -411,7 +411,7 @@ func TestReadyz(t *testing.T) {
 			Ready:     func() (bool, string) { return tt.ready, tt.reason },
 		})
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 		want := `{"status":"` + tt.reason + `"}` + "\n"
 		if rec.Code != tt.status || rec.Body.String() != want {
 			t.Errorf("readyz = %d %s, want %d %s", rec.Code, rec.Body, tt.status, want)
@@ -426,7 +426,7 @@ func TestPanicIsA500WithoutInternals(t *testing.T) {
 		Logger:         zerolog.New(logs),
 		MaxTitleLength: 200,
 	})
-	req := httptest.NewRequest("POST", "/tasks", strings.NewReader(`{"title":"a"}`))
+	req := httptest.NewRequest(http.MethodPost, "/tasks", strings.NewReader(`{"title":"a"}`))
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
@@ -448,7 +448,7 @@ func TestUnclassifiedPublishErrorIsA500(t *testing.T) {
 		Logger:         zerolog.Nop(),
 		MaxTitleLength: 200,
 	})
-	req := httptest.NewRequest("POST", "/tasks", strings.NewReader(`{"title":"a"}`))
+	req := httptest.NewRequest(http.MethodPost, "/tasks", strings.NewReader(`{"title":"a"}`))
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
@@ -479,7 +479,7 @@ func BenchmarkCreateTask(b *testing.B) {
 	body := []byte(`{"title":"Benchmark the publisher"}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		req := httptest.NewRequest("POST", "/tasks", bytes.NewReader(body))
+		req := httptest.NewRequest(http.MethodPost, "/tasks", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 	"runtime/debug"
 	"time"
@@ -51,7 +52,7 @@ func recoverPanics(log zerolog.Logger, next http.Handler) http.Handler {
 			if v == nil {
 				return
 			}
-			if v == http.ErrAbortHandler {
+			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 				panic(v) // net/http's way to abort a response; let it do so
 			}
 			log.Error().Str("method", r.Method).Str("path", r.URL.Path).

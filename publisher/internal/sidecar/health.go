@@ -25,7 +25,7 @@ func (c *Client) CheckOutbound(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sidecar outbound health check: %w", err)
 	}
-	defer closeBody(resp.Body)
+	defer closeBody(resp)
 	if resp.StatusCode != http.StatusNoContent {
 		code, msg := readError(resp.Body)
 		return fmt.Errorf("sidecar outbound health check answered %d %s: %s", resp.StatusCode, code, msg)
@@ -51,7 +51,7 @@ func (c *Client) Components(ctx context.Context) ([]Component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sidecar metadata: %w", err)
 	}
-	defer closeBody(resp.Body)
+	defer closeBody(resp)
 	if resp.StatusCode != http.StatusOK {
 		code, msg := readError(resp.Body)
 		return nil, &ConfigError{Status: resp.StatusCode, Code: code, Message: msg}

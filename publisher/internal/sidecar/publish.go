@@ -135,7 +135,7 @@ func (c *Client) publishOnce(ctx context.Context, target string, payload []byte,
 		// Connection refused or reset, DNS failure, or the attempt timed out.
 		return &retryable{err: err}
 	}
-	defer closeBody(resp.Body)
+	defer closeBody(resp)
 	if resp.StatusCode == http.StatusNoContent {
 		return nil
 	}
@@ -185,9 +185,11 @@ func readError(body io.Reader) (code, msg string) {
 	return "", strings.TrimSpace(strings.ToValidUTF8(string(raw), "\uFFFD"))
 }
 
-func closeBody(b io.ReadCloser) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(b, drainLimit))
-	_ = b.Close()
+// closeBody drains what is left of resp's body (up to drainLimit) and closes
+// it, so the keep-alive connection can be reused.
+func closeBody(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+	_ = resp.Body.Close()
 }
 
 // sleep waits d or until ctx is done; it reports whether d elapsed.

@@ -202,7 +202,7 @@ func Exponential(base, maxWait time.Duration) func(int) time.Duration {
 		if d <= 0 {
 			return 0
 		}
-		return d/2 + rand.N(d/2+1)
+		return d/2 + rand.N(d/2+1) //nolint:gosec // G404: jitter, not security
 	}
 }
 

@@ -268,7 +268,7 @@ func TestPublishAttemptTimeoutIsRetried(t *testing.T) {
 	c, _ := newClient(fake.URL, func(o *sidecar.Options) {
 		o.AttemptTimeout = 50 * time.Millisecond
 		o.PublishTimeout = 5 * time.Second
-		o.Backoff = func(n int) time.Duration {
+		o.Backoff = func(int) time.Duration {
 			fake.Hang(false) // the sidecar recovers before the retry
 			return 0
 		}

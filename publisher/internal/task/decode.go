@@ -30,11 +30,11 @@ type Task struct {
 type Kind int
 
 const (
-	// Malformed: the body is not one well-formed UTF-8 JSON value (400).
+	// Malformed means the body is not one well-formed UTF-8 JSON value (400).
 	Malformed Kind = iota + 1
-	// TooLarge: the body exceeds the byte limit (413).
+	// TooLarge means the body exceeds the byte limit (413).
 	TooLarge
-	// Invalid: well-formed JSON that is not an acceptable task (422).
+	// Invalid means well-formed JSON that is not an acceptable task (422).
 	Invalid
 )
 

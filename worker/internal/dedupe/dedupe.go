@@ -21,12 +21,12 @@ import (
 type Result int
 
 const (
-	// Claimed: the key is new; the caller handles the event, then calls
+	// Claimed means the key is new; the caller handles the event, then calls
 	// Complete or Release.
 	Claimed Result = iota + 1
-	// Done: the event was already handled; the delivery is a duplicate.
+	// Done means the event was already handled; the delivery is a duplicate.
 	Done
-	// InFlight: another delivery of the same event holds the claim.
+	// InFlight means another delivery of the same event holds the claim.
 	InFlight
 )
 

@@ -31,7 +31,7 @@ func TestClassification(t *testing.T) {
 			if got := errors.Is(tt.err, ErrTransient); got != tt.wantTransient {
 				t.Errorf("Is(ErrTransient) = %v", got)
 			}
-			if !errors.Is(tt.err, tt.err) || (tt.err != context.DeadlineExceeded && !errors.Is(tt.err, base)) {
+			if !errors.Is(tt.err, tt.err) || (!errors.Is(tt.err, context.DeadlineExceeded) && !errors.Is(tt.err, base)) {
 				t.Errorf("classification lost the cause")
 			}
 			if tt.err.Error() != base.Error() && tt.name != "wrapped permanent" && tt.name != "context error" {

@@ -211,7 +211,7 @@ func TestConcurrentDuplicateInFlight(t *testing.T) {
 	entered := make(chan struct{})
 	release := make(chan struct{})
 	var once sync.Once
-	h := newHarness(t, &recorder{do: func(ctx context.Context, _ taskevent.Event) error {
+	h := newHarness(t, &recorder{do: func(_ context.Context, _ taskevent.Event) error {
 		once.Do(func() { close(entered) })
 		<-release
 		return nil

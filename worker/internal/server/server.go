@@ -22,7 +22,7 @@ import (
 )
 
 // TokenHeader is the header daprd puts APP_API_TOKEN in.
-const TokenHeader = "dapr-api-token"
+const TokenHeader = "dapr-api-token" //nolint:gosec // G101: a header name, not a credential
 
 // Options are the server's dependencies.
 type Options struct {

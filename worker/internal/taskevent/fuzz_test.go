@@ -64,7 +64,7 @@ func FuzzParseEvent(f *testing.F) {
 		if ev.EventType != TypeTaskCreated {
 			t.Fatalf("accepted event type %q", ev.EventType)
 		}
-		if ev.Type != TypeTaskCreated && !(ev.Type == TypeDaprDefault && ev.Task.EventType == TypeTaskCreated) {
+		if ev.Type != TypeTaskCreated && (ev.Type != TypeDaprDefault || ev.Task.EventType != TypeTaskCreated) {
 			t.Fatalf("type %q / data.event_type %q resolved to %q", ev.Type, ev.Task.EventType, ev.EventType)
 		}
 		if !IsUUID(ev.Task.TaskID) {

@@ -70,9 +70,9 @@ func (e Event) Key() string {
 type Stage int
 
 const (
-	// StageEnvelope: the bytes are not a valid CloudEvent.
+	// StageEnvelope means the bytes are not a valid CloudEvent.
 	StageEnvelope Stage = iota + 1
-	// StageData: a valid CloudEvent whose data is not a valid task event.
+	// StageData means a valid CloudEvent whose data is not a valid task event.
 	StageData
 )
 

@@ -55,10 +55,10 @@ type Fake struct {
 	publishes  []Request
 	script     []Response
 	components []string
+	outbound   int // status of GET /v1.0/healthz/outbound
 	// Hang, when set, makes publish calls block until the client gives up.
 	hang atomic.Bool
 
-	outboundStatus atomic.Int32
 	outboundChecks atomic.Int32
 	metadataCalls  atomic.Int32
 	conns          atomic.Int32
@@ -66,8 +66,7 @@ type Fake struct {
 
 // New starts a fake sidecar, closed when the test ends.
 func New(t testing.TB) *Fake {
-	f := &Fake{components: []string{"pubsub"}}
-	f.outboundStatus.Store(http.StatusNoContent)
+	f := &Fake{components: []string{"pubsub"}, outbound: http.StatusNoContent}
 	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
 	f.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
@@ -90,7 +89,11 @@ func (f *Fake) Script(rs ...Response) {
 func (f *Fake) Hang(on bool) { f.hang.Store(on) }
 
 // SetOutbound sets the status of GET /v1.0/healthz/outbound.
-func (f *Fake) SetOutbound(status int) { f.outboundStatus.Store(int32(status)) }
+func (f *Fake) SetOutbound(status int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.outbound = status
+}
 
 // SetComponents sets the component names /v1.0/metadata lists.
 func (f *Fake) SetComponents(names ...string) {
@@ -119,7 +122,10 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodGet && r.URL.Path == "/v1.0/healthz/outbound":
 		f.outboundChecks.Add(1)
-		w.WriteHeader(int(f.outboundStatus.Load()))
+		f.mu.Lock()
+		status := f.outbound
+		f.mu.Unlock()
+		w.WriteHeader(status)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1.0/metadata":
 		f.metadataCalls.Add(1)
 		if !f.authorized(w, r) {
