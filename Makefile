@@ -10,6 +10,10 @@ BIN     := $(CURDIR)/bin
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 BROKER ?= redis
+IMAGE_REGISTRY ?= ghcr.io/taskevents
+IMAGE_TAG ?= $(shell awk '/^appVersion:/ {gsub(/"/,"",$$2); print $$2}' charts/taskevents/Chart.yaml)
+# Brokers the end-to-end tests run on (comma-separated); empty means all: redis,kafka,rabbitmq.
+BROKERS ?=
 
 ##@ General
 
@@ -20,9 +24,10 @@ help: ## Show this help.
 ##@ Run
 
 .PHONY: run
-run: prereqs build ## Run broker, both sidecars and both apps locally (BROKER=redis); Ctrl-C stops all.
+run: prereqs build ## Run broker, both sidecars and both apps locally (BROKER=redis|kafka|rabbitmq); Ctrl-C stops all.
 	@go build -o $(BIN)/taskevents-local ./e2e/cmd/taskevents-local
-	@daprd=$$(tools/daprd/build.sh) && DAPRD=$$daprd PUBLISHER_BIN=$(BIN)/publisher WORKER_BIN=$(BIN)/worker \
+	@daprd=$$(tools/daprd/build.sh) && libs= && if [ "$(BROKER)" = kafka ]; then libs=$$(tools/kafka/fetch.sh); fi \
+		&& DAPRD=$$daprd KAFKA_LIBS=$$libs PUBLISHER_BIN=$(BIN)/publisher WORKER_BIN=$(BIN)/worker \
 		BROKER=$(BROKER) exec $(BIN)/taskevents-local
 
 ##@ Build
@@ -35,8 +40,24 @@ build: ## Build the publisher and worker binaries into ./bin.
 daprd: ## Build (once per machine) the pinned daprd and print its path.
 	@tools/daprd/build.sh
 
+.PHONY: helm
+helm: ## Build (once per machine) the pinned helm and print its path.
+	@tools/helm/build.sh
+
+.PHONY: kube
+kube: ## Build (once per machine) the pinned kube-apiserver and kubectl; print their directory.
+	@tools/kube/build.sh
+
+.PHONY: images
+images: ## Build both images with Docker from the repository root (IMAGE_REGISTRY, IMAGE_TAG).
+	@for app in $(APPS); do docker build -f $$app/Dockerfile -t $(IMAGE_REGISTRY)/$$app:$(IMAGE_TAG) .; done
+
+.PHONY: kafka
+kafka: ## Fetch (once per machine) the pinned Apache Kafka jars from Maven Central; print their directory.
+	@tools/kafka/fetch.sh
+
 .PHONY: prereqs
-prereqs: ## Install missing Debian packages the local run and tests need (redis-server).
+prereqs: ## Install missing Debian packages the local run and tests need (redis, rabbitmq, Java).
 	@tools/prereqs.sh
 
 ##@ Test
@@ -49,8 +70,11 @@ test-unit: ## Unit tests and fuzz seed corpora of both apps, with the race detec
 	@for m in $(APPS); do (cd $$m && go test -race -count=1 ./...); done
 
 .PHONY: test-e2e
-test-e2e: prereqs ## End-to-end tests through the real daprd and broker (BROKERS=redis).
-	@daprd=$$(tools/daprd/build.sh) && cd e2e && DAPRD=$$daprd go test -count=1 -v -timeout 20m ./... 2>&1 \
+test-e2e: prereqs ## End-to-end tests through the real daprd and brokers (BROKERS=redis,kafka,rabbitmq: all by default).
+	@daprd=$$(tools/daprd/build.sh) && libs=$$(tools/kafka/fetch.sh) && helm=$$(tools/helm/build.sh) \
+		&& kube=$$(tools/kube/build.sh) && cd e2e \
+		&& DAPRD=$$daprd KAFKA_LIBS=$$libs HELM=$$helm KUBE_DIR=$$kube BROKERS=$(BROKERS) \
+		go test -count=1 -v -timeout 30m ./... 2>&1 \
 		| grep -E --line-buffered -v '^=== (RUN|PAUSE|CONT)'
 
 .PHONY: fuzz
@@ -92,4 +116,4 @@ $(GOLANGCI_LINT):
 
 .PHONY: tidy
 tidy: ## go mod tidy every module, then go work sync.
-	@for m in $(MODULES) tools/daprd; do (cd $$m && GOWORK=off go mod tidy); done; go work sync
+	@for m in $(MODULES) tools/daprd tools/helm tools/kube; do (cd $$m && GOWORK=off go mod tidy); done; go work sync

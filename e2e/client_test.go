@@ -70,6 +70,16 @@ func createTask(ctx context.Context, publisher *harness.App, title string) (crea
 // publishMany creates n tasks with conc concurrent clients and returns the accepted ones.
 func publishMany(t *testing.T, publisher *harness.App, n, conc int) map[string]string {
 	t.Helper()
+	accepted, failures := publishAll(publisher, n, conc)
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d publishes failed, first: %s", len(failures), n, failures[0])
+	}
+	return accepted
+}
+
+// publishAll is publishMany for use outside the test goroutine: it reports failures
+// instead of failing the test.
+func publishAll(publisher *harness.App, n, conc int) (map[string]string, []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var (
@@ -104,10 +114,7 @@ func publishMany(t *testing.T, publisher *harness.App, n, conc int) map[string]s
 	}
 	close(next)
 	wg.Wait()
-	if len(failures) > 0 {
-		t.Fatalf("%d of %d publishes failed, first: %s", len(failures), n, failures[0])
-	}
-	return accepted
+	return accepted, failures
 }
 
 // waitHandled waits until every id in want was handled by some worker, or the deadline.

@@ -1,15 +1,20 @@
-// End-to-end tests: the real daprd, a real broker and the two real binaries on loopback.
-// They need the pinned daprd (`make daprd`) and redis-server (`make prereqs`); `make test`
-// provides both.
+// End-to-end tests: the real daprd, real brokers (Redis, Apache Kafka, RabbitMQ) and the
+// two real binaries on loopback. They need the pinned daprd (`make daprd`), the Kafka jars
+// (`make kafka`; fetched on first use otherwise) and redis-server, rabbitmq-server and Java
+// (`make prereqs`); `make test` provides all of them. BROKERS=redis,kafka selects brokers.
 package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,7 +66,14 @@ func setup(m *testing.M) (int, error) {
 			return 0, fmt.Errorf("build %s: %w", b.pkg, err)
 		}
 	}
-	return m.Run(), nil
+	code := m.Run()
+	if line, ok := binariesSummary(); line != "" {
+		fmt.Println(line)
+		if !ok && code == 0 {
+			code = 1
+		}
+	}
+	return code, nil
 }
 
 // brokers lists the brokers to run every scenario on: BROKERS=redis,kafka selects a subset.
@@ -69,7 +81,7 @@ func brokers() []string {
 	if v := os.Getenv("BROKERS"); v != "" {
 		return strings.Split(v, ",")
 	}
-	return []string{"redis"}
+	return allBrokers
 }
 
 // newHarness gives a test its own scratch directory and process set. Every process's
@@ -100,19 +112,29 @@ func newHarness(t *testing.T) *harness.Harness {
 	return h
 }
 
+// allBrokers are the brokers every scenario runs on unless BROKERS selects some.
+var allBrokers = []string{"redis", "kafka", "rabbitmq"}
+
 func startBroker(ctx context.Context, t *testing.T, h *harness.Harness, name string) *harness.Broker {
 	t.Helper()
+	var (
+		b   *harness.Broker
+		err error
+	)
 	switch name {
 	case "redis":
-		b, err := h.StartRedis(ctx, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
+		b, err = h.StartRedis(ctx, 0)
+	case "kafka":
+		b, err = h.StartKafka(ctx, 0)
+	case "rabbitmq":
+		b, err = h.StartRabbitMQ(ctx, 0)
 	default:
-		t.Fatalf("unknown broker %q in BROKERS (valid: redis)", name)
-		return nil
+		t.Fatalf("unknown broker %q in BROKERS (valid: %s)", name, strings.Join(allBrokers, ", "))
 	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func startSystem(t *testing.T, broker string, o harness.SystemOptions) *harness.System {
@@ -124,5 +146,85 @@ func startSystem(t *testing.T, broker string, o harness.SystemOptions) *harness.
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkSameBinaries(t, broker, sys)
 	return sys
+}
+
+// The issue's promise is "zero code changes": the programs that ran on every broker are
+// the same bytes. Each system's running publisher and workers are hashed through
+// /proc/<pid>/exe (what the kernel actually executes) and compared with the first system's.
+var digests struct {
+	sync.Mutex
+	first     map[string]string // "publisher"/"worker" → sha256 of the first system
+	firstFrom string
+	printed   map[string]bool // broker → its digests were printed
+	brokers   []string
+	mismatch  bool
+}
+
+func checkSameBinaries(t *testing.T, broker string, sys *harness.System) {
+	t.Helper()
+	got := map[string]string{}
+	procs := map[string][]*harness.Process{"publisher": {sys.Publisher.Process}}
+	for _, w := range sys.Workers {
+		procs["worker"] = append(procs["worker"], w.Process)
+	}
+	for app, ps := range procs {
+		for _, p := range ps {
+			d, err := sha256File(fmt.Sprintf("/proc/%d/exe", p.Pid()))
+			if err != nil {
+				t.Fatalf("hash the running %s: %v", app, err)
+			}
+			if prev, ok := got[app]; ok && prev != d {
+				t.Errorf("two %s replicas run different binaries: %s and %s", app, prev, d)
+			}
+			got[app] = d
+		}
+	}
+	digests.Lock()
+	defer digests.Unlock()
+	if digests.first == nil {
+		digests.first, digests.firstFrom, digests.printed = got, broker, map[string]bool{}
+	}
+	if !digests.printed[broker] {
+		digests.printed[broker] = true
+		digests.brokers = append(digests.brokers, broker)
+		fmt.Printf("e2e %s binaries: publisher sha256=%s worker sha256=%s\n", broker, got["publisher"], got["worker"])
+	}
+	for app, d := range got {
+		if d != digests.first[app] {
+			digests.mismatch = true
+			t.Errorf("the %s on %s (sha256 %s) is not the one that ran on %s (sha256 %s)",
+				app, broker, d, digests.firstFrom, digests.first[app])
+		}
+	}
+}
+
+func sha256File(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// binariesSummary is printed after every test ran: the one line that says whether the
+// same publisher and worker ran on every broker.
+func binariesSummary() (string, bool) {
+	digests.Lock()
+	defer digests.Unlock()
+	if digests.first == nil {
+		return "", true
+	}
+	verdict := "identical"
+	if digests.mismatch {
+		verdict = "DIFFERENT"
+	}
+	return fmt.Sprintf("e2e binaries: %s across %s: publisher sha256=%s worker sha256=%s",
+		verdict, strings.Join(digests.brokers, ", "), digests.first["publisher"], digests.first["worker"]), !digests.mismatch
 }

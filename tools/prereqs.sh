@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the local run and the tests need, when they are missing.
+# Installs the Debian packages the local run and the tests need, when they are missing:
+# redis-server and rabbitmq-server (the brokers the harness starts on free ports) and a
+# Java runtime and Maven for Kafka (whose jars tools/kafka/fetch.sh takes from Maven Central),
+# and etcd for the kube-apiserver the chart tests run against.
 # As root it installs them; otherwise it prints the exact command and fails.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# Debian's wrapper; the real scripts live in /usr/lib/rabbitmq/bin.
+[ -x /usr/sbin/rabbitmq-server ] || missing+=(rabbitmq-server)
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
@@ -14,9 +22,22 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "installing ${missing[*]}..." >&2
 sh -c "$cmd" >&2
-# Debian starts a system-wide redis-server on 6379 after install; the project starts its
-# own instances on free ports, so the packaged service is stopped and disabled.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
-  systemctl disable --now redis-server >/dev/null 2>&1 || true
-fi
+# Debian starts a system-wide redis-server on 6379, a rabbit@<host> node on 5672 (with
+# epmd on 4369) and etcd on 2379 after install; the project starts its own instances on free ports, so the
+# packaged services are stopped and disabled.
+for svc in redis-server rabbitmq-server etcd; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  elif [ -x "/etc/init.d/$svc" ]; then
+    "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+    command -v update-rc.d >/dev/null 2>&1 && update-rc.d "$svc" disable >/dev/null 2>&1 || true
+  fi
+done
 pkill -x redis-server 2>/dev/null || true
+[[ " ${missing[*]} " == *" etcd-server "* ]] && { pkill -x etcd 2>/dev/null || true; }
+# The packaged node runs as the rabbitmq user; stop only that one (ours run under other
+# node names), then the epmd it left on the default port.
+if [[ " ${missing[*]} " == *" rabbitmq-server "* ]]; then
+  rabbitmqctl -q stop >/dev/null 2>&1 || true
+  epmd -kill >/dev/null 2>&1 || true
+fi

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -27,8 +28,9 @@ type Harness struct {
 	Dir  string    // scratch directory for broker data and generated resources
 	Sink io.Writer // every process's output, one prefixed line at a time
 
-	mu    sync.Mutex
-	procs []*Process
+	mu       sync.Mutex
+	procs    []*Process
+	cleanups []func() error
 }
 
 // New returns a harness working in dir. sink may be io.Discard.
@@ -42,7 +44,12 @@ func New(root, dir string, bins Binaries, sink io.Writer) (*Harness, error) {
 }
 
 func (h *Harness) start(name string, env []string, bin string, args ...string) (*Process, error) {
-	p, err := StartProcess(name, h.Sink, env, h.Dir, bin, args...)
+	return h.startIn(name, h.Dir, nil, env, bin, args...)
+}
+
+// startIn starts a process in dir, as the user cred names when it is not nil.
+func (h *Harness) startIn(name, dir string, cred *syscall.Credential, env []string, bin string, args ...string) (*Process, error) {
+	p, err := startProcess(name, h.Sink, env, dir, cred, bin, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -52,15 +59,28 @@ func (h *Harness) start(name string, env []string, bin string, args ...string) (
 	return p, nil
 }
 
+// onClose registers fn to run after every process is stopped (e.g. removing a directory
+// that is not under Dir).
+func (h *Harness) onClose(fn func() error) {
+	h.mu.Lock()
+	h.cleanups = append(h.cleanups, fn)
+	h.mu.Unlock()
+}
+
 // Close stops every process, newest first, and reports the ones that misbehaved.
 func (h *Harness) Close() error {
 	h.mu.Lock()
-	procs := h.procs
-	h.procs = nil
+	procs, cleanups := h.procs, h.cleanups
+	h.procs, h.cleanups = nil, nil
 	h.mu.Unlock()
 	var errs []error
 	for i := len(procs) - 1; i >= 0; i-- {
 		if err := procs[i].Stop(20 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		if err := cleanups[i](); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -125,7 +125,7 @@ func waitAuthorized(ctx context.Context, url, token string) error {
 		// The API server's serving certificate is self-signed into its cert dir.
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // loopback test server with a self-signed cert
 	}}
-	last := "no answer yet"
+	var last string
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		req.Header.Set("Authorization", "Bearer "+token)

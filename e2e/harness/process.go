@@ -31,12 +31,18 @@ type Process struct {
 // StartProcess starts bin in its own process group (so stopping it also stops anything it
 // spawned) and tees every output line to sink as "[name] line".
 func StartProcess(name string, sink io.Writer, env []string, dir string, bin string, args ...string) (*Process, error) {
+	return startProcess(name, sink, env, dir, nil, bin, args...)
+}
+
+// startProcess is StartProcess, optionally running as another user (cred), e.g. a broker
+// that must not run as root.
+func startProcess(name string, sink io.Writer, env []string, dir string, cred *syscall.Credential, bin string, args ...string) (*Process, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = env
 	// Pdeathsig makes the kernel kill the child if the harness dies without cleaning up,
 	// so a crashed test run leaves no daprd or redis-server behind.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
 	cmd.Stderr = pw
@@ -142,10 +148,25 @@ func (p *Process) Stop(grace time.Duration) error {
 	}
 	_, err := p.Exited()
 	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) && exitErr.Sys().(syscall.WaitStatus).Signaled() {
-		return nil // ended by our SIGTERM: that is the expected way out
+	if errors.As(err, &exitErr) {
+		ws := exitErr.Sys().(syscall.WaitStatus)
+		// Ended by our SIGTERM: that is the expected way out. The JVM handles SIGTERM, runs
+		// its shutdown hooks and exits with 128+15 instead.
+		if ws.Signaled() || ws.ExitStatus() == 128+int(syscall.SIGTERM) {
+			return nil
+		}
 	}
 	return err
+}
+
+// Kill ends the process group with SIGKILL, as a crash or an OOM kill would, and waits
+// until it is gone.
+func (p *Process) Kill() {
+	if ok, _ := p.Exited(); ok {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
 }
 
 // environ returns the harness's environment plus extra, with extra winning.

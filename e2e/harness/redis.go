@@ -20,6 +20,11 @@ type Broker struct {
 	ComponentFile string
 	// Overrides replace component metadata values for the local run (host names, ports).
 	Overrides map[string]string
+	// WaitSubscribers, when not nil, waits until replicas subscribers of appID share the
+	// topics as the broker will deliver to them (Kafka: the consumer group has rebalanced
+	// and every member holds partitions). Brokers that hand each message to whichever
+	// subscriber asks next need no wait.
+	WaitSubscribers func(ctx context.Context, appID string, replicas int) error
 }
 
 // StartRedis runs redis-server on a loopback port with its data in a scratch directory and

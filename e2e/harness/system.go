@@ -13,23 +13,43 @@ type App struct {
 	*Process
 	Port int
 	URL  string
+
+	h    *Harness
+	name string
+	bin  string
+	env  []string
 }
 
 // StartApp runs an app binary on port with env and waits until /readyz answers 200.
 func (h *Harness) StartApp(ctx context.Context, name, bin string, port int, env []string) (*App, error) {
 	env = append([]string{"APP_PORT=" + strconv.Itoa(port), "LISTEN_HOST=127.0.0.1",
 		"DRAIN_DELAY=0s"}, env...)
-	p, err := h.start(name, environ(env...), bin)
+	a := &App{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port), h: h, name: name, bin: bin, env: env}
+	return a, a.launch(ctx)
+}
+
+func (a *App) launch(ctx context.Context) error {
+	p, err := a.h.start(a.name, environ(a.env...), a.bin)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	a := &App{Process: p, Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	a.Process = p
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := WaitHTTP(wctx, a.URL+"/readyz", 200); err != nil {
-		return nil, fmt.Errorf("%s: %w\n%s", name, err, p.Tail(30))
+		return fmt.Errorf("%s: %w\n%s", a.name, err, p.Tail(30))
 	}
-	return a, nil
+	return nil
+}
+
+// Restart stops the app (if it still runs) and starts it again with the same port and
+// environment: a fresh process, as after a crash or a pod restart. Lines() then holds only
+// the new process's output; keep the old *Process to read what it logged before.
+func (a *App) Restart(ctx context.Context) error {
+	if err := a.Stop(20 * time.Second); err != nil {
+		return err
+	}
+	return a.launch(ctx)
 }
 
 // SystemOptions choose the topology of one run.
@@ -99,6 +119,11 @@ func (h *Harness) StartSystem(ctx context.Context, b *Broker, o SystemOptions) (
 			return nil, err
 		}
 		sys.Workers, sys.WorkerSidecars = append(sys.Workers, w), append(sys.WorkerSidecars, s)
+	}
+	if b.WaitSubscribers != nil {
+		if err := b.WaitSubscribers(ctx, "task-worker", o.Workers); err != nil {
+			return nil, err
+		}
 	}
 	s, err := h.StartSidecar(ctx, "daprd-publisher", SidecarOptions{
 		AppID: "task-api", Resources: resources, Env: sidecarEnv, HTTPPort: o.PublisherDaprPort})

@@ -25,11 +25,14 @@ type config struct {
 	PublisherDapr int    `env:"PUBLISHER_DAPR_HTTP_PORT" envDefault:"3500"`
 	WorkerDapr    int    `env:"WORKER_DAPR_HTTP_PORT" envDefault:"3501"`
 	RedisPort     int    `env:"REDIS_PORT" envDefault:"6380"`
+	KafkaPort     int    `env:"KAFKA_PORT" envDefault:"9092"`
+	RabbitMQPort  int    `env:"RABBITMQ_PORT" envDefault:"5673"`
 	Workers       int    `env:"WORKERS" envDefault:"1"`
 	WorkerEnv     string `env:"WORKER_ENV"` // e.g. "FAULT_RETRY_RATE=0.3 LOG_LEVEL=debug"
 }
 
-var brokers = []string{"redis"}
+// brokers are the values BROKER takes: each names components/<broker>.yaml.
+var brokers = []string{"redis", "kafka", "rabbitmq"}
 
 func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	cfg, err := env.ParseAsWithOptions[config](env.Options{Environment: env.ToMap(environ)})
@@ -39,8 +42,15 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	if !slices.Contains(brokers, cfg.Broker) {
 		return fmt.Errorf("unknown BROKER %q; valid: %s", cfg.Broker, strings.Join(brokers, ", "))
 	}
-	for name, port := range map[string]int{"PUBLISHER_PORT": cfg.PublisherPort, "WORKER_PORT": cfg.WorkerPort,
-		"PUBLISHER_DAPR_HTTP_PORT": cfg.PublisherDapr, "WORKER_DAPR_HTTP_PORT": cfg.WorkerDapr, "REDIS_PORT": cfg.RedisPort} {
+	ports := map[string]int{"PUBLISHER_PORT": cfg.PublisherPort, "WORKER_PORT": cfg.WorkerPort,
+		"PUBLISHER_DAPR_HTTP_PORT": cfg.PublisherDapr, "WORKER_DAPR_HTTP_PORT": cfg.WorkerDapr}
+	brokerPort := map[string]struct {
+		name string
+		port int
+	}{"redis": {"REDIS_PORT", cfg.RedisPort}, "kafka": {"KAFKA_PORT", cfg.KafkaPort},
+		"rabbitmq": {"RABBITMQ_PORT", cfg.RabbitMQPort}}[cfg.Broker]
+	ports[brokerPort.name] = brokerPort.port
+	for name, port := range ports {
 		if !harness.PortFree(port) {
 			return fmt.Errorf("port %d (%s) is already in use: stop what holds it (ss -ltnp 'sport = :%d') or set %s", port, name, port, name)
 		}
@@ -68,8 +78,19 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	broker, err := h.StartRedis(startCtx, cfg.RedisPort)
+	var broker *harness.Broker
+	switch cfg.Broker {
+	case "kafka":
+		broker, err = h.StartKafka(startCtx, cfg.KafkaPort)
+	case "rabbitmq":
+		broker, err = h.StartRabbitMQ(startCtx, cfg.RabbitMQPort)
+	default:
+		broker, err = h.StartRedis(startCtx, cfg.RedisPort)
+	}
 	if err != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return nil
+		}
 		return err
 	}
 	sys, err := h.StartSystem(startCtx, broker, harness.SystemOptions{
