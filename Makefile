@@ -24,10 +24,11 @@ help: ## Show this help.
 ##@ Run
 
 .PHONY: run
-run: prereqs build ## Run broker, both sidecars and both apps locally (BROKER=redis|kafka|rabbitmq); Ctrl-C stops all.
+run: prereqs build ## Run broker, both sidecars and both apps locally (BROKER=redis|kafka|rabbitmq|snssqs); Ctrl-C stops all.
 	@go build -o $(BIN)/taskevents-local ./e2e/cmd/taskevents-local
 	@daprd=$$(tools/daprd/build.sh) && libs= && if [ "$(BROKER)" = kafka ]; then libs=$$(tools/kafka/fetch.sh); fi \
-		&& DAPRD=$$daprd KAFKA_LIBS=$$libs PUBLISHER_BIN=$(BIN)/publisher WORKER_BIN=$(BIN)/worker \
+		&& moto= && if [ "$(BROKER)" = snssqs ]; then moto=$$(tools/moto/install.sh); fi \
+		&& DAPRD=$$daprd KAFKA_LIBS=$$libs MOTO_SERVER=$$moto PUBLISHER_BIN=$(BIN)/publisher WORKER_BIN=$(BIN)/worker \
 		BROKER=$(BROKER) exec $(BIN)/taskevents-local
 
 ##@ Build
@@ -72,8 +73,8 @@ test-unit: ## Unit tests and fuzz seed corpora of both apps, with the race detec
 .PHONY: test-e2e
 test-e2e: prereqs ## End-to-end tests through the real daprd and brokers (BROKERS=redis,kafka,rabbitmq: all by default).
 	@daprd=$$(tools/daprd/build.sh) && libs=$$(tools/kafka/fetch.sh) && helm=$$(tools/helm/build.sh) \
-		&& kube=$$(tools/kube/build.sh) && cd e2e \
-		&& DAPRD=$$daprd KAFKA_LIBS=$$libs HELM=$$helm KUBE_DIR=$$kube BROKERS=$(BROKERS) \
+		&& kube=$$(tools/kube/build.sh) && moto=$$(tools/moto/install.sh) && cd e2e \
+		&& DAPRD=$$daprd KAFKA_LIBS=$$libs HELM=$$helm KUBE_DIR=$$kube MOTO_SERVER=$$moto BROKERS=$(BROKERS) \
 		go test -count=1 -v -timeout 30m ./... 2>&1 \
 		| grep -E --line-buffered -v '^=== (RUN|PAUSE|CONT)'
 

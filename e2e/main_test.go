@@ -1,7 +1,9 @@
-// End-to-end tests: the real daprd, real brokers (Redis, Apache Kafka, RabbitMQ) and the
-// two real binaries on loopback. They need the pinned daprd (`make daprd`), the Kafka jars
-// (`make kafka`; fetched on first use otherwise) and redis-server, rabbitmq-server and Java
-// (`make prereqs`); `make test` provides all of them. BROKERS=redis,kafka selects brokers.
+// End-to-end tests: the real daprd, real brokers (Redis, Apache Kafka, RabbitMQ, and AWS
+// SNS/SQS as moto emulates it) and the two real binaries on loopback. They need the pinned
+// daprd (`make daprd`), the Kafka jars (`make kafka`; fetched on first use otherwise), moto
+// (tools/moto/install.sh; installed on first use otherwise) and redis-server,
+// rabbitmq-server, Java and python3-venv (`make prereqs`); `make test` provides all of
+// them. BROKERS=redis,kafka selects brokers.
 package e2e
 
 import (
@@ -115,6 +117,10 @@ func newHarness(t *testing.T) *harness.Harness {
 // allBrokers are the brokers every scenario runs on unless BROKERS selects some.
 var allBrokers = []string{"redis", "kafka", "rabbitmq"}
 
+// knownBrokers are the values BROKERS takes: allBrokers and the cloud emulators, which
+// TestCloudBrokerHappyPath covers whatever BROKERS says.
+var knownBrokers = append(append([]string{}, allBrokers...), "snssqs")
+
 func startBroker(ctx context.Context, t *testing.T, h *harness.Harness, name string) *harness.Broker {
 	t.Helper()
 	var (
@@ -128,8 +134,10 @@ func startBroker(ctx context.Context, t *testing.T, h *harness.Harness, name str
 		b, err = h.StartKafka(ctx, 0)
 	case "rabbitmq":
 		b, err = h.StartRabbitMQ(ctx, 0)
+	case "snssqs":
+		b, err = h.StartSNSSQS(ctx, 0)
 	default:
-		t.Fatalf("unknown broker %q in BROKERS (valid: %s)", name, strings.Join(allBrokers, ", "))
+		t.Fatalf("unknown broker %q in BROKERS (valid: %s)", name, strings.Join(knownBrokers, ", "))
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,8 @@
 # Installs the Debian packages the local run and the tests need, when they are missing:
 # redis-server and rabbitmq-server (the brokers the harness starts on free ports) and a
 # Java runtime and Maven for Kafka (whose jars tools/kafka/fetch.sh takes from Maven Central),
-# and etcd for the kube-apiserver the chart tests run against.
+# etcd for the kube-apiserver the chart tests run against, and Debian's python3 with venv
+# for the moto AWS emulator (tools/moto/install.sh installs it from PyPI into a venv).
 # As root it installs them; otherwise it prints the exact command and fails.
 set -euo pipefail
 missing=()
@@ -12,6 +13,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+/usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

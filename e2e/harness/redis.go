@@ -22,8 +22,9 @@ type Broker struct {
 	Overrides map[string]string
 	// WaitSubscribers, when not nil, waits until replicas subscribers of appID share the
 	// topics as the broker will deliver to them (Kafka: the consumer group has rebalanced
-	// and every member holds partitions). Brokers that hand each message to whichever
-	// subscriber asks next need no wait.
+	// and every member holds partitions; SNS: each topic delivers to the app's SQS queue,
+	// without which SNS drops what is published). Brokers that hand each message to
+	// whichever subscriber asks next need no wait.
 	WaitSubscribers func(ctx context.Context, appID string, replicas int) error
 }
 

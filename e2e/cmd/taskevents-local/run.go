@@ -27,12 +27,13 @@ type config struct {
 	RedisPort     int    `env:"REDIS_PORT" envDefault:"6380"`
 	KafkaPort     int    `env:"KAFKA_PORT" envDefault:"9092"`
 	RabbitMQPort  int    `env:"RABBITMQ_PORT" envDefault:"5673"`
+	SNSSQSPort    int    `env:"SNSSQS_PORT" envDefault:"4566"`
 	Workers       int    `env:"WORKERS" envDefault:"1"`
 	WorkerEnv     string `env:"WORKER_ENV"` // e.g. "FAULT_RETRY_RATE=0.3 LOG_LEVEL=debug"
 }
 
 // brokers are the values BROKER takes: each names components/<broker>.yaml.
-var brokers = []string{"redis", "kafka", "rabbitmq"}
+var brokers = []string{"redis", "kafka", "rabbitmq", "snssqs"}
 
 func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	cfg, err := env.ParseAsWithOptions[config](env.Options{Environment: env.ToMap(environ)})
@@ -48,7 +49,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		name string
 		port int
 	}{"redis": {"REDIS_PORT", cfg.RedisPort}, "kafka": {"KAFKA_PORT", cfg.KafkaPort},
-		"rabbitmq": {"RABBITMQ_PORT", cfg.RabbitMQPort}}[cfg.Broker]
+		"rabbitmq": {"RABBITMQ_PORT", cfg.RabbitMQPort}, "snssqs": {"SNSSQS_PORT", cfg.SNSSQSPort}}[cfg.Broker]
 	ports[brokerPort.name] = brokerPort.port
 	for name, port := range ports {
 		if !harness.PortFree(port) {
@@ -84,6 +85,8 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		broker, err = h.StartKafka(startCtx, cfg.KafkaPort)
 	case "rabbitmq":
 		broker, err = h.StartRabbitMQ(startCtx, cfg.RabbitMQPort)
+	case "snssqs":
+		broker, err = h.StartSNSSQS(startCtx, cfg.SNSSQSPort)
 	default:
 		broker, err = h.StartRedis(startCtx, cfg.RedisPort)
 	}

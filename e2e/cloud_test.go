@@ -1,0 +1,16 @@
+package e2e
+
+import (
+	"testing"
+
+	"github.com/taskevents/taskevents/e2e/harness"
+)
+
+// The seed's "Cloud" row: AWS SNS/SQS through daprd's pubsub.aws.snssqs, against moto's
+// emulator on loopback, with components/snssqs.yaml as shipped (only the endpoint and dummy
+// keys overridden). It runs whatever BROKERS says: the emulator needs no cloud account.
+func TestCloudBrokerHappyPath(t *testing.T) {
+	const broker = "snssqs"
+	sys := startSystem(t, broker, harness.SystemOptions{})
+	happyPath(t, broker, sys)
+}
