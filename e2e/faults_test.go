@@ -93,8 +93,8 @@ func TestSidecarRestart(t *testing.T) {
 			if err != nil || r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
 				t.Fatalf("POST /tasks with the sidecar down = %d %v %s (%v), want 503 with Retry-After", r.Status, r.Header, r.Body, err)
 			}
-			if took > 3*time.Second {
-				t.Errorf("503 took %s, want within PUBLISH_TIMEOUT (2s) plus scheduling", took)
+			if took > 4*time.Second {
+				t.Errorf("503 took %s, want within PUBLISH_TIMEOUT (2s) plus process scheduling on a loaded machine", took)
 			}
 			if err := sys.PublisherSidecar.Restart(ctx); err != nil {
 				t.Fatal(err)
