@@ -2,37 +2,18 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/publisher/internal/logbuf"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
 )
-
-// syncBuffer is the stdout run writes its logs to; tests read it concurrently.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -49,7 +30,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // app is run() in a goroutine.
 type app struct {
 	url    string
-	stdout *syncBuffer
+	stdout *logbuf.Buffer
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error // valid once done is closed
@@ -76,7 +57,7 @@ func startRun(t *testing.T, fake *sidecartest.Fake, extraEnv ...string) *app {
 		"READINESS_INTERVAL=20ms", "DRAIN_DELAY=0s", "SHUTDOWN_TIMEOUT=5s", "PUBLISH_TIMEOUT=1s",
 	}, extraEnv...)
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &app{stdout: &syncBuffer{}, cancel: cancel, done: make(chan struct{})}
+	a := &app{stdout: &logbuf.Buffer{}, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
 		a.err = run(ctx, env, a.stdout)

@@ -2,36 +2,19 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/taskevents/taskevents/worker/internal/logbuf"
 )
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // logLines returns the parsed log lines with message msg.
-func logLines(t *testing.T, out *syncBuffer, msg string) []map[string]any {
+func logLines(t *testing.T, out *logbuf.Buffer, msg string) []map[string]any {
 	t.Helper()
 	var lines []map[string]any
 	sc := bufio.NewScanner(strings.NewReader(out.String()))
@@ -71,7 +54,7 @@ func get(url string) (int, string) {
 func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &syncBuffer{}
+	out := &logbuf.Buffer{}
 	const token = "run-test-token"
 	done := make(chan error, 1)
 	go func() {
@@ -139,7 +122,7 @@ func TestRun(t *testing.T) {
 
 func TestRunWarnsWithoutToken(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &logbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "DRAIN_DELAY=0s", "FAULT_RETRY_FIRST=2"}, out)
@@ -178,7 +161,7 @@ func TestRunBadConfig(t *testing.T) {
 func TestRunPortInUse(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &syncBuffer{}
+	out := &logbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "DRAIN_DELAY=0s"}, out) }()
 	var addr string

@@ -10,9 +10,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/taskevents/taskevents/publisher/internal/logbuf"
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
@@ -25,29 +26,12 @@ import (
 
 const traceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // newAPI wires the handler to a real sidecar client aimed at sidecarURL.
 // Retries do not wait; the third failed attempt asks for a wait past the
 // deadline, so a failing sidecar sees exactly 3 attempts.
-func newAPI(t *testing.T, sidecarURL string, mod func(*sidecar.Options)) (http.Handler, *syncBuffer) {
+func newAPI(t *testing.T, sidecarURL string, mod func(*sidecar.Options)) (http.Handler, *logbuf.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	logger := zerolog.New(logs).Level(zerolog.InfoLevel)
 	o := sidecar.Options{
 		BaseURL:        sidecarURL,
@@ -420,7 +404,7 @@ func TestReadyz(t *testing.T) {
 }
 
 func TestPanicIsA500WithoutInternals(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	h := httpapi.New(httpapi.Deps{
 		Publisher:      &fakePublisher{panicWith: "secret internal state"},
 		Logger:         zerolog.New(logs),

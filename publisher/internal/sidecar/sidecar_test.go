@@ -1,7 +1,6 @@
 package sidecar_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/taskevents/taskevents/publisher/internal/logbuf"
 
 	"github.com/rs/zerolog"
 
@@ -22,24 +23,6 @@ const (
 	taskID      = "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
 	traceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 )
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // noWait retries immediately.
 func noWait(int) time.Duration { return 0 }
@@ -55,8 +38,8 @@ func waitsUntil(n int) func(int) time.Duration {
 	}
 }
 
-func newClient(baseURL string, mod func(*sidecar.Options)) (*sidecar.Client, *syncBuffer) {
-	logs := &syncBuffer{}
+func newClient(baseURL string, mod func(*sidecar.Options)) (*sidecar.Client, *logbuf.Buffer) {
+	logs := &logbuf.Buffer{}
 	o := sidecar.Options{
 		BaseURL:        baseURL,
 		PubSubName:     "pubsub",

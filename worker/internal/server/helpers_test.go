@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/taskevents/taskevents/worker/internal/logbuf"
 
 	"github.com/rs/zerolog"
 
@@ -53,24 +54,6 @@ func withID(t testing.TB, id string) string {
 	return envelope(t, `"id":"`+eventID+`"`, `"id":"`+id+`"`)
 }
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // recorder is a Handler that counts calls and runs an optional behaviour.
 type recorder struct {
 	mu    sync.Mutex
@@ -98,7 +81,7 @@ func (r *recorder) count() int {
 type harness struct {
 	t       testing.TB
 	srv     *Server
-	logs    *syncBuffer
+	logs    *logbuf.Buffer
 	metrics *metrics.Metrics
 	store   *dedupe.Store
 	rec     *recorder
@@ -106,7 +89,7 @@ type harness struct {
 
 func newHarness(t testing.TB, h handler.Handler, mods ...func(*Options)) *harness {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	m := metrics.New()
 	store := dedupe.New(1000, time.Hour, time.Now)
 	rec, _ := h.(*recorder)

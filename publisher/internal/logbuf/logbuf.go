@@ -1,0 +1,28 @@
+// Package logbuf is a log sink that tests can read while the code under test writes to it
+// from other goroutines.
+package logbuf
+
+import (
+	"bytes"
+	"sync"
+)
+
+// Buffer is a goroutine-safe bytes.Buffer for zerolog output.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
