@@ -117,30 +117,11 @@ func newHarness(t *testing.T) *harness.Harness {
 // allBrokers are the brokers every scenario runs on unless BROKERS selects some.
 var allBrokers = []string{"redis", "kafka", "rabbitmq"}
 
-// knownBrokers are the values BROKERS takes: allBrokers and the cloud emulators, which
-// TestCloudBrokerHappyPath covers whatever BROKERS says.
-var knownBrokers = append(append([]string{}, allBrokers...), "snssqs")
-
 func startBroker(ctx context.Context, t *testing.T, h *harness.Harness, name string) *harness.Broker {
 	t.Helper()
-	var (
-		b   *harness.Broker
-		err error
-	)
-	switch name {
-	case "redis":
-		b, err = h.StartRedis(ctx, 0)
-	case "kafka":
-		b, err = h.StartKafka(ctx, 0)
-	case "rabbitmq":
-		b, err = h.StartRabbitMQ(ctx, 0)
-	case "snssqs":
-		b, err = h.StartSNSSQS(ctx, 0)
-	default:
-		t.Fatalf("unknown broker %q in BROKERS (valid: %s)", name, strings.Join(knownBrokers, ", "))
-	}
+	b, err := h.StartBroker(ctx, name, 0)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("BROKERS: %v", err)
 	}
 	return b
 }

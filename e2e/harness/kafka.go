@@ -51,10 +51,8 @@ func (h *Harness) StartKafka(ctx context.Context, port int) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	if port == 0 {
-		if port, err = FreePort(); err != nil {
-			return nil, err
-		}
+	if port, err = OrFreePort(port); err != nil {
+		return nil, err
 	}
 	controllerPort, err := FreePort()
 	if err != nil {

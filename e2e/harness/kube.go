@@ -125,26 +125,11 @@ func waitAuthorized(ctx context.Context, url, token string) error {
 		// The API server's serving certificate is self-signed into its cert dir.
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // loopback test server with a self-signed cert
 	}}
-	var last string
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := client.Do(req)
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("kube-apiserver %s never became ready (last: %s): %w", url, last, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
+	header := http.Header{"Authorization": {"Bearer " + token}}
+	if err := pollHTTP(ctx, client, url, header, http.StatusOK, 200*time.Millisecond); err != nil {
+		return fmt.Errorf("kube-apiserver never became ready: %w", err)
 	}
+	return nil
 }
 
 func writeRSAKey(path string) error {

@@ -29,14 +29,30 @@ func PortFree(port int) bool {
 	return true
 }
 
+// OrFreePort returns port, or a free one when port is 0.
+func OrFreePort(port int) (int, error) {
+	if port != 0 {
+		return port, nil
+	}
+	return FreePort()
+}
+
 // WaitHTTP polls url until it answers want or ctx ends.
 func WaitHTTP(ctx context.Context, url string, want int) error {
-	client := &http.Client{Timeout: 2 * time.Second}
-	tick := time.NewTicker(50 * time.Millisecond)
+	return pollHTTP(ctx, &http.Client{Timeout: 2 * time.Second}, url, nil, want, 50*time.Millisecond)
+}
+
+// pollHTTP GETs url with header every interval until it answers want or ctx ends; the
+// error names the last answer, which is what a person debugging a slow start needs.
+func pollHTTP(ctx context.Context, client *http.Client, url string, header http.Header, want int, interval time.Duration) error {
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	var last string
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		for k, v := range header {
+			req.Header[k] = v
+		}
 		resp, err := client.Do(req)
 		if err == nil {
 			_ = resp.Body.Close()

@@ -35,10 +35,8 @@ func (h *Harness) StartRabbitMQ(ctx context.Context, port int) (*Broker, error) 
 	if err != nil {
 		return nil, fmt.Errorf("epmd (erlang-base, a dependency of rabbitmq-server) is not installed: run `make prereqs`")
 	}
-	if port == 0 {
-		if port, err = FreePort(); err != nil {
-			return nil, err
-		}
+	if port, err = OrFreePort(port); err != nil {
+		return nil, err
 	}
 	var epmdPort, distPort int
 	for _, p := range []*int{&epmdPort, &distPort} {

@@ -35,10 +35,8 @@ func (h *Harness) StartRedis(ctx context.Context, port int) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis-server is not installed: run `make prereqs` (apt-get install -y redis-server)")
 	}
-	if port == 0 {
-		if port, err = FreePort(); err != nil {
-			return nil, err
-		}
+	if port, err = OrFreePort(port); err != nil {
+		return nil, err
 	}
 	dir := filepath.Join(h.Dir, "redis-"+strconv.Itoa(port))
 	if err := os.MkdirAll(dir, 0o750); err != nil {

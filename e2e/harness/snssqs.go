@@ -44,10 +44,8 @@ func (h *Harness) StartSNSSQS(ctx context.Context, port int) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	if port == 0 {
-		if port, err = FreePort(); err != nil {
-			return nil, err
-		}
+	if port, err = OrFreePort(port); err != nil {
+		return nil, err
 	}
 	p, err := h.start("moto", environ(), bin, "--host", "127.0.0.1", "--port", strconv.Itoa(port))
 	if err != nil {

@@ -99,10 +99,11 @@ func (h *Harness) StartSystem(ctx context.Context, b *Broker, o SystemOptions) (
 			name = fmt.Sprintf("worker-%d", i+1)
 		}
 		port := o.WorkerPort
-		if port == 0 || i > 0 {
-			if port, err = FreePort(); err != nil {
-				return nil, err
-			}
+		if i > 0 {
+			port = 0 // a fixed port is for the first replica only
+		}
+		if port, err = OrFreePort(port); err != nil {
+			return nil, err
 		}
 		env := append(append([]string{}, appEnv...), o.WorkerEnv...)
 		w, err := h.StartApp(ctx, name, h.Bins.Worker, port, env)
@@ -131,11 +132,9 @@ func (h *Harness) StartSystem(ctx context.Context, b *Broker, o SystemOptions) (
 		return nil, err
 	}
 	sys.PublisherSidecar = s
-	port := o.PublisherPort
-	if port == 0 {
-		if port, err = FreePort(); err != nil {
-			return nil, err
-		}
+	port, err := OrFreePort(o.PublisherPort)
+	if err != nil {
+		return nil, err
 	}
 	env := append(append([]string{"DAPR_HTTP_PORT=" + strconv.Itoa(s.Opts.HTTPPort), "READINESS_INTERVAL=200ms"},
 		appEnv...), o.PublisherEnv...)

@@ -32,16 +32,13 @@ type config struct {
 	WorkerEnv     string `env:"WORKER_ENV"` // e.g. "FAULT_RETRY_RATE=0.3 LOG_LEVEL=debug"
 }
 
-// brokers are the values BROKER takes: each names components/<broker>.yaml.
-var brokers = []string{"redis", "kafka", "rabbitmq", "snssqs"}
-
 func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	cfg, err := env.ParseAsWithOptions[config](env.Options{Environment: env.ToMap(environ)})
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(brokers, cfg.Broker) {
-		return fmt.Errorf("unknown BROKER %q; valid: %s", cfg.Broker, strings.Join(brokers, ", "))
+	if !slices.Contains(harness.Brokers, cfg.Broker) {
+		return fmt.Errorf("unknown BROKER %q; valid: %s", cfg.Broker, strings.Join(harness.Brokers, ", "))
 	}
 	ports := map[string]int{"PUBLISHER_PORT": cfg.PublisherPort, "WORKER_PORT": cfg.WorkerPort,
 		"PUBLISHER_DAPR_HTTP_PORT": cfg.PublisherDapr, "WORKER_DAPR_HTTP_PORT": cfg.WorkerDapr}
@@ -79,17 +76,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	var broker *harness.Broker
-	switch cfg.Broker {
-	case "kafka":
-		broker, err = h.StartKafka(startCtx, cfg.KafkaPort)
-	case "rabbitmq":
-		broker, err = h.StartRabbitMQ(startCtx, cfg.RabbitMQPort)
-	case "snssqs":
-		broker, err = h.StartSNSSQS(startCtx, cfg.SNSSQSPort)
-	default:
-		broker, err = h.StartRedis(startCtx, cfg.RedisPort)
-	}
+	broker, err := h.StartBroker(startCtx, cfg.Broker, brokerPort.port)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return nil

@@ -13,12 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/taskevents/taskevents/publisher/internal/logbuf"
-
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
+	"github.com/taskevents/taskevents/publisher/internal/logbuf"
 	"github.com/taskevents/taskevents/publisher/internal/problem"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"

@@ -11,10 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/taskevents/taskevents/publisher/internal/logbuf"
-
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/publisher/internal/logbuf"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
 )

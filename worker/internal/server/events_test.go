@@ -66,16 +66,7 @@ func TestEventStatuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, nil, func(o *Options) {
-				if tt.maxBytes > 0 {
-					o.MaxEventBytes = tt.maxBytes
-				}
-			})
-			header := tt.header
-			if header == nil {
-				header = cloudEventHeader()
-			}
-			rec := h.do(http.MethodPost, "/events/todo", header, tt.body)
+			h, rec := deliver(t, "/events/todo", tt.header, tt.body, tt.maxBytes)
 			if got := status(t, rec); got != tt.wantStatus {
 				t.Errorf("status = %q, want %q", got, tt.wantStatus)
 			}

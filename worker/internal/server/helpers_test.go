@@ -12,42 +12,29 @@ import (
 	"testing"
 	"time"
 
-	"github.com/taskevents/taskevents/worker/internal/logbuf"
-
 	"github.com/rs/zerolog"
 
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
+	"github.com/taskevents/taskevents/worker/internal/logbuf"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/taskevent"
+	"github.com/taskevents/taskevents/worker/internal/taskevent/eventtest"
 )
 
+// Short names for the shared fixtures (eventtest), used throughout this package's tests.
 const (
-	taskID  = "3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11"
-	eventID = "5929aaac-a5e2-4ca1-859c-edfe73f11565"
-	tp      = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-	token   = "tok-3c1d0f3e9a"
+	taskID        = eventtest.TaskID
+	eventID       = eventtest.EventID
+	tp            = eventtest.TraceParent
+	daprdEnvelope = eventtest.DaprdEnvelope
+	taskJSON      = eventtest.TaskJSON
+	token         = "tok-3c1d0f3e9a"
 )
-
-// daprdEnvelope is a delivery exactly as daprd 1.16-1.18 sends it
-// (dapr-contract.md §1.4).
-const daprdEnvelope = `{"topic":"task-events","pubsubname":"pubsub","traceid":"` + tp + `","tracestate":"",` +
-	`"data":{"event_type":"task.created","task_id":"` + taskID + `","title":"Learn Dapr pub/sub"},` +
-	`"id":"` + eventID + `","specversion":"1.0","datacontenttype":"application/json","source":"task-api",` +
-	`"type":"task.created","time":"2026-11-27T16:00:00Z","traceparent":"` + tp + `"}`
-
-const taskJSON = `{"event_type":"task.created","task_id":"` + taskID + `","title":"Learn Dapr pub/sub"}`
 
 func envelope(t testing.TB, pairs ...string) string {
 	t.Helper()
-	s := daprdEnvelope
-	for i := 0; i < len(pairs); i += 2 {
-		if !strings.Contains(s, pairs[i]) {
-			t.Fatalf("envelope does not contain %q", pairs[i])
-		}
-		s = strings.Replace(s, pairs[i], pairs[i+1], 1)
-	}
-	return s
+	return eventtest.Edit(t, pairs...)
 }
 
 func withID(t testing.TB, id string) string {
@@ -113,6 +100,21 @@ func newHarness(t testing.TB, h handler.Handler, mods ...func(*Options)) *harnes
 
 func cloudEventHeader() http.Header {
 	return http.Header{"Content-Type": {"application/cloudevents+json"}}
+}
+
+// deliver POSTs body to path on a fresh harness whose body limit is maxBytes (0: the
+// default), with daprd's CloudEvent content type unless header is given.
+func deliver(t testing.TB, path string, header http.Header, body string, maxBytes int64) (*harness, *httptest.ResponseRecorder) {
+	t.Helper()
+	h := newHarness(t, nil, func(o *Options) {
+		if maxBytes > 0 {
+			o.MaxEventBytes = maxBytes
+		}
+	})
+	if header == nil {
+		header = cloudEventHeader()
+	}
+	return h, h.do(http.MethodPost, path, header, body)
 }
 
 func (h *harness) do(method, path string, header http.Header, body string) *httptest.ResponseRecorder {

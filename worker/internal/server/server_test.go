@@ -166,16 +166,7 @@ func TestDeadLetter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, nil, func(o *Options) {
-				if tt.maxBytes > 0 {
-					o.MaxEventBytes = tt.maxBytes
-				}
-			})
-			header := tt.header
-			if header == nil {
-				header = cloudEventHeader()
-			}
-			rec := h.do(http.MethodPost, "/events/deadletter", header, tt.body)
+			h, rec := deliver(t, "/events/deadletter", tt.header, tt.body, tt.maxBytes)
 			if got := status(t, rec); got != "SUCCESS" {
 				t.Fatalf("status = %s, want SUCCESS", got)
 			}

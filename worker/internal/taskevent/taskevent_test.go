@@ -6,39 +6,27 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/taskevents/taskevents/worker/internal/taskevent/eventtest"
 )
 
+// Short names for the shared fixtures (eventtest), used throughout this package's tests.
 const (
-	taskID  = "3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11"
-	eventID = "5929aaac-a5e2-4ca1-859c-edfe73f11565"
-	tp      = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	taskID        = eventtest.TaskID
+	eventID       = eventtest.EventID
+	tp            = eventtest.TraceParent
+	daprdEnvelope = eventtest.DaprdEnvelope
+	taskJSON      = eventtest.TaskJSON
 )
-
-// daprdEnvelope is a delivery exactly as daprd 1.16-1.18 sends it for a
-// publish with Content-Type: application/json (dapr-contract.md §1.4).
-const daprdEnvelope = `{"topic":"task-events","pubsubname":"pubsub","traceid":"` + tp + `","tracestate":"",` +
-	`"data":{"event_type":"task.created","task_id":"` + taskID + `","title":"Learn Dapr pub/sub"},` +
-	`"id":"` + eventID + `","specversion":"1.0","datacontenttype":"application/json","source":"task-api",` +
-	`"type":"task.created","time":"2026-11-27T16:00:00Z","traceparent":"` + tp + `"}`
 
 func structured() http.Header {
 	return http.Header{"Content-Type": {"application/cloudevents+json"}}
 }
 
-// replace edits daprdEnvelope; each old string must occur.
 func replace(t testing.TB, pairs ...string) string {
 	t.Helper()
-	s := daprdEnvelope
-	for i := 0; i < len(pairs); i += 2 {
-		if !strings.Contains(s, pairs[i]) {
-			t.Fatalf("envelope does not contain %q", pairs[i])
-		}
-		s = strings.Replace(s, pairs[i], pairs[i+1], 1)
-	}
-	return s
+	return eventtest.Edit(t, pairs...)
 }
-
-const taskJSON = `{"event_type":"task.created","task_id":"` + taskID + `","title":"Learn Dapr pub/sub"}`
 
 func TestParse(t *testing.T) {
 	binary := func(extra map[string]string) http.Header {
