@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +29,7 @@ func TestDefaultSystem(t *testing.T) {
 			t.Run("declarative", func(t *testing.T) { declarative(t, broker, sys) })
 			t.Run("thousand", func(t *testing.T) { thousand(t, broker, sys) })
 			t.Run("drop-to-deadletter", func(t *testing.T) { dropToDeadLetter(t, broker, sys) })
+			t.Run("hot-reload", func(t *testing.T) { hotReload(t, broker, sys) })
 		})
 	}
 }
@@ -150,4 +154,77 @@ func dropToDeadLetter(t *testing.T, broker string, sys *harness.System) {
 		t.Fatal(err)
 	}
 	fmt.Printf("e2e %s drop-to-deadletter: published=1 handled=0 lost=0 duplicates=0 dropped=1 dead_lettered=1\n", broker)
+}
+
+// A Subscription added while daprd runs is picked up without a restart (hot reload is on
+// by default from Dapr 1.18): the GitOps promise that a change reaches running sidecars.
+func hotReload(t *testing.T, broker string, sys *harness.System) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	topic := "task-events-hotreload"
+	sub := fmt.Sprintf(`apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata:
+  name: hot-reload
+spec:
+  pubsubname: pubsub
+  topic: %s
+  routes:
+    default: /events/todo
+scopes:
+  - task-worker
+`, topic)
+	dir := sys.WorkerSidecars[0].Opts.Resources[0] // the generated resources directory
+	if err := os.WriteFile(filepath.Join(dir, "hot-reload.yaml"), []byte(sub), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for !subscribed(ctx, t, sys.WorkerSidecars[0].HTTPURL, topic) {
+		if ctx.Err() != nil {
+			t.Fatalf("the running worker sidecar never listed the added subscription to %s", topic)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	loaded := time.Since(start)
+	id := uuid.NewString()
+	q := url.Values{"metadata.cloudevent.id": {id}, "metadata.cloudevent.type": {"task.created"}}
+	body := fmt.Sprintf(`{"event_type":"task.created","task_id":"%s","title":"hot reload"}`, id)
+	for {
+		r, err := post(ctx, sys.PublisherSidecar.HTTPURL+"/v1.0/publish/pubsub/"+topic+"?"+q.Encode(),
+			"application/json", body, nil)
+		if err == nil && r.Status == http.StatusNoContent {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("publish to %s = %d %s (%v), want 204", topic, r.Status, r.Body, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tally := waitHandled(t, sys.Workers, map[string]string{id: "hot reload"}, 30*time.Second)
+	summarize(t, broker, "hot-reload", map[string]string{id: "hot reload"}, tally,
+		fmt.Sprintf(" subscription_loaded_ms=%d", loaded.Milliseconds()))
+}
+
+func subscribed(ctx context.Context, t *testing.T, sidecarURL, topic string) bool {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, sidecarURL+"/v1.0/metadata", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var md struct {
+		Subscriptions []struct {
+			Topic string `json:"topic"`
+		} `json:"subscriptions"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&md) != nil {
+		return false
+	}
+	for _, s := range md.Subscriptions {
+		if s.Topic == topic {
+			return true
+		}
+	}
+	return false
 }
