@@ -46,7 +46,7 @@ helm: ## Build (once per machine) the pinned helm and print its path.
 	@tools/helm/build.sh
 
 .PHONY: kube
-kube: ## Build (once per machine) the pinned kube-apiserver and kubectl; print their directory.
+kube: ## Build (once per machine) the pinned Kubernetes binaries (apiserver to kubelet, kubectl); print their directory.
 	@tools/kube/build.sh
 
 .PHONY: images
@@ -64,7 +64,7 @@ prereqs: ## Install missing Debian packages the local run and tests need (redis,
 ##@ Test
 
 .PHONY: test
-test: check test-unit test-e2e ## Every check and test: format, vet, lint, unit, fuzz seeds, end-to-end.
+test: check test-unit test-e2e test-cluster ## Every check and test: format, vet, lint, unit, fuzz seeds, end-to-end, cluster.
 
 .PHONY: test-unit
 test-unit: ## Unit tests and fuzz seed corpora of both apps, with the race detector.
@@ -75,7 +75,15 @@ test-e2e: prereqs ## End-to-end tests through the real daprd and brokers (BROKER
 	@daprd=$$(tools/daprd/build.sh) && libs=$$(tools/kafka/fetch.sh) && helm=$$(tools/helm/build.sh) \
 		&& kube=$$(tools/kube/build.sh) && moto=$$(tools/moto/install.sh) && cd e2e \
 		&& DAPRD=$$daprd KAFKA_LIBS=$$libs HELM=$$helm KUBE_DIR=$$kube MOTO_SERVER=$$moto BROKERS=$(BROKERS) \
-		go test -count=1 -v -timeout 30m ./... 2>&1 \
+		go test -count=1 -v -timeout 30m -skip '^TestCluster$$' ./... 2>&1 \
+		| grep -E --line-buffered -v '^=== (RUN|PAUSE|CONT)'
+
+.PHONY: test-cluster
+test-cluster: prereqs ## The chart on a real single-node Kubernetes cluster (containerd, kubelet, Dapr's control plane); needs root.
+	@daprd=$$(tools/daprd/build.sh) && cp=$$(tools/daprd/build-control-plane.sh) && helm=$$(tools/helm/build.sh) \
+		&& kube=$$(tools/kube/build.sh) && containerd=$$(tools/containerd/build.sh) && coredns=$$(tools/coredns/build.sh) \
+		&& cd e2e && DAPRD=$$daprd DAPR_CONTROL_PLANE_DIR=$$cp HELM=$$helm KUBE_DIR=$$kube CONTAINERD_DIR=$$containerd \
+		COREDNS=$$coredns go test -count=1 -v -timeout 20m -run '^TestCluster$$' . 2>&1 \
 		| grep -E --line-buffered -v '^=== (RUN|PAUSE|CONT)'
 
 .PHONY: fuzz

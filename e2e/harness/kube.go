@@ -36,7 +36,7 @@ func (h *Harness) StartKubeAPI(ctx context.Context, kubeDir string) (*KubeAPI, e
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	etcdURL, err := h.startEtcd(ctx, etcdBin, dir)
+	_, etcdURL, err := h.startEtcd(ctx, etcdBin, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -96,28 +96,28 @@ current-context: local
 	return api, waitAuthorized(wctx, api.URL+"/readyz", token)
 }
 
-func (h *Harness) startEtcd(ctx context.Context, bin, dir string) (string, error) {
+func (h *Harness) startEtcd(ctx context.Context, bin, dir string) (*Process, string, error) {
 	client, err := FreePort()
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	peer, err := FreePort()
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	clientURL := fmt.Sprintf("http://127.0.0.1:%d", client)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
-	_, err = h.start("etcd", environ(), bin,
+	p, err := h.start("etcd", environ(), bin,
 		"--name", "default", "--data-dir", filepath.Join(dir, "etcd"),
 		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
 		"--initial-cluster", "default="+peerURL, "--log-level", "warn")
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return clientURL, WaitHTTP(wctx, clientURL+"/health", 200)
+	return p, clientURL, WaitHTTP(wctx, clientURL+"/health", 200)
 }
 
 func waitAuthorized(ctx context.Context, url, token string) error {

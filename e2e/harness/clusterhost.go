@@ -1,0 +1,324 @@
+package harness
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// hostState is what a cluster can leave behind on the machine: processes, mounts, network
+// namespaces, links, iptables rules, cgroups and directories. Taken before the cluster starts
+// and after it is torn down, the difference is the leftovers.
+type hostState struct {
+	mounts   map[string]bool // mount points
+	netns    map[string]bool // network namespaces some process is in, plus named ones
+	links    map[string]bool
+	iptables map[string]bool // "<tool> <table> <chain or rule>"
+	paths    map[string]bool // host paths the kubelet, containerd or CNI create
+	procs    map[string]bool // processes started for the cluster (matched by dir), "pid cmdline"
+}
+
+// Host paths the node's parts create outside their configured directories.
+var clusterHostPaths = []string{
+	"/var/lib/cni", "/var/log/containers", "/run/containerd", "/var/lib/kubelet", "/etc/cni",
+	"/sys/fs/cgroup/cpu/kubepods", "/sys/fs/cgroup/memory/kubepods", "/sys/fs/cgroup/pids/kubepods",
+	"/sys/fs/cgroup/cpuset/kubepods", "/sys/fs/cgroup/systemd/kubepods",
+}
+
+func captureHostState(dir string) (*hostState, error) {
+	s := &hostState{mounts: map[string]bool{}, netns: map[string]bool{}, links: map[string]bool{},
+		iptables: map[string]bool{}, paths: map[string]bool{}, procs: map[string]bool{}}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if fields := strings.Fields(sc.Text()); len(fields) > 4 {
+			s.mounts[fields[4]] = true
+		}
+	}
+	_ = f.Close()
+	self, _ := os.Readlink("/proc/self/ns/net")
+	pids, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range pids {
+		if ns, err := os.Readlink(p + "/ns/net"); err == nil && ns != self {
+			s.netns[ns] = true
+		}
+		cmdline, err := os.ReadFile(p + "/cmdline")
+		if err != nil || len(cmdline) == 0 {
+			continue
+		}
+		line := strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))
+		if strings.Contains(line, dir) && filepath.Base(p) != fmt.Sprint(os.Getpid()) {
+			s.procs[filepath.Base(p)+" "+line] = true
+		}
+	}
+	for _, d := range []string{"/run/netns", "/var/run/netns"} {
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			s.netns[filepath.Join(d, e.Name())] = true
+		}
+	}
+	out, err := exec.Command("ip", "-o", "link", "show").Output()
+	if err != nil {
+		return nil, fmt.Errorf("ip link: %w", err)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if fields := strings.Fields(l); len(fields) > 1 {
+			s.links[strings.SplitN(strings.TrimSuffix(fields[1], ":"), "@", 2)[0]] = true
+		}
+	}
+	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := exec.Command(tool).Output()
+		if err != nil {
+			continue // no IPv6 tables on this machine: nothing to leave behind there
+		}
+		table := ""
+		for _, l := range strings.Split(string(out), "\n") {
+			switch {
+			case strings.HasPrefix(l, "*"):
+				table = l[1:]
+			case strings.HasPrefix(l, ":"):
+				s.iptables[tool+" "+table+" "+strings.Fields(l)[0]] = true
+			case strings.HasPrefix(l, "-A "):
+				s.iptables[tool+" "+table+" "+l] = true
+			}
+		}
+	}
+	for _, p := range clusterHostPaths {
+		if _, err := os.Lstat(p); err == nil {
+			s.paths[p] = true
+		}
+	}
+	return s, nil
+}
+
+// diff lists what now has that before had not.
+func (before *hostState) diff(now *hostState) []string {
+	var out []string
+	add := func(kind string, b, n map[string]bool) {
+		for k := range n {
+			if !b[k] {
+				out = append(out, kind+" "+k)
+			}
+		}
+	}
+	add("mount", before.mounts, now.mounts)
+	add("netns", before.netns, now.netns)
+	add("link", before.links, now.links)
+	add("iptables", before.iptables, now.iptables)
+	add("path", before.paths, now.paths)
+	add("process", before.procs, now.procs)
+	sort.Strings(out)
+	return out
+}
+
+// drain deletes every workload through the API and waits until the kubelet has stopped every
+// pod: containers killed, and each sandbox's network torn down by CNI (veth, IP lease,
+// iptables rules) and its namespace removed. That is the clean way out; sweep handles the rest.
+func (c *Cluster) drain(ctx context.Context) error {
+	if _, err := c.Kubectl(ctx, "delete", "deployments,statefulsets,daemonsets,replicasets,jobs",
+		"--all", "--all-namespaces", "--wait=false"); err != nil {
+		return err
+	}
+	if _, err := c.Kubectl(ctx, "delete", "pods", "--all", "--all-namespaces", "--grace-period=2", "--wait=false"); err != nil {
+		return err
+	}
+	netns := filepath.Join(c.Dir, "run", "netns")
+	for {
+		tasks, err := c.Ctr(ctx, "tasks", "ls", "-q")
+		entries, _ := os.ReadDir(netns)
+		if err == nil && strings.TrimSpace(tasks) == "" && len(entries) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pods still running after delete: tasks %q, %d network namespaces", strings.TrimSpace(tasks), len(entries))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// Close tears the cluster down: drain the pods, stop the node and the control plane, clean
+// kube-proxy's rules, then sweep whatever is left (processes, mounts, links, rules, cgroups,
+// paths) and restore the sysctls. Leftovers then reports what could not be removed.
+func (c *Cluster) Close(h *Harness) error {
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if c.kubelet != nil {
+		if ok, _ := c.kubelet.Exited(); !ok {
+			if err := c.drain(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("drain: %w", err))
+			}
+		}
+	}
+	// Newest first: kube-proxy, kubelet, containerd, then the control plane.
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		if err := c.procs[i].Stop(20 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := run(ctx, nil, filepath.Join(c.bins.KubeDir, "kube-proxy"), "--cleanup"); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, c.sweep())
+	return errors.Join(errs...)
+}
+
+// sweep removes, by force, anything of the cluster's still on the host.
+func (c *Cluster) sweep() error {
+	var errs []error
+	now, err := captureHostState(c.Dir)
+	if err != nil {
+		return err
+	}
+	// Containers and shims whose parent (containerd) is gone: their cmdline names our
+	// socket, or they live in a network namespace the host did not have before.
+	killed := false
+	pids, _ := filepath.Glob("/proc/[0-9]*")
+	self, _ := os.Readlink("/proc/self/ns/net")
+	for _, p := range pids {
+		ns, _ := os.Readlink(p + "/ns/net")
+		cmdline, _ := os.ReadFile(p + "/cmdline")
+		if (ns != "" && ns != self && !c.before.netns[ns]) || strings.Contains(string(cmdline), c.Dir) {
+			var pid int
+			if _, err := fmt.Sscan(filepath.Base(p), &pid); err == nil && pid != os.Getpid() {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				killed = true
+			}
+		}
+	}
+	if killed {
+		time.Sleep(500 * time.Millisecond) // let the kernel reap them before unmounting
+	}
+	// Mounts: container rootfs overlays, /dev/shm, network namespaces, kubelet volumes.
+	var mounts []string
+	for m := range now.mounts {
+		if !c.before.mounts[m] {
+			mounts = append(mounts, m)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(mounts))) // deepest first
+	for _, m := range mounts {
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
+		}
+	}
+	for l := range now.links {
+		if !c.before.links[l] {
+			if out, err := exec.Command("ip", "link", "delete", l).CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("ip link delete %s: %w: %s", l, err, out))
+			}
+		}
+	}
+	errs = append(errs, c.sweepIptables(now))
+	// cgroups the kubelet made: remove the deepest directories first.
+	for _, p := range clusterHostPaths {
+		if c.before.paths[p] || !strings.HasPrefix(p, "/sys/fs/cgroup/") {
+			continue
+		}
+		var dirs []string
+		_ = filepath.WalkDir(p, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			_ = os.Remove(dirs[i])
+		}
+	}
+	for k, v := range c.sysctls {
+		if err := os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("restore %s: %w", k, err))
+		}
+	}
+	for _, p := range clusterHostPaths {
+		if !c.before.paths[p] && !strings.HasPrefix(p, "/sys/") {
+			_ = os.RemoveAll(p)
+		}
+	}
+	if err := os.RemoveAll(c.Dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// sweepIptables deletes the rules and chains that were not there before: what kube-proxy's
+// --cleanup, the kubelet and the CNI plugins left. Rules first, then the emptied chains.
+func (c *Cluster) sweepIptables(now *hostState) error {
+	var errs []error
+	var rules, chains []string
+	for k := range now.iptables {
+		if !c.before.iptables[k] {
+			if strings.Contains(k, " -A ") {
+				rules = append(rules, k)
+			} else {
+				chains = append(chains, k)
+			}
+		}
+	}
+	for _, k := range rules {
+		parts := strings.SplitN(k, " ", 3)
+		tool := strings.TrimSuffix(parts[0], "-save")
+		args := append([]string{"-w", "-t", parts[1], "-D"}, splitRule(strings.TrimPrefix(parts[2], "-A "))...)
+		if out, err := exec.Command(tool, args...).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, out))
+		}
+	}
+	for _, flag := range []string{"-F", "-X"} {
+		for _, k := range chains {
+			parts := strings.SplitN(k, " ", 3)
+			tool := strings.TrimSuffix(parts[0], "-save")
+			_ = exec.Command(tool, "-w", "-t", parts[1], flag, strings.TrimPrefix(parts[2], ":")).Run()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// splitRule splits an iptables-save rule into arguments, keeping "quoted strings" whole.
+func splitRule(rule string) []string {
+	var args []string
+	var cur strings.Builder
+	quoted := false
+	for _, r := range rule {
+		switch {
+		case r == '"':
+			quoted = !quoted
+		case r == ' ' && !quoted:
+			if cur.Len() > 0 {
+				args = append(args, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if cur.Len() > 0 {
+		args = append(args, cur.String())
+	}
+	return args
+}
+
+// Leftovers lists what the cluster left on the host after Close: it should be empty.
+func (c *Cluster) Leftovers() ([]string, error) {
+	now, err := captureHostState(c.Dir)
+	if err != nil {
+		return nil, err
+	}
+	return c.before.diff(now), nil
+}
