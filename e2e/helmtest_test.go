@@ -1,10 +1,11 @@
 package e2e
 
-// The chart's `helm test` pod cannot run without a cluster, but its script can: this test
-// renders the pod, and runs its shell script here against the real system (Redis, both
-// daprd sidecars, both apps), with a stand-in nslookup that answers like busybox's for the
-// worker's headless Service. It must pass against the real flow and fail when the publisher
-// answers 202 without anything reaching the worker.
+// The chart's `helm test` pod runs in the real cluster in TestCluster. This test runs its
+// script here, under the same busybox (Debian's busybox-static, what the test image is built
+// from) against the real local system (Redis, both daprd sidecars, both apps), with a
+// stand-in nslookup that answers like busybox's for the worker's headless Service. It must
+// pass against the real flow and fail when the publisher answers 202 without anything
+// reaching the worker.
 
 import (
 	"net/http"
@@ -47,8 +48,23 @@ func TestChartHelmTestHook(t *testing.T) {
 	}
 	workerPods := envValue(c, "WORKER_PODS")
 
-	// busybox nslookup's output for a headless Service with one ready pod.
+	// Every busybox applet on PATH, as in the test image, then busybox nslookup's output for
+	// a headless Service with one ready pod.
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatal("busybox is not installed: run `make prereqs` (busybox-static)")
+	}
 	bin := t.TempDir()
+	applets, err := exec.Command(busybox, "--list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range strings.Fields(string(applets)) {
+		if err := os.Symlink(busybox, filepath.Join(bin, a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = os.Remove(filepath.Join(bin, "nslookup"))
 	fake := "#!/bin/sh\nprintf 'Server:\\t\\t10.96.0.10\\nAddress:\\t10.96.0.10:53\\n\\nName:\\t%s\\nAddress: 127.0.0.1\\n\\n' \"$1\"\n"
 	if err := os.WriteFile(filepath.Join(bin, "nslookup"), []byte(fake), 0o755); err != nil {
 		t.Fatal(err)
@@ -56,9 +72,9 @@ func TestChartHelmTestHook(t *testing.T) {
 
 	sys := startSystem(t, "redis", harness.SystemOptions{})
 	run := func(publisherURL, timeout string) (string, error) {
-		cmd := exec.Command("/bin/sh", "-c", script)
+		cmd := exec.Command(busybox, "sh", "-c", script)
 		cmd.Env = append(os.Environ(),
-			"PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
+			"PATH="+bin,
 			"PUBLISHER_URL="+publisherURL,
 			"WORKER_PODS="+workerPods,
 			"WORKER_PORT="+strconv.Itoa(sys.Workers[0].Port),

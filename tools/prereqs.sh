@@ -2,8 +2,9 @@
 # Installs the Debian packages the local run and the tests need, when they are missing:
 # redis-server and rabbitmq-server (the brokers the harness starts on free ports) and a
 # Java runtime and Maven for Kafka (whose jars tools/kafka/fetch.sh takes from Maven Central),
-# etcd for the kube-apiserver the chart tests run against, and Debian's python3 with venv
-# for the moto AWS emulator (tools/moto/install.sh installs it from PyPI into a venv).
+# etcd for the kube-apiserver the chart tests run against, Debian's python3 with venv
+# for the moto AWS emulator (tools/moto/install.sh installs it from PyPI into a venv), and
+# what the single-node cluster runs beside the binaries built from source.
 # As root it installs them; otherwise it prints the exact command and fails.
 set -euo pipefail
 missing=()
@@ -14,6 +15,13 @@ command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv)
+# The single-node cluster (make test-cluster): runc under containerd, the reference CNI
+# plugins, iptables and conntrack for kube-proxy, busybox for the helm test image.
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
+[ -x /bin/busybox ] || missing+=(busybox-static)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -290,13 +290,19 @@ func (c *Cluster) sweepIptables(now *hostState) error {
 	return errors.Join(errs...)
 }
 
-// splitRule splits an iptables-save rule into arguments, keeping "quoted strings" whole.
+// splitRule splits an iptables-save rule into arguments, keeping "quoted strings" whole and
+// unescaping \" inside them, as the CNI plugins' comments have.
 func splitRule(rule string) []string {
 	var args []string
 	var cur strings.Builder
-	quoted := false
+	quoted, escaped := false, false
 	for _, r := range rule {
 		switch {
+		case escaped:
+			cur.WriteRune(r)
+			escaped = false
+		case r == '\\' && quoted:
+			escaped = true
 		case r == '"':
 			quoted = !quoted
 		case r == ' ' && !quoted:
