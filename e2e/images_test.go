@@ -265,160 +265,169 @@ func TestImageDockerfiles(t *testing.T) {
 	modules := goWorkModules(t)
 	for _, app := range []string{"publisher", "worker"} {
 		t.Run(app, func(t *testing.T) {
-			dockerfile := filepath.Join(root, app, "Dockerfile")
-			stages := parseDockerfile(t, dockerfile)
-			build, final := stages[0], stages[len(stages)-1]
-
-			// The final stage: distroless static, non-root, runs the binary it copies.
-			if got := final[0].args; got != "gcr.io/distroless/static-debian12:nonroot" {
-				t.Errorf("final stage FROM %s, want gcr.io/distroless/static-debian12:nonroot", got)
-			}
-			var user, entrypoint, copied string
-			var copyFrom []string
-			for _, in := range final[1:] {
-				switch in.cmd {
-				case "USER":
-					user = in.args
-				case "ENTRYPOINT":
-					var ep []string
-					if err := json.Unmarshal([]byte(in.args), &ep); err != nil || len(ep) == 0 {
-						t.Errorf("line %d: ENTRYPOINT must be exec form (distroless has no shell): %s", in.line, in.args)
-					} else {
-						entrypoint = ep[0]
-					}
-				case "COPY":
-					copyFrom = strings.Fields(in.args)
-					if len(copyFrom) != 3 || !strings.HasPrefix(copyFrom[0], "--from=") {
-						t.Errorf("line %d: the final stage should only COPY --from=<build stage> <binary> <dest>", in.line)
-						copyFrom = nil
-					} else {
-						copied = copyFrom[2]
-					}
-				}
-			}
-			if user != "65532:65532" {
-				t.Errorf("final stage USER %q, want 65532:65532", user)
-			}
-			if entrypoint == "" || entrypoint != copied {
-				t.Errorf("ENTRYPOINT %q does not run the copied binary %q", entrypoint, copied)
-			}
-			from := build[0].args
-			if fields := strings.Fields(from); len(fields) != 3 || !strings.EqualFold(fields[1], "AS") ||
-				!regexp.MustCompile(`^golang:\d+\.\d+\.\d+(-[a-z0-9]+)?$`).MatchString(fields[0]) {
-				t.Errorf("build stage FROM %q: want golang:<pinned x.y.z>[-variant] AS <name>", from)
-			} else if copyFrom != nil && copyFrom[0] != "--from="+fields[2] {
-				t.Errorf("final stage copies %s, the build stage is %q", copyFrom[0], fields[2])
-			}
-
-			// Replay the build stage in a scratch root.
-			scratch := t.TempDir()
-			workdir := "/"
-			env := map[string]string{}
-			args := map[string]string{}
-			buildArgs := map[string]string{"TARGETOS": "linux", "TARGETARCH": runtime.GOARCH}
-			var copiedBeforeDownload []string
-			var ranBuild bool
-			for _, in := range build[1:] {
-				switch in.cmd {
-				case "WORKDIR":
-					workdir = path.Join(workdir, in.args)
-				case "ARG":
-					for _, a := range strings.Fields(in.args) {
-						name, def, _ := strings.Cut(a, "=")
-						if v, ok := buildArgs[name]; ok {
-							def = v
-						}
-						args[name] = def
-					}
-				case "ENV":
-					for _, a := range strings.Fields(in.args) {
-						name, val, ok := strings.Cut(a, "=")
-						if !ok {
-							t.Fatalf("line %d: write ENV as NAME=value", in.line)
-						}
-						env[name] = val
-					}
-				case "COPY":
-					parts := strings.Fields(in.args)
-					if strings.HasPrefix(parts[0], "--") {
-						t.Fatalf("line %d: COPY flags in the build stage are not replayed: %s", in.line, in.args)
-					}
-					srcs, dest := parts[:len(parts)-1], parts[len(parts)-1]
-					if !path.IsAbs(dest) {
-						dest = path.Join(workdir, dest) + map[bool]string{true: "/"}[strings.HasSuffix(dest, "/")]
-					}
-					for _, src := range srcs {
-						if !ranBuild {
-							copiedBeforeDownload = append(copiedBeforeDownload, path.Clean(src))
-						}
-						dockerCopy(t, ctx, src, filepath.Join(scratch, dest), strings.HasSuffix(dest, "/") || len(srcs) > 1)
-					}
-				case "RUN":
-					words := shellWords(t, in.args)
-					vars := map[string]string{}
-					for k, v := range args {
-						vars[k] = v
-					}
-					for k, v := range env {
-						vars[k] = v
-					}
-					cmdEnv := map[string]string{}
-					for k, v := range env {
-						cmdEnv[k] = v
-					}
-					for len(words) > 0 && regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`).MatchString(words[0]) {
-						name, val, _ := strings.Cut(words[0], "=")
-						cmdEnv[name] = expandDockerVars(val, vars)
-						words = words[1:]
-					}
-					if len(words) == 0 || words[0] != "go" {
-						t.Fatalf("line %d: RUN %s: only go commands are expected in the build stage", in.line, in.args)
-					}
-					for i, w := range words {
-						w = expandDockerVars(w, vars)
-						if path.IsAbs(w) {
-							w = filepath.Join(scratch, w)
-						}
-						words[i] = w
-					}
-					if slices.Contains(words, "build") {
-						ranBuild = true
-						if cmdEnv["CGO_ENABLED"] != "0" || !slices.Contains(words, "-trimpath") {
-							t.Errorf("line %d: the build must run with CGO_ENABLED=0 and -trimpath: %s", in.line, in.args)
-						}
-					}
-					runGoStep(t, filepath.Join(scratch, workdir), cmdEnv, words)
-				default:
-					t.Fatalf("line %d: %s is not replayed by this test", in.line, in.cmd)
-				}
-			}
-			if !ranBuild {
-				t.Fatal("the build stage has no RUN go build")
-			}
-			// Every module of go.work has its go.mod and go.sum copied before the build.
-			for _, want := range []string{"go.work", "go.work.sum"} {
-				if _, err := os.Stat(filepath.Join(root, want)); err != nil && want != "go.work" {
-					continue
-				}
-				if !slices.Contains(copiedBeforeDownload, want) {
-					t.Errorf("the build stage does not COPY %s", want)
-				}
-			}
-			for _, m := range modules {
-				for _, f := range []string{"go.mod", "go.sum"} {
-					if _, err := os.Stat(filepath.Join(root, m, f)); err != nil {
-						continue
-					}
-					if !slices.Contains(copiedBeforeDownload, path.Join(m, f)) {
-						t.Errorf("the build stage does not COPY %s/%s (go.work uses %s)", m, f, m)
-					}
-				}
-			}
-			if copied != "" {
-				checkStaticBinary(t, filepath.Join(scratch, copyFrom[1]))
-			}
+			checkStaticBinary(t, buildWithDockerfile(t, ctx, modules, app))
 		})
 	}
+}
+
+// buildWithDockerfile checks app's Dockerfile and replays its build stage in a scratch root,
+// as `docker build` would, returning the binary its final stage copies. The cluster test
+// packs that same binary into the image it runs.
+func buildWithDockerfile(t *testing.T, ctx string, modules []string, app string) string {
+	t.Helper()
+	dockerfile := filepath.Join(root, app, "Dockerfile")
+	stages := parseDockerfile(t, dockerfile)
+	build, final := stages[0], stages[len(stages)-1]
+
+	// The final stage: distroless static, non-root, runs the binary it copies.
+	if got := final[0].args; got != "gcr.io/distroless/static-debian12:nonroot" {
+		t.Errorf("final stage FROM %s, want gcr.io/distroless/static-debian12:nonroot", got)
+	}
+	var user, entrypoint, copied string
+	var copyFrom []string
+	for _, in := range final[1:] {
+		switch in.cmd {
+		case "USER":
+			user = in.args
+		case "ENTRYPOINT":
+			var ep []string
+			if err := json.Unmarshal([]byte(in.args), &ep); err != nil || len(ep) == 0 {
+				t.Errorf("line %d: ENTRYPOINT must be exec form (distroless has no shell): %s", in.line, in.args)
+			} else {
+				entrypoint = ep[0]
+			}
+		case "COPY":
+			copyFrom = strings.Fields(in.args)
+			if len(copyFrom) != 3 || !strings.HasPrefix(copyFrom[0], "--from=") {
+				t.Errorf("line %d: the final stage should only COPY --from=<build stage> <binary> <dest>", in.line)
+				copyFrom = nil
+			} else {
+				copied = copyFrom[2]
+			}
+		}
+	}
+	if user != "65532:65532" {
+		t.Errorf("final stage USER %q, want 65532:65532", user)
+	}
+	if entrypoint == "" || entrypoint != copied {
+		t.Errorf("ENTRYPOINT %q does not run the copied binary %q", entrypoint, copied)
+	}
+	from := build[0].args
+	if fields := strings.Fields(from); len(fields) != 3 || !strings.EqualFold(fields[1], "AS") ||
+		!regexp.MustCompile(`^golang:\d+\.\d+\.\d+(-[a-z0-9]+)?$`).MatchString(fields[0]) {
+		t.Errorf("build stage FROM %q: want golang:<pinned x.y.z>[-variant] AS <name>", from)
+	} else if copyFrom != nil && copyFrom[0] != "--from="+fields[2] {
+		t.Errorf("final stage copies %s, the build stage is %q", copyFrom[0], fields[2])
+	}
+
+	// Replay the build stage in a scratch root.
+	scratch := t.TempDir()
+	workdir := "/"
+	env := map[string]string{}
+	args := map[string]string{}
+	buildArgs := map[string]string{"TARGETOS": "linux", "TARGETARCH": runtime.GOARCH}
+	var copiedBeforeDownload []string
+	var ranBuild bool
+	for _, in := range build[1:] {
+		switch in.cmd {
+		case "WORKDIR":
+			workdir = path.Join(workdir, in.args)
+		case "ARG":
+			for _, a := range strings.Fields(in.args) {
+				name, def, _ := strings.Cut(a, "=")
+				if v, ok := buildArgs[name]; ok {
+					def = v
+				}
+				args[name] = def
+			}
+		case "ENV":
+			for _, a := range strings.Fields(in.args) {
+				name, val, ok := strings.Cut(a, "=")
+				if !ok {
+					t.Fatalf("line %d: write ENV as NAME=value", in.line)
+				}
+				env[name] = val
+			}
+		case "COPY":
+			parts := strings.Fields(in.args)
+			if strings.HasPrefix(parts[0], "--") {
+				t.Fatalf("line %d: COPY flags in the build stage are not replayed: %s", in.line, in.args)
+			}
+			srcs, dest := parts[:len(parts)-1], parts[len(parts)-1]
+			if !path.IsAbs(dest) {
+				dest = path.Join(workdir, dest) + map[bool]string{true: "/"}[strings.HasSuffix(dest, "/")]
+			}
+			for _, src := range srcs {
+				if !ranBuild {
+					copiedBeforeDownload = append(copiedBeforeDownload, path.Clean(src))
+				}
+				dockerCopy(t, ctx, src, filepath.Join(scratch, dest), strings.HasSuffix(dest, "/") || len(srcs) > 1)
+			}
+		case "RUN":
+			words := shellWords(t, in.args)
+			vars := map[string]string{}
+			for k, v := range args {
+				vars[k] = v
+			}
+			for k, v := range env {
+				vars[k] = v
+			}
+			cmdEnv := map[string]string{}
+			for k, v := range env {
+				cmdEnv[k] = v
+			}
+			for len(words) > 0 && regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`).MatchString(words[0]) {
+				name, val, _ := strings.Cut(words[0], "=")
+				cmdEnv[name] = expandDockerVars(val, vars)
+				words = words[1:]
+			}
+			if len(words) == 0 || words[0] != "go" {
+				t.Fatalf("line %d: RUN %s: only go commands are expected in the build stage", in.line, in.args)
+			}
+			for i, w := range words {
+				w = expandDockerVars(w, vars)
+				if path.IsAbs(w) {
+					w = filepath.Join(scratch, w)
+				}
+				words[i] = w
+			}
+			if slices.Contains(words, "build") {
+				ranBuild = true
+				if cmdEnv["CGO_ENABLED"] != "0" || !slices.Contains(words, "-trimpath") {
+					t.Errorf("line %d: the build must run with CGO_ENABLED=0 and -trimpath: %s", in.line, in.args)
+				}
+			}
+			runGoStep(t, filepath.Join(scratch, workdir), cmdEnv, words)
+		default:
+			t.Fatalf("line %d: %s is not replayed by this test", in.line, in.cmd)
+		}
+	}
+	if !ranBuild {
+		t.Fatal("the build stage has no RUN go build")
+	}
+	// Every module of go.work has its go.mod and go.sum copied before the build.
+	for _, want := range []string{"go.work", "go.work.sum"} {
+		if _, err := os.Stat(filepath.Join(root, want)); err != nil && want != "go.work" {
+			continue
+		}
+		if !slices.Contains(copiedBeforeDownload, want) {
+			t.Errorf("the build stage does not COPY %s", want)
+		}
+	}
+	for _, m := range modules {
+		for _, f := range []string{"go.mod", "go.sum"} {
+			if _, err := os.Stat(filepath.Join(root, m, f)); err != nil {
+				continue
+			}
+			if !slices.Contains(copiedBeforeDownload, path.Join(m, f)) {
+				t.Errorf("the build stage does not COPY %s/%s (go.work uses %s)", m, f, m)
+			}
+		}
+	}
+	if copied == "" {
+		t.Fatal("the final stage copies no binary")
+	}
+	return filepath.Join(scratch, copyFrom[1])
 }
 
 // dockerCopy copies src (a file or a directory's contents, from the context) to dest.

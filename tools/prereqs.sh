@@ -22,6 +22,9 @@ command -v runc >/dev/null 2>&1 || missing+=(runc)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
 [ -x /bin/busybox ] || missing+=(busybox-static)
+# gcc and a static libc: the pause image is compiled from Kubernetes' pause.c, as upstream's.
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -115,10 +115,18 @@ func (h *Harness) StartCluster(ctx context.Context, bins ClusterBins) (*Cluster,
 	}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if _, err := c.Kubectl(wctx, "wait", "--for=condition=Ready", "node/"+c.NodeName, "--timeout=120s"); err != nil {
-		return nil, fmt.Errorf("the node never became Ready: %w\nkubelet:\n%s", err, c.kubelet.Tail(30))
+	for {
+		// The kubelet registers the node first; Ready follows once the CNI config is loaded.
+		ready, err := c.Kubectl(wctx, "get", "node", c.NodeName, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		if err == nil && ready == "True" {
+			return c, nil
+		}
+		select {
+		case <-wctx.Done():
+			return nil, fmt.Errorf("the node never became Ready (%v)\nkubelet:\n%s", err, c.kubelet.Tail(30))
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	return c, nil
 }
 
 func (c *Cluster) startControlPlane(ctx context.Context, h *Harness) error {
@@ -260,6 +268,10 @@ state = %q
     sandbox = 'registry.k8s.io/pause:3.10.2'
 [plugins.'io.containerd.cri.v1.runtime']
   netns_mounts_under_state_dir = true
+  # Root on these machines lacks CAP_SYS_RESOURCE, so the kernel refuses to lower an OOM
+  # score (runc fails with "can't get final child's PID"). As for rootless containerd, keep
+  # each container's oom_score_adj at or above containerd's own.
+  restrict_oom_score_adj = true
   [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
     runtime_type = 'io.containerd.runc.v2'
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
@@ -377,6 +389,7 @@ metricsBindAddress: 127.0.0.1:%d
 # Leave the host's conntrack limits and route_localnet alone: nothing here needs them.
 conntrack: {maxPerCore: 0}
 iptables: {localhostNodePorts: false}
+nodePortAddresses: [primary]
 `, proxyKubeconfig, clusterPodCIDR, c.NodeName, c.NodeIP, ports[2], ports[3])
 	proxyCfg := filepath.Join(c.Dir, "kube-proxy.yaml")
 	if err := os.WriteFile(proxyCfg, []byte(proxyConfig), 0o600); err != nil {

@@ -1,0 +1,298 @@
+package e2e
+
+// The user's Kubernetes path on a real single-node cluster built here: etcd, the Kubernetes
+// v1.37.2 control plane, containerd 2 with runc, a kubelet, kube-proxy, CoreDNS, Dapr's own
+// control plane installed with Dapr's own Helm chart, and images built from this
+// repository's binaries. Nothing is faked and nothing is pulled. `make test-cluster` builds
+// what it needs and sets the variables below.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/taskevents/taskevents/e2e/harness"
+	"github.com/taskevents/taskevents/e2e/images"
+)
+
+// clusterEnv names the builds TestCluster runs, as `make test-cluster` passes them.
+type clusterEnv struct {
+	kubeDir, containerdDir, helm, coredns, daprControlPlane, daprChart string
+}
+
+func loadClusterEnv(t *testing.T) clusterEnv {
+	t.Helper()
+	e := clusterEnv{kubeDir: os.Getenv("KUBE_DIR"), containerdDir: os.Getenv("CONTAINERD_DIR"),
+		helm: os.Getenv("HELM"), coredns: os.Getenv("COREDNS"), daprControlPlane: os.Getenv("DAPR_CONTROL_PLANE_DIR")}
+	for name, v := range map[string]string{"KUBE_DIR": e.kubeDir, "CONTAINERD_DIR": e.containerdDir, "HELM": e.helm,
+		"COREDNS": e.coredns, "DAPR_CONTROL_PLANE_DIR": e.daprControlPlane} {
+		if v == "" {
+			t.Skipf("%s is not set: run the cluster test with `make test-cluster`, which builds every part and sets it", name)
+		}
+	}
+	e.daprChart = filepath.Join(moduleDir(t, filepath.Join(root, "tools", "daprd"), "github.com/dapr/dapr"), "charts", "dapr")
+	return e
+}
+
+// kube is what the test drives the cluster with: the pinned kubectl and helm, as a user
+// types them, from the repository root.
+type kube struct {
+	t    *testing.T
+	c    *harness.Cluster
+	helm string
+	home string // helm's config, cache and data
+}
+
+func (k *kube) env() []string {
+	return append(k.c.Env(), "HELM_CONFIG_HOME="+filepath.Join(k.home, "config"),
+		"HELM_CACHE_HOME="+filepath.Join(k.home, "cache"), "HELM_DATA_HOME="+filepath.Join(k.home, "data"))
+}
+
+func (k *kube) run(timeout time.Duration, bin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir, cmd.Env = root, k.env()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+func (k *kube) kubectl(args ...string) (string, error) {
+	return k.run(3*time.Minute, filepath.Join(k.c.KubeDir(), "kubectl"), args...)
+}
+
+func (k *kube) mustKubectl(args ...string) string {
+	k.t.Helper()
+	out, err := k.kubectl(args...)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	return out
+}
+
+func (k *kube) mustHelm(args ...string) string {
+	k.t.Helper()
+	out, err := k.run(6*time.Minute, k.helm, args...)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	return out
+}
+
+// applyManifest applies one of e2e/testdata/cluster with the image refs filled in.
+func (k *kube) applyManifest(name string, vars map[string]string) {
+	k.t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "e2e", "testdata", "cluster", name))
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	s := string(b)
+	for key, v := range vars {
+		s = strings.ReplaceAll(s, "${"+key+"}", v)
+	}
+	path := filepath.Join(k.t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		k.t.Fatal(err)
+	}
+	k.mustKubectl("apply", "-f", path)
+}
+
+// podList is the part of `kubectl get pods -o json` the test reads.
+type podList struct {
+	Items []struct {
+		Metadata struct {
+			Name string `json:"name"`
+			UID  string `json:"uid"`
+		} `json:"metadata"`
+		Spec struct {
+			Containers []struct {
+				Name  string `json:"name"`
+				Image string `json:"image"`
+			} `json:"containers"`
+		} `json:"spec"`
+		Status struct {
+			Phase             string `json:"phase"`
+			PodIP             string `json:"podIP"`
+			ContainerStatuses []struct {
+				Name         string `json:"name"`
+				Ready        bool   `json:"ready"`
+				RestartCount int    `json:"restartCount"`
+			} `json:"containerStatuses"`
+		} `json:"status"`
+	} `json:"items"`
+}
+
+func (k *kube) pods(selector string, extra ...string) podList {
+	k.t.Helper()
+	var l podList
+	out := k.mustKubectl(append([]string{"get", "pods", "-l", selector, "-o", "json"}, extra...)...)
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		k.t.Fatalf("kubectl get pods: %v", err)
+	}
+	return l
+}
+
+// readyPods counts the pods whose every container is ready, and those that have a daprd
+// container the injector added.
+func (l podList) readyPods() (ready, injected, total int) {
+	for _, p := range l.Items {
+		total++
+		all := len(p.Status.ContainerStatuses) > 0
+		for _, s := range p.Status.ContainerStatuses {
+			all = all && s.Ready
+		}
+		if all && p.Status.Phase == "Running" {
+			ready++
+		}
+		for _, c := range p.Spec.Containers {
+			if c.Name == "daprd" {
+				injected++
+			}
+		}
+	}
+	return ready, injected, total
+}
+
+// waitFor polls cond every interval until it holds or timeout passes.
+func waitFor(t *testing.T, what string, timeout, interval time.Duration, cond func() (bool, string)) time.Duration {
+	t.Helper()
+	start := time.Now()
+	last := ""
+	for time.Since(start) < timeout {
+		ok, state := cond()
+		if ok {
+			return time.Since(start)
+		}
+		last = state
+		time.Sleep(interval)
+	}
+	t.Fatalf("%s: not within %s (last: %s)", what, timeout, last)
+	return 0
+}
+
+const (
+	appLabel       = "app.kubernetes.io/instance=taskevents"
+	workerLabel    = appLabel + ",app.kubernetes.io/component=worker"
+	publisherLabel = appLabel + ",app.kubernetes.io/component=publisher"
+)
+
+// TestCluster walks the README's Kubernetes path and the troubleshooting rows it can
+// reproduce, then tears the cluster down and counts what it left behind. It prints one line:
+// cluster: pods_ready=… sidecars_injected=… event_handled=… helm_test=… subscription_reload_s=…
+// upgrade_accepted=… upgrade_lost=… leftovers=…
+func TestCluster(t *testing.T) {
+	e := loadClusterEnv(t)
+	h := newHarness(t)
+	start := time.Now()
+
+	// Images build while the cluster starts: both are minutes of mostly different work.
+	type built struct {
+		imgs []images.Image
+		err  error
+	}
+	appVersion, err := images.ChartAppVersion(filepath.Join(root, "charts", "taskevents", "Chart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The app images hold exactly what the Dockerfiles build: their build stages replayed.
+	di := loadDockerignore(t, filepath.Join(root, ".dockerignore"))
+	buildCtx, modules := buildContext(t, di), goWorkModules(t)
+	publisherBin := buildWithDockerfile(t, buildCtx, modules, "publisher")
+	workerBin := buildWithDockerfile(t, buildCtx, modules, "worker")
+	imagesDone := make(chan built, 1)
+	go func() {
+		imgs, err := images.BuildAll(context.Background(), images.Inputs{
+			OutDir: filepath.Join(h.Dir, "images"), Publisher: publisherBin, Worker: workerBin,
+			Daprd: bins.Daprd, DaprControlPlaneDir: e.daprControlPlane, CoreDNS: e.coredns,
+			AppVersion: appVersion,
+		})
+		imagesDone <- built{imgs, err}
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c, err := h.StartCluster(ctx, harness.ClusterBins{KubeDir: e.kubeDir, ContainerdDir: e.containerdDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			if err := c.Close(h); err != nil {
+				t.Errorf("cluster teardown: %v", err)
+			}
+		}
+	})
+	t.Logf("cluster: node Ready after %s", time.Since(start).Round(time.Second))
+	b := <-imagesDone
+	if b.err != nil {
+		t.Fatalf("build images: %v", b.err)
+	}
+	for _, img := range b.imgs {
+		if err := c.ImportImage(ctx, img.Tar); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("cluster: %d images imported after %s", len(b.imgs), time.Since(start).Round(time.Second))
+
+	k := &kube{t: t, c: c, helm: e.helm, home: t.TempDir()}
+	k.applyManifest("coredns.yaml", map[string]string{"COREDNS_IMAGE": images.CoreDNSRef})
+	k.applyManifest("redis.yaml", map[string]string{"REDIS_IMAGE": images.RedisRef})
+	// Dapr as a user installs it, from its own chart (the pinned module's charts/dapr):
+	// non-HA, the scheduler on in-memory storage (there is no storage provisioner), and the
+	// control plane from the one ghcr.io/dapr/dapr image, as Dapr's Makefile does.
+	k.mustHelm("install", "dapr", e.daprChart, "--namespace", "dapr-system", "--create-namespace",
+		"--set", "global.tag="+images.DaprVersion, "--set", "global.ha.enabled=false",
+		"--set", "dapr_scheduler.cluster.inMemoryStorage=true",
+		"--set", "dapr_operator.image.name=dapr", "--set", "dapr_placement.image.name=dapr",
+		"--set", "dapr_sentry.image.name=dapr", "--set", "dapr_scheduler.image.name=dapr",
+		"--set", "dapr_sidecar_injector.injectorImage.name=dapr",
+		"--wait", "--timeout", "5m")
+	k.mustKubectl("-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=2m")
+	t.Logf("cluster: Dapr %s control plane Ready after %s", images.DaprVersion, time.Since(start).Round(time.Second))
+
+	var summary clusterSummary
+	t.Run("install", func(t *testing.T) { summary.install(t, k) })
+	if t.Failed() {
+		return
+	}
+	t.Run("subscription-reload", func(t *testing.T) { summary.subscriptionReload(t, k) })
+	t.Run("upgrade", func(t *testing.T) { summary.upgrade(t, k) })
+	t.Run("helm-test-after-upgrade", func(t *testing.T) {
+		out := k.mustHelm("test", "taskevents", "--logs", "--timeout", "3m")
+		if !strings.Contains(out, "PASS") {
+			t.Fatalf("helm test:\n%s", out)
+		}
+	})
+	k.mustHelm("uninstall", "taskevents", "--wait", "--timeout", "3m")
+	waitFor(t, "the chart's pods to be gone after helm uninstall", 2*time.Minute, time.Second, func() (bool, string) {
+		l := k.pods(appLabel)
+		return len(l.Items) == 0, fmt.Sprintf("%d pods", len(l.Items))
+	})
+	t.Run("troubleshooting", func(t *testing.T) { summary.troubleshooting(t, k) })
+	t.Run("ci-values", func(t *testing.T) { summary.ciValues(t, k) })
+
+	closed = true
+	if err := c.Close(h); err != nil {
+		t.Errorf("cluster teardown: %v", err)
+	}
+	left, err := c.Leftovers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range left {
+		t.Errorf("left behind: %s", l)
+	}
+	summary.leftovers = len(left)
+	t.Logf("cluster: whole test took %s", time.Since(start).Round(time.Second))
+	fmt.Println(summary.String())
+}
