@@ -44,9 +44,17 @@ func loadClusterEnv(t *testing.T) clusterEnv {
 // types them, from the repository root.
 type kube struct {
 	t    *testing.T
+	h    *harness.Harness // brokers that run on the node
 	c    *harness.Cluster
 	helm string
 	home string // helm's config, cache and data
+}
+
+// with is k failing t instead: each subtest fails itself, not its parent.
+func (k *kube) with(t *testing.T) *kube {
+	c := *k
+	c.t = t
+	return &c
 }
 
 func (k *kube) env() []string {
@@ -110,13 +118,18 @@ func (k *kube) applyManifest(name string, vars map[string]string) {
 type podList struct {
 	Items []struct {
 		Metadata struct {
-			Name string `json:"name"`
-			UID  string `json:"uid"`
+			Name              string            `json:"name"`
+			UID               string            `json:"uid"`
+			Annotations       map[string]string `json:"annotations"`
+			DeletionTimestamp string            `json:"deletionTimestamp"`
 		} `json:"metadata"`
 		Spec struct {
 			Containers []struct {
 				Name  string `json:"name"`
 				Image string `json:"image"`
+				Ports []struct {
+					ContainerPort int `json:"containerPort"`
+				} `json:"ports"`
 			} `json:"containers"`
 		} `json:"spec"`
 		Status struct {
@@ -139,6 +152,16 @@ func (k *kube) pods(selector string, extra ...string) podList {
 		k.t.Fatalf("kubectl get pods: %v", err)
 	}
 	return l
+}
+
+// containerPort is the first port container name of pod i declares.
+func (l podList) containerPort(i int, name string) int {
+	for _, c := range l.Items[i].Spec.Containers {
+		if c.Name == name && len(c.Ports) > 0 {
+			return c.Ports[0].ContainerPort
+		}
+	}
+	return 0
 }
 
 // readyPods counts the pods whose every container is ready, and those that have a daprd
@@ -180,9 +203,10 @@ func waitFor(t *testing.T, what string, timeout, interval time.Duration, cond fu
 }
 
 const (
-	appLabel       = "app.kubernetes.io/instance=taskevents"
-	workerLabel    = appLabel + ",app.kubernetes.io/component=worker"
-	publisherLabel = appLabel + ",app.kubernetes.io/component=publisher"
+	// appLabel selects the release's two apps (not its helm test pod).
+	appLabel       = "app.kubernetes.io/instance=taskevents,app.kubernetes.io/component in (publisher,worker)"
+	workerLabel    = "app.kubernetes.io/instance=taskevents,app.kubernetes.io/component=worker"
+	publisherLabel = "app.kubernetes.io/instance=taskevents,app.kubernetes.io/component=publisher"
 )
 
 // TestCluster walks the README's Kubernetes path and the troubleshooting rows it can
@@ -244,7 +268,7 @@ func TestCluster(t *testing.T) {
 	}
 	t.Logf("cluster: %d images imported after %s", len(b.imgs), time.Since(start).Round(time.Second))
 
-	k := &kube{t: t, c: c, helm: e.helm, home: t.TempDir()}
+	k := &kube{t: t, h: h, c: c, helm: e.helm, home: t.TempDir()}
 	k.applyManifest("coredns.yaml", map[string]string{"COREDNS_IMAGE": images.CoreDNSRef})
 	k.applyManifest("redis.yaml", map[string]string{"REDIS_IMAGE": images.RedisRef})
 	// Dapr as a user installs it, from its own chart (the pinned module's charts/dapr):
@@ -258,28 +282,32 @@ func TestCluster(t *testing.T) {
 		"--set", "dapr_sidecar_injector.injectorImage.name=dapr",
 		"--wait", "--timeout", "5m")
 	k.mustKubectl("-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=2m")
-	t.Logf("cluster: Dapr %s control plane Ready after %s", images.DaprVersion, time.Since(start).Round(time.Second))
+	t.Logf("cluster: Dapr %s control plane Ready after %s:\n%s", images.DaprVersion, time.Since(start).Round(time.Second),
+		k.mustKubectl("get", "pods", "-n", "dapr-system"))
 
 	var summary clusterSummary
-	t.Run("install", func(t *testing.T) { summary.install(t, k) })
+	t.Run("install", func(t *testing.T) { summary.install(t, k.with(t)) })
 	if t.Failed() {
 		return
 	}
-	t.Run("subscription-reload", func(t *testing.T) { summary.subscriptionReload(t, k) })
-	t.Run("upgrade", func(t *testing.T) { summary.upgrade(t, k) })
+	t.Run("subscription-reload", func(t *testing.T) { summary.subscriptionReload(t, k.with(t)) })
+	t.Run("upgrade", func(t *testing.T) { summary.upgrade(t, k.with(t)) })
 	t.Run("helm-test-after-upgrade", func(t *testing.T) {
-		out := k.mustHelm("test", "taskevents", "--logs", "--timeout", "3m")
+		out := k.with(t).mustHelm("test", "taskevents", "--logs", "--timeout", "3m")
 		if !strings.Contains(out, "PASS") {
 			t.Fatalf("helm test:\n%s", out)
 		}
 	})
 	k.mustHelm("uninstall", "taskevents", "--wait", "--timeout", "3m")
+	// helm uninstall leaves test hook pods (they are not part of the release); so does
+	// every chart whose test pod keeps its logs for `helm test --logs`.
+	k.mustKubectl("delete", "pod", "-l", "app.kubernetes.io/instance=taskevents,app.kubernetes.io/component=test")
 	waitFor(t, "the chart's pods to be gone after helm uninstall", 2*time.Minute, time.Second, func() (bool, string) {
 		l := k.pods(appLabel)
 		return len(l.Items) == 0, fmt.Sprintf("%d pods", len(l.Items))
 	})
-	t.Run("troubleshooting", func(t *testing.T) { summary.troubleshooting(t, k) })
-	t.Run("ci-values", func(t *testing.T) { summary.ciValues(t, k) })
+	t.Run("troubleshooting", func(t *testing.T) { summary.troubleshooting(t, k.with(t)) })
+	t.Run("ci-values", func(t *testing.T) { summary.ciValues(t, k.with(t)) })
 
 	closed = true
 	if err := c.Close(h); err != nil {

@@ -209,8 +209,13 @@ func (s *clusterSummary) subscriptionReload(t *testing.T, k *kube) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !m.hasRulePath("task-events", "/events/todo") || m.AppConnectionProperties.Port != 8000 {
-		t.Fatalf("the worker's sidecar: %+v; want the declarative task-events subscription and app port 8000", m)
+	// The port daprd calls is the annotation's, and the one the worker container exposes.
+	p0 := before.Items[0]
+	containerPort := before.containerPort(0, "worker")
+	if !m.hasRulePath("task-events", "/events/todo") || m.AppConnectionProperties.Port != containerPort ||
+		p0.Metadata.Annotations["dapr.io/app-port"] != fmt.Sprint(containerPort) {
+		t.Fatalf("the worker's sidecar: %+v; want the declarative task-events subscription and app port %d (annotation %q)",
+			m, containerPort, p0.Metadata.Annotations["dapr.io/app-port"])
 	}
 	for _, sub := range m.Subscriptions {
 		if sub.Type != "DECLARATIVE" {
@@ -320,11 +325,16 @@ func (s *clusterSummary) upgrade(t *testing.T, k *kube) {
 	close(stop)
 	wg.Wait()
 
-	for _, p := range k.pods(appLabel).Items {
-		if before[p.Metadata.UID] {
-			t.Errorf("pod %s was not replaced by the upgrade", p.Metadata.Name)
+	// The rollout is done when only new pods are left: the old ones drain, then go.
+	waitFor(t, "every pod replaced by the upgrade", 2*time.Minute, time.Second, func() (bool, string) {
+		var old []string
+		for _, p := range k.pods(appLabel).Items {
+			if before[p.Metadata.UID] {
+				old = append(old, p.Metadata.Name)
+			}
 		}
-	}
+		return len(old) == 0, fmt.Sprintf("still there: %v", old)
+	})
 	s.upgradeAccepted = len(accepted)
 	if s.upgradeAccepted == 0 {
 		t.Fatalf("no publish was accepted during the upgrade (refused: %v)", refused)

@@ -3,12 +3,16 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/taskevents/taskevents/e2e/harness"
 )
 
 // troubleshooting reproduces the seed lesson's rows that a cluster can show, in a namespace
@@ -59,9 +63,11 @@ func (s *clusterSummary) troubleshooting(t *testing.T, k *kube) {
 	// The app-port mismatch: a Deployment whose dapr.io/app-port names a port the container
 	// does not listen on. Recreate, so that the mismatched pod is the only worker.
 	deploy := "deployment/late-taskevents-worker"
-	oldWorker := k.pods(worker, "-n", ns).Items[0].Metadata.UID
+	good := k.pods(worker, "-n", ns).Items[0]
+	oldWorker, port := good.Metadata.UID, good.Metadata.Annotations["dapr.io/app-port"]
+	const wrong = "9999"
 	k.mustKubectl("-n", ns, "patch", deploy, "--type", "merge", "-p",
-		`{"spec":{"strategy":{"type":"Recreate","rollingUpdate":null},"template":{"metadata":{"annotations":{"dapr.io/app-port":"8081"}}}}}`)
+		`{"spec":{"strategy":{"type":"Recreate","rollingUpdate":null},"template":{"metadata":{"annotations":{"dapr.io/app-port":"`+wrong+`"}}}}}`)
 	var bad string
 	waitFor(t, "the mismatched worker pod to run", 90*time.Second, time.Second, func() (bool, string) {
 		l := k.pods(worker, "-n", ns)
@@ -75,9 +81,9 @@ func (s *clusterSummary) troubleshooting(t *testing.T, k *kube) {
 	if err != nil || r.Status != http.StatusAccepted {
 		t.Fatalf("POST /tasks: %d %s (%v)", r.Status, r.Body, err)
 	}
-	waitFor(t, "daprd to say it waits for the app on 8081", 60*time.Second, time.Second, func() (bool, string) {
+	waitFor(t, "daprd to say it waits for the app on "+wrong, 60*time.Second, time.Second, func() (bool, string) {
 		out, _ := k.kubectl("-n", ns, "logs", "pod/"+bad, "-c", "daprd")
-		return strings.Contains(out, "waiting for application to listen on port 8081"), "not yet"
+		return strings.Contains(out, "waiting for application to listen on port "+wrong), "not yet"
 	})
 	l := k.pods(worker, "-n", ns)
 	if ready, _, total := l.readyPods(); ready != 0 || total != 1 {
@@ -86,9 +92,9 @@ func (s *clusterSummary) troubleshooting(t *testing.T, k *kube) {
 	if logs.handled()[c.ID] {
 		t.Fatal("the worker handled an event although its sidecar has no app channel")
 	}
-	t.Logf("app-port mismatch: pod %s READY 1/2, daprd logs \"waiting for application to listen on port 8081\"; the event waits", bad)
+	t.Logf("app-port mismatch: pod %s READY 1/2, daprd logs \"waiting for application to listen on port %s\"; the event waits", bad, wrong)
 	k.mustKubectl("-n", ns, "patch", deploy, "--type", "merge", "-p",
-		`{"spec":{"template":{"metadata":{"annotations":{"dapr.io/app-port":"8000"}}}}}`)
+		`{"spec":{"template":{"metadata":{"annotations":{"dapr.io/app-port":"`+port+`"}}}}}`)
 	k.mustKubectl("-n", ns, "rollout", "status", deploy, "--timeout=3m")
 	waitFor(t, "the event published while the port was wrong to be handled after the fix", 90*time.Second, time.Second, func() (bool, string) {
 		return logs.handled()[c.ID], "not yet"
@@ -109,19 +115,36 @@ func (s *clusterSummary) ciValues(t *testing.T, k *kube) {
 	// The API token of tokens-values comes from an existing Secret, as its comment says.
 	k.mustKubectl("create", "secret", "generic", "dapr-api-token", "--from-literal=token=ci-api-token-0123456789")
 
-	for _, name := range []string{"default", "ha", "tokens"} {
+	for _, name := range []string{"default", "ha", "tokens", "kafka", "rabbitmq"} {
 		t.Run(name, func(t *testing.T) {
+			k := k.with(t)
+			switch name {
+			case "kafka":
+				k.gitopsOff(t)
+				k.kafkaForValues(t)
+			case "rabbitmq":
+				k.gitopsOff(t)
+				k.rabbitmqForValues(t)
+			}
 			values := filepath.Join("charts", "taskevents", "ci", name+"-values.yaml")
 			k.mustHelm("install", "taskevents", "charts/taskevents", "-f", values, "--wait", "--timeout", "5m")
-			defer k.mustHelm("uninstall", "taskevents", "--wait", "--timeout", "3m")
+			defer func() {
+				k.mustHelm("uninstall", "taskevents", "--wait", "--timeout", "3m")
+				waitFor(t, "the release's pods to go", 2*time.Minute, time.Second, func() (bool, string) {
+					return len(k.pods(appLabel).Items) == 0, "pods left"
+				})
+			}()
 			waitFor(t, name+": every pod 2/2", 3*time.Minute, 2*time.Second, func() (bool, string) {
 				ready, injected, total := k.pods(appLabel).readyPods()
 				return total > 0 && ready == total && injected == total, fmt.Sprintf("%d/%d ready, %d injected", ready, total, injected)
 			})
 			_, _, total := k.pods(appLabel).readyPods()
 			t.Logf("%s-values: %d pods Ready 2/2", name, total)
-			if name == "tokens" {
+			switch name {
+			case "tokens":
 				checkTokens(t, k)
+			case "kafka", "rabbitmq":
+				checkFlow(t, k)
 			}
 		})
 	}
@@ -132,7 +155,7 @@ func (s *clusterSummary) ciValues(t *testing.T, k *kube) {
 // flow, which carries both, still works.
 func checkTokens(t *testing.T, k *kube) {
 	workers := k.pods(workerLabel)
-	worker := k.portForward(t, "pod/"+workers.Items[0].Metadata.Name, 8000)
+	worker := k.portForward(t, "pod/"+workers.Items[0].Metadata.Name, workers.containerPort(0, "worker"))
 	r, err := post(context.Background(), worker+"/events/todo", "application/cloudevents+json", `{}`,
 		map[string]string{"dapr-api-token": "wrong"})
 	if err != nil || r.Status != http.StatusUnauthorized {
@@ -152,6 +175,104 @@ func checkTokens(t *testing.T, k *kube) {
 		t.Fatalf("POST /tasks with tokens on: %d %s (%v)", r.Status, r.Body, err)
 	}
 	waitFor(t, "the worker to handle a task with tokens on", 60*time.Second, time.Second, func() (bool, string) {
+		return logs.handled()[c.ID], "not yet"
+	})
+}
+
+// gitopsOff deletes what `kubectl apply -k components/ subscriptions/` made: the kafka and
+// rabbitmq values render their own Component and Subscriptions, under the same names.
+func (k *kube) gitopsOff(t *testing.T) {
+	t.Helper()
+	for _, base := range []string{"subscriptions/", "components/"} {
+		k.mustKubectl("delete", "-k", base, "--ignore-not-found")
+	}
+}
+
+// kafkaForValues runs Apache Kafka on the node with the SASL_PLAINTEXT SCRAM-SHA-512 client
+// listener kafka-values expects on port 9092, and gives it the names that file uses:
+// kafka-0 and kafka-1.kafka-headless.kafka.svc, a headless Service whose EndpointSlice
+// points at the node, and the Secret kafka-user-taskevents.
+func (k *kube) kafkaForValues(t *testing.T) {
+	t.Helper()
+	addr := net.JoinHostPort(k.c.NodeIP, "9092")
+	if l, err := net.Listen("tcp", addr); err != nil {
+		t.Fatalf("kafka-values names port 9092; %s is taken: %v", addr, err)
+	} else {
+		_ = l.Close()
+	}
+	password := "kafka-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := k.h.StartKafkaSASL(ctx, harness.KafkaSASL{Addr: addr, Username: "taskevents", Password: password}); err != nil {
+		t.Fatal(err)
+	}
+	manifest := fmt.Sprintf(`apiVersion: v1
+kind: Namespace
+metadata: {name: kafka}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kafka-headless, namespace: kafka}
+spec:
+  clusterIP: None
+  ports: [{name: tcp-client, port: 9092, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kafka-headless-node
+  namespace: kafka
+  labels: {kubernetes.io/service-name: kafka-headless}
+addressType: IPv4
+ports: [{name: tcp-client, port: 9092, protocol: TCP}]
+endpoints:
+  - {addresses: [%[1]q], hostname: kafka-0, conditions: {ready: true}}
+  - {addresses: [%[1]q], hostname: kafka-1, conditions: {ready: true}}
+`, k.c.NodeIP)
+	path := filepath.Join(t.TempDir(), "kafka.yaml")
+	if err := os.WriteFile(path, []byte(manifest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k.mustKubectl("apply", "-f", path)
+	k.mustKubectl("create", "secret", "generic", "kafka-user-taskevents", "--from-literal=password="+password)
+}
+
+// rabbitmqForValues runs RabbitMQ on the node with a user of its own, puts its URL in the
+// Secret rabbitmq-values names, and applies the tracing Configuration the sidecars name.
+func (k *kube) rabbitmqForValues(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	b, err := k.h.StartRabbitMQOn(ctx, k.c.NodeIP, "taskevents", "rabbit-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.mustKubectl("create", "secret", "generic", "rabbitmq-taskevents", "--from-literal=url="+b.Overrides["connectionString"])
+	config := `apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata: {name: tracing}
+spec:
+  tracing:
+    samplingRate: "1"
+    stdout: true
+`
+	path := filepath.Join(t.TempDir(), "tracing.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k.mustKubectl("apply", "-f", path)
+}
+
+// checkFlow is the README's curl through a port-forward, handled by a worker.
+func checkFlow(t *testing.T, k *kube) {
+	t.Helper()
+	publisher := k.portForward(t, "service/taskevents-publisher", 80)
+	logs := followLogs(t, k, "default", workerLabel, "worker")
+	c, r, err := createTaskAt(context.Background(), publisher, "through the chart's Component")
+	if err != nil || r.Status != http.StatusAccepted {
+		t.Fatalf("POST /tasks: %d %s (%v)", r.Status, r.Body, err)
+	}
+	waitFor(t, "the worker to handle the task", 90*time.Second, time.Second, func() (bool, string) {
 		return logs.handled()[c.ID], "not yet"
 	})
 }

@@ -43,6 +43,22 @@ func (h *Harness) KafkaLibs(ctx context.Context) (string, error) {
 // JVM with a bounded heap) on loopback, formats its storage in a scratch directory, and
 // waits until it answers a Metadata request listing itself. port 0 picks a free one.
 func (h *Harness) StartKafka(ctx context.Context, port int) (*Broker, error) {
+	return h.startKafka(ctx, port, nil)
+}
+
+// KafkaSASL is a second, SASL_PLAINTEXT listener with one SCRAM-SHA-512 user, on an address
+// other network namespaces (pods) reach, as a Kafka chart's client listener is.
+type KafkaSASL struct {
+	Addr               string // host:port
+	Username, Password string
+}
+
+// StartKafkaSASL is StartKafka plus the SASL listener sasl describes.
+func (h *Harness) StartKafkaSASL(ctx context.Context, sasl KafkaSASL) (*Broker, error) {
+	return h.startKafka(ctx, 0, &sasl)
+}
+
+func (h *Harness) startKafka(ctx context.Context, port int, sasl *KafkaSASL) (*Broker, error) {
 	java, err := javaBin()
 	if err != nil {
 		return nil, err
@@ -64,7 +80,19 @@ func (h *Harness) StartKafka(ctx context.Context, port int) (*Broker, error) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	props := filepath.Join(dir, "server.properties")
-	if err := os.WriteFile(props, []byte(kafkaProperties(dir, addr, controllerPort)), 0o600); err != nil {
+	config := kafkaProperties(dir, addr, controllerPort)
+	formatArgs := []string{}
+	if sasl != nil {
+		config = strings.NewReplacer(
+			"listeners=PLAINTEXT://", "listeners=SASL_PLAINTEXT://"+sasl.Addr+",PLAINTEXT://",
+			"listener.security.protocol.map=", "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,",
+		).Replace(config) + "sasl.enabled.mechanisms=SCRAM-SHA-512\n" +
+			"listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n"
+		// KRaft keeps SCRAM credentials in the metadata log: add the user when formatting.
+		formatArgs = append(formatArgs, "--add-scram",
+			fmt.Sprintf("SCRAM-SHA-512=[name=%s,password=%s]", sasl.Username, sasl.Password))
+	}
+	if err := os.WriteFile(props, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
 	logConfig := filepath.Join(dir, "log4j2.properties")
@@ -83,7 +111,7 @@ func (h *Harness) StartKafka(ctx context.Context, port int) (*Broker, error) {
 	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	format := exec.CommandContext(fctx, java, append(append([]string{}, jvm...),
-		"kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", kafkaClusterID(), "-c", props)...)
+		append([]string{"kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", kafkaClusterID(), "-c", props}, formatArgs...)...)...)
 	format.Dir = dir
 	if out, err := format.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("format Kafka storage: %w\n%s", err, tail(string(out), 20))

@@ -27,6 +27,16 @@ const rabbitmqScripts = "/usr/lib/rabbitmq/bin"
 // until the AMQP port answers the protocol header with Connection.Start. port 0 picks a
 // free one.
 func (h *Harness) StartRabbitMQ(ctx context.Context, port int) (*Broker, error) {
+	return h.startRabbitMQ(ctx, port, "127.0.0.1", "", "")
+}
+
+// StartRabbitMQOn is StartRabbitMQ listening on ip (for clients in other network
+// namespaces, such as pods) with username/password as its own user instead of loopback-only guest.
+func (h *Harness) StartRabbitMQOn(ctx context.Context, ip, username, password string) (*Broker, error) {
+	return h.startRabbitMQ(ctx, 0, ip, username, password)
+}
+
+func (h *Harness) startRabbitMQ(ctx context.Context, port int, ip, username, password string) (*Broker, error) {
 	server := filepath.Join(rabbitmqScripts, "rabbitmq-server")
 	if _, err := os.Stat(server); err != nil {
 		return nil, fmt.Errorf("rabbitmq-server is not installed: run `make prereqs` (apt-get install -y rabbitmq-server)")
@@ -76,10 +86,14 @@ func (h *Harness) StartRabbitMQ(ctx context.Context, port int) (*Broker, error) 
 		"enabled_plugins": "[].\n",
 		// Replaces /etc/rabbitmq/rabbitmq-env.conf, which belongs to the packaged node.
 		"rabbitmq-env.conf": "",
-		"rabbitmq.conf": "listeners.tcp.1 = 127.0.0.1:" + strconv.Itoa(port) + "\n" +
+		"rabbitmq.conf": "listeners.tcp.1 = " + ip + ":" + strconv.Itoa(port) + "\n" +
 			"log.console = true\nlog.console.level = warning\nlog.file = false\n" +
 			// guest/guest may log in from loopback only (RabbitMQ's default, kept explicit).
 			"loopback_users.guest = true\n",
+	}
+	if username != "" {
+		// A fresh node creates its default user from these, with full rights on "/".
+		files["rabbitmq.conf"] += "default_user = " + username + "\ndefault_pass = " + password + "\n"
 	}
 	owned := []string{base}
 	for _, d := range []string{"mnesia", "home"} {
@@ -109,7 +123,7 @@ func (h *Harness) StartRabbitMQ(ctx context.Context, port int) (*Broker, error) 
 		"ERL_EPMD_ADDRESS=127.0.0.1",
 		"RABBITMQ_NODENAME="+node,
 		"RABBITMQ_USE_LONGNAME=false",
-		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
+		"RABBITMQ_NODE_IP_ADDRESS="+ip,
 		"RABBITMQ_NODE_PORT="+strconv.Itoa(port),
 		"RABBITMQ_DIST_PORT="+strconv.Itoa(distPort),
 		"RABBITMQ_MNESIA_BASE="+filepath.Join(base, "mnesia"),
@@ -152,12 +166,16 @@ func (h *Harness) StartRabbitMQ(ctx context.Context, port int) (*Broker, error) 
 			fmt.Fprintf(h.Sink, "[rabbitmq] sd_notify: %s\n", bytes.ReplaceAll(buf[:n], []byte("\n"), []byte(" ")))
 		}
 	}()
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := net.JoinHostPort(ip, strconv.Itoa(port))
 	if err := waitAMQP(ctx, addr, p); err != nil {
 		return nil, err
 	}
+	creds := "guest:guest"
+	if username != "" {
+		creds = username + ":" + password
+	}
 	return &Broker{Process: p, Name: "rabbitmq", ComponentFile: "rabbitmq.yaml",
-		Overrides: map[string]string{"connectionString": "amqp://guest:guest@" + addr}}, nil
+		Overrides: map[string]string{"connectionString": "amqp://" + creds + "@" + addr}}, nil
 }
 
 // waitEPMD polls epmd on port with a NAMES_REQ until it answers with its own port.
