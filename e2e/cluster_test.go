@@ -168,6 +168,9 @@ func (l podList) containerPort(i int, name string) int {
 // container the injector added.
 func (l podList) readyPods() (ready, injected, total int) {
 	for _, p := range l.Items {
+		if p.Metadata.DeletionTimestamp != "" {
+			continue // a pod on its way out, from an earlier release or revision
+		}
 		total++
 		all := len(p.Status.ContainerStatuses) > 0
 		for _, s := range p.Status.ContainerStatuses {

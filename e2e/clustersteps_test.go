@@ -325,11 +325,11 @@ func (s *clusterSummary) upgrade(t *testing.T, k *kube) {
 	close(stop)
 	wg.Wait()
 
-	// The rollout is done when only new pods are left: the old ones drain, then go.
+	// Replaced: every pod of the old revision is gone or on its way out (draining).
 	waitFor(t, "every pod replaced by the upgrade", 2*time.Minute, time.Second, func() (bool, string) {
 		var old []string
 		for _, p := range k.pods(appLabel).Items {
-			if before[p.Metadata.UID] {
+			if before[p.Metadata.UID] && p.Metadata.DeletionTimestamp == "" {
 				old = append(old, p.Metadata.Name)
 			}
 		}

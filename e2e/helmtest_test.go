@@ -1,8 +1,8 @@
 package e2e
 
 // The chart's `helm test` pod runs in the real cluster in TestCluster. This test runs its
-// script here, under the same busybox (Debian's busybox-static, what the test image is built
-// from) against the real local system (Redis, both daprd sidecars, both apps), with a
+// script here, with the same busybox's commands (Debian's busybox-static, what the test image
+// is built from) against the real local system (Redis, both daprd sidecars, both apps), with a
 // stand-in nslookup that answers like busybox's for the worker's headless Service. It must
 // pass against the real flow and fail when the publisher answers 202 without anything
 // reaching the worker.
@@ -72,7 +72,9 @@ func TestChartHelmTestHook(t *testing.T) {
 
 	sys := startSystem(t, "redis", harness.SystemOptions{})
 	run := func(publisherURL, timeout string) (string, error) {
-		cmd := exec.Command(busybox, "sh", "-c", script)
+		// The host's sh runs the script, so that the stand-in nslookup on PATH wins over
+		// busybox's built-in applet; every other command is busybox's.
+		cmd := exec.Command("/bin/sh", "-c", script)
 		cmd.Env = append(os.Environ(),
 			"PATH="+bin,
 			"PUBLISHER_URL="+publisherURL,
