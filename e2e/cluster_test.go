@@ -254,7 +254,7 @@ func TestCluster(t *testing.T) {
 	closed := false
 	t.Cleanup(func() {
 		if !closed {
-			if err := c.Close(h); err != nil {
+			if err := c.Close(); err != nil {
 				t.Errorf("cluster teardown: %v", err)
 			}
 		}
@@ -313,7 +313,7 @@ func TestCluster(t *testing.T) {
 	t.Run("ci-values", func(t *testing.T) { summary.ciValues(t, k.with(t)) })
 
 	closed = true
-	if err := c.Close(h); err != nil {
+	if err := c.Close(); err != nil {
 		t.Errorf("cluster teardown: %v", err)
 	}
 	left, err := c.Leftovers()

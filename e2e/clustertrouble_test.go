@@ -49,7 +49,7 @@ func (s *clusterSummary) troubleshooting(t *testing.T, k *kube) {
 	t.Logf("component applied after the pods: publishing works %.1f s later, no restart", took.Seconds())
 	worker := "app.kubernetes.io/instance=late,app.kubernetes.io/component=worker"
 	logs := followLogs(t, k, ns, worker, "worker")
-	took = waitFor(t, "the late worker to handle "+id, 90*time.Second, time.Second, func() (bool, string) {
+	waitFor(t, "the late worker to handle "+id, 90*time.Second, time.Second, func() (bool, string) {
 		return logs.handled()[id], "not yet"
 	})
 	t.Logf("component applied after the pods: the worker handled the task %.1f s after the apply", time.Since(applied).Seconds())

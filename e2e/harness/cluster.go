@@ -89,7 +89,7 @@ func (h *Harness) StartCluster(ctx context.Context, bins ClusterBins) (*Cluster,
 		return nil, err
 	}
 	// A safety net for a failed start; a test calls Close itself, while the processes still run.
-	h.onClose(func() error { return c.Close(h) })
+	h.onClose(func() error { return c.Close() })
 	for _, k := range clusterSysctls {
 		if v, err := os.ReadFile(filepath.Join("/proc/sys", k)); err == nil {
 			c.sysctls[k] = strings.TrimSpace(string(v))
@@ -123,7 +123,7 @@ func (h *Harness) StartCluster(ctx context.Context, bins ClusterBins) (*Cluster,
 		}
 		select {
 		case <-wctx.Done():
-			return nil, fmt.Errorf("the node never became Ready (%v)\nkubelet:\n%s", err, c.kubelet.Tail(30))
+			return nil, fmt.Errorf("the node never became Ready (%w)\nkubelet:\n%s", err, c.kubelet.Tail(30))
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

@@ -151,7 +151,7 @@ func (c *Cluster) drain(ctx context.Context) error {
 // Close tears the cluster down: drain the pods, stop the node and the control plane, clean
 // kube-proxy's rules, then sweep whatever is left (processes, mounts, links, rules, cgroups,
 // paths) and restore the sysctls. Leftovers then reports what could not be removed.
-func (c *Cluster) Close(h *Harness) error {
+func (c *Cluster) Close() error {
 	if c.closed {
 		return nil
 	}

@@ -43,12 +43,12 @@ func (b *builder) withLibs(bin entry) ([]entry, error) {
 	}
 	entries := []entry{bin}
 	for _, lib := range libs {
-		real := resolve(lib)
-		fi, err := os.Stat(real)
+		target := resolve(lib)
+		fi, err := os.Stat(target)
 		if err != nil {
 			return nil, err
 		}
-		entries = append(entries, file(lib, int64(fi.Mode().Perm()), real))
+		entries = append(entries, file(lib, int64(fi.Mode().Perm()), target))
 	}
 	return entries, nil
 }
@@ -91,8 +91,10 @@ func (b *builder) busyboxEntries() ([]entry, error) {
 	if !fileExists(hostBusybox) {
 		return nil, fmt.Errorf("%s is missing: install busybox-static (tools/prereqs.sh)", hostBusybox)
 	}
-	if dynamic, err := hasInterpreter(hostBusybox); err != nil || dynamic {
-		return nil, fmt.Errorf("%s is not a static binary (%v): install busybox-static, not busybox", hostBusybox, err)
+	if dynamic, err := hasInterpreter(hostBusybox); err != nil {
+		return nil, fmt.Errorf("read %s: %w", hostBusybox, err)
+	} else if dynamic {
+		return nil, fmt.Errorf("%s is not a static binary: install busybox-static, not busybox", hostBusybox)
 	}
 	out, err := b.output(hostBusybox, "--list")
 	if err != nil {
@@ -134,11 +136,11 @@ func (b *builder) compilePause() (string, error) {
 	}
 	dl, err := b.runIn("", "go", "mod", "download", "-json", "k8s.io/kubernetes@"+KubernetesVersion)
 	if err != nil {
-		return "", fmt.Errorf("Kubernetes source for pause.c: %w", err)
+		return "", fmt.Errorf("the Kubernetes source for pause.c: %w", err)
 	}
 	var mod struct{ Dir, Error string }
 	if err := json.Unmarshal(dl, &mod); err != nil || mod.Dir == "" {
-		return "", fmt.Errorf("go mod download k8s.io/kubernetes@%s: %v %s", KubernetesVersion, err, mod.Error)
+		return "", fmt.Errorf("go mod download k8s.io/kubernetes@%s: %w %s", KubernetesVersion, err, mod.Error)
 	}
 	src := filepath.Join(mod.Dir, "build", "pause", "linux", "pause.c")
 	if err := checkPauseTag(filepath.Join(mod.Dir, "build", "pause", "Makefile")); err != nil {
@@ -163,8 +165,12 @@ func (b *builder) compilePause() (string, error) {
 	if err := os.Rename(tmp, out); err != nil {
 		return "", err
 	}
-	if got, err := b.output(out, "-v"); err != nil || strings.TrimSpace(string(got)) != "pause.c "+version {
-		return "", fmt.Errorf("compiled pause -v says %q (%v), want pause.c %s", got, err, version)
+	got, err := b.output(out, "-v")
+	if err != nil {
+		return "", fmt.Errorf("compiled pause -v: %w", err)
+	}
+	if strings.TrimSpace(string(got)) != "pause.c "+version {
+		return "", fmt.Errorf("compiled pause -v says %q, want pause.c %s", got, version)
 	}
 	return out, nil
 }

@@ -183,17 +183,17 @@ func (in Inputs) validate() error {
 	var errs []error
 	need := func(what, path string, dir bool) {
 		if path == "" {
-			errs = append(errs, fmt.Errorf("Inputs.%s is empty", what))
+			errs = append(errs, fmt.Errorf("images: Inputs.%s is empty", what))
 			return
 		}
 		fi, err := os.Stat(path)
 		switch {
 		case err != nil:
-			errs = append(errs, fmt.Errorf("Inputs.%s: %w", what, err))
+			errs = append(errs, fmt.Errorf("images: Inputs.%s: %w", what, err))
 		case dir && !fi.IsDir():
-			errs = append(errs, fmt.Errorf("Inputs.%s: %s is not a directory", what, path))
+			errs = append(errs, fmt.Errorf("images: Inputs.%s: %s is not a directory", what, path))
 		case !dir && !fi.Mode().IsRegular():
-			errs = append(errs, fmt.Errorf("Inputs.%s: %s is not a regular file", what, path))
+			errs = append(errs, fmt.Errorf("images: Inputs.%s: %s is not a regular file", what, path))
 		}
 	}
 	if in.OutDir == "" {
