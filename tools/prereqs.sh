@@ -21,6 +21,8 @@ command -v runc >/dev/null 2>&1 || missing+=(runc)
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
+# nft removes the empty tables iptables-nft leaves when the cluster is torn down.
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 [ -x /bin/busybox ] || missing+=(busybox-static)
 # gcc and a static libc: the pause image is compiled from Kubernetes' pause.c, as upstream's.
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)

@@ -87,6 +87,7 @@ func captureHostState(dir string) (*hostState, error) {
 			switch {
 			case strings.HasPrefix(l, "*"):
 				table = l[1:]
+				s.iptables[tool+" "+table+" *table"] = true
 			case strings.HasPrefix(l, ":"):
 				s.iptables[tool+" "+table+" "+strings.Fields(l)[0]] = true
 			case strings.HasPrefix(l, "-A "):
@@ -189,15 +190,16 @@ func (c *Cluster) sweep() error {
 	if err != nil {
 		return err
 	}
-	// Containers and shims whose parent (containerd) is gone: their cmdline names our
-	// socket, or they live in a network namespace the host did not have before.
+	// Shims whose containerd is gone name our socket on their command line; container
+	// processes live in the kubepods cgroups our kubelet made (only when there were none
+	// before: another kubelet's containers are never touched).
+	ours := !c.before.paths["/sys/fs/cgroup/pids/kubepods"]
 	killed := false
 	pids, _ := filepath.Glob("/proc/[0-9]*")
-	self, _ := os.Readlink("/proc/self/ns/net")
 	for _, p := range pids {
-		ns, _ := os.Readlink(p + "/ns/net")
 		cmdline, _ := os.ReadFile(p + "/cmdline")
-		if (ns != "" && ns != self && !c.before.netns[ns]) || strings.Contains(string(cmdline), c.Dir) {
+		cgroup, _ := os.ReadFile(p + "/cgroup")
+		if strings.Contains(string(cmdline), c.Dir) || (ours && strings.Contains(string(cgroup), ":/kubepods/")) {
 			var pid int
 			if _, err := fmt.Sscan(filepath.Base(p), &pid); err == nil && pid != os.Getpid() {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -217,12 +219,23 @@ func (c *Cluster) sweep() error {
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(mounts))) // deepest first
 	for _, m := range mounts {
+		if !strings.HasPrefix(m, c.Dir+"/") {
+			continue // not ours: counted by Leftovers, never touched
+		}
 		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
 			errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
 		}
 	}
-	for l := range now.links {
-		if !c.before.links[l] {
+	// Links: the pods' veths still on our bridge, then the bridge; no other link is ours.
+	if !c.before.links[clusterBridge] && now.links[clusterBridge] {
+		out, _ := exec.Command("ip", "-o", "link", "show", "master", clusterBridge).Output()
+		var links []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(l); len(f) > 1 {
+				links = append(links, strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0])
+			}
+		}
+		for _, l := range append(links, clusterBridge) {
 			if out, err := exec.Command("ip", "link", "delete", l).CombinedOutput(); err != nil {
 				errs = append(errs, fmt.Errorf("ip link delete %s: %w: %s", l, err, out))
 			}
@@ -266,8 +279,18 @@ func (c *Cluster) sweep() error {
 func (c *Cluster) sweepIptables(now *hostState) error {
 	var errs []error
 	var rules, chains []string
+	// Only what kube-proxy, the kubelet and the CNI plugins write: KUBE-* and CNI-* chains
+	// and rules, and the rules that name our bridge or pod range.
+	ours := func(k string) bool {
+		for _, mark := range []string{"KUBE-", "CNI-", clusterBridge, clusterPodCIDR} {
+			if strings.Contains(k, mark) {
+				return true
+			}
+		}
+		return false
+	}
 	for k := range now.iptables {
-		if !c.before.iptables[k] {
+		if !c.before.iptables[k] && ours(k) && !strings.HasSuffix(k, " *table") {
 			if strings.Contains(k, " -A ") {
 				rules = append(rules, k)
 			} else {
@@ -288,6 +311,18 @@ func (c *Cluster) sweepIptables(now *hostState) error {
 			parts := strings.SplitN(k, " ", 3)
 			tool := strings.TrimSuffix(parts[0], "-save")
 			_ = exec.Command(tool, "-w", "-t", parts[1], flag, strings.TrimPrefix(parts[2], ":")).Run()
+		}
+	}
+	// Tables iptables-nft created for kube-proxy and the CNI plugins, now empty: nft removes
+	// them (iptables cannot), so the ruleset is as it was, not merely rule-free.
+	for k := range now.iptables {
+		if c.before.iptables[k] || !strings.HasSuffix(k, " *table") {
+			continue
+		}
+		parts := strings.SplitN(k, " ", 3)
+		family := map[string]string{"iptables-save": "ip", "ip6tables-save": "ip6"}[parts[0]]
+		if out, err := exec.Command("nft", "delete", "table", family, parts[1]).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("nft delete table %s %s (install nftables: make prereqs): %w: %s", family, parts[1], err, out))
 		}
 	}
 	return errors.Join(errs...)
