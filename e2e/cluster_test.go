@@ -154,6 +154,17 @@ func (k *kube) pods(selector string, extra ...string) podList {
 	return l
 }
 
+// live drops the pods on their way out (a previous release's, a previous revision's).
+func (l podList) live() podList {
+	var out podList
+	for _, p := range l.Items {
+		if p.Metadata.DeletionTimestamp == "" {
+			out.Items = append(out.Items, p)
+		}
+	}
+	return out
+}
+
 // containerPort is the first port container name of pod i declares.
 func (l podList) containerPort(i int, name string) int {
 	for _, c := range l.Items[i].Spec.Containers {

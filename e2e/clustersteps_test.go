@@ -202,7 +202,7 @@ func (m daprMetadata) hasRulePath(topic, path string) bool {
 // applied with `kubectl apply -k`, reaches the running worker's sidecar through the Dapr
 // operator, with no pod restarted.
 func (s *clusterSummary) subscriptionReload(t *testing.T, k *kube) {
-	before := k.pods(workerLabel)
+	before := k.pods(workerLabel).live()
 	pod := before.Items[0].Metadata.Name
 	sidecar := k.portForward(t, "pod/"+pod, 3500)
 	m, err := getMetadata(sidecar)
@@ -257,7 +257,7 @@ func (s *clusterSummary) subscriptionReload(t *testing.T, k *kube) {
 		m, err := getMetadata(sidecar)
 		return err == nil && !m.hasRulePath("task-events", "/events/urgent"), fmt.Sprint(err)
 	})
-	after := k.pods(workerLabel)
+	after := k.pods(workerLabel).live()
 	if len(after.Items) != len(before.Items) {
 		t.Fatalf("worker pods changed from %d to %d", len(before.Items), len(after.Items))
 	}

@@ -150,14 +150,14 @@ func (s *clusterSummary) ciValues(t *testing.T, k *kube) {
 // without daprd's app token, daprd refuses a publish with a wrong API token, and the real
 // flow, which carries both, still works.
 func checkTokens(t *testing.T, k *kube) {
-	workers := k.pods(workerLabel)
+	workers := k.pods(workerLabel).live()
 	worker := k.portForward(t, "pod/"+workers.Items[0].Metadata.Name, workers.containerPort(0, "worker"))
 	r, err := post(context.Background(), worker+"/events/todo", "application/cloudevents+json", `{}`,
 		map[string]string{"dapr-api-token": "wrong"})
 	if err != nil || r.Status != http.StatusUnauthorized {
 		t.Errorf("worker /events/todo with a wrong app token: %d %s (%v), want 401", r.Status, r.Body, err)
 	}
-	publishers := k.pods(publisherLabel)
+	publishers := k.pods(publisherLabel).live()
 	sidecar := k.portForward(t, "pod/"+publishers.Items[0].Metadata.Name, 3500)
 	r, err = post(context.Background(), sidecar+"/v1.0/publish/pubsub/task-events", "application/json", `{}`,
 		map[string]string{"dapr-api-token": "wrong"})
