@@ -107,8 +107,14 @@ func (k *kube) applyManifest(name string, vars map[string]string) {
 	for key, v := range vars {
 		s = strings.ReplaceAll(s, "${"+key+"}", v)
 	}
+	k.applyYAML(name, s)
+}
+
+// applyYAML writes body to a file called name and applies it with kubectl apply -f.
+func (k *kube) applyYAML(name, body string) {
+	k.t.Helper()
 	path := filepath.Join(k.t.TempDir(), name)
-	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		k.t.Fatal(err)
 	}
 	k.mustKubectl("apply", "-f", path)

@@ -225,11 +225,7 @@ endpoints:
   - {addresses: [%[1]q], hostname: kafka-0, conditions: {ready: true}}
   - {addresses: [%[1]q], hostname: kafka-1, conditions: {ready: true}}
 `, k.c.NodeIP)
-	path := filepath.Join(t.TempDir(), "kafka.yaml")
-	if err := os.WriteFile(path, []byte(manifest), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	k.mustKubectl("apply", "-f", path)
+	k.applyYAML("kafka.yaml", manifest)
 	k.mustKubectl("create", "secret", "generic", "kafka-user-taskevents", "--from-literal=password="+password)
 }
 
@@ -252,11 +248,7 @@ spec:
     samplingRate: "1"
     stdout: true
 `
-	path := filepath.Join(t.TempDir(), "tracing.yaml")
-	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	k.mustKubectl("apply", "-f", path)
+	k.applyYAML("tracing.yaml", config)
 }
 
 // checkFlow is the README's curl through a port-forward, handled by a worker.

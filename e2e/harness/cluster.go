@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -39,6 +40,7 @@ type Cluster struct {
 	kubelet    *Process
 	procs      []*Process // in start order
 	closed     bool
+	lock       *os.File // held while the cluster exists
 }
 
 // The cluster's address plan. The pod range is a private /24 on a bridge of our own name, so
@@ -49,6 +51,7 @@ const (
 	clusterPodCIDR     = "10.244.0.0/24"
 	clusterBridge      = "taskevents0"
 	clusterDomain      = "cluster.local"
+	clusterLock        = "/tmp/taskevents-cluster.lock"
 )
 
 // sysctls the cluster needs (routing between the bridge and the node, bridged traffic through
@@ -78,12 +81,22 @@ func (h *Harness) StartCluster(ctx context.Context, bins ClusterBins) (*Cluster,
 	if err != nil {
 		return nil, err
 	}
+	// One cluster per machine: a second would share the bridge, the pod range, the kubepods
+	// cgroups and kube-proxy's chains with the first, and break both.
+	lock, err := os.OpenFile(clusterLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = lock.Close()
+		return nil, fmt.Errorf("another taskevents cluster is running on this machine (%s is locked): wait for it to finish", clusterLock)
+	}
 	// Short paths: containerd and its shims put unix sockets under these directories.
 	dir, err := os.MkdirTemp("", "tev-k8s-")
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Dir: dir, NodeName: "taskevents-node", NodeIP: nodeIP, bins: bins,
+	c := &Cluster{Dir: dir, NodeName: "taskevents-node", NodeIP: nodeIP, bins: bins, lock: lock,
 		containerd: filepath.Join(dir, "containerd.sock"), sysctls: map[string]string{}}
 	if c.before, err = captureHostState(dir); err != nil {
 		return nil, err

@@ -271,6 +271,10 @@ func (c *Cluster) sweep() error {
 	if err := os.RemoveAll(c.Dir); err != nil {
 		errs = append(errs, err)
 	}
+	if c.lock != nil {
+		_ = os.Remove(clusterLock)
+		_ = c.lock.Close() // releases the lock
+	}
 	return errors.Join(errs...)
 }
 
