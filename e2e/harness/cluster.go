@@ -83,6 +83,7 @@ func (h *Harness) StartCluster(ctx context.Context, bins ClusterBins) (*Cluster,
 	}
 	// One cluster per machine: a second would share the bridge, the pod range, the kubepods
 	// cgroups and kube-proxy's chains with the first, and break both.
+	_, statErr := os.Stat(clusterLock)
 	lock, err := os.OpenFile(clusterLock, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
@@ -90,6 +91,12 @@ func (h *Harness) StartCluster(ctx context.Context, bins ClusterBins) (*Cluster,
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		_ = lock.Close()
 		return nil, fmt.Errorf("another taskevents cluster is running on this machine (%s is locked): wait for it to finish", clusterLock)
+	}
+	if statErr == nil {
+		// The lock file outlived its holder: a run was killed before its teardown.
+		if err := sweepStale(filepath.Join(bins.KubeDir, "kube-proxy")); err != nil {
+			fmt.Fprintf(h.Sink, "[cluster] cleaning up after a killed run: %v\n", err)
+		}
 	}
 	// Short paths: containerd and its shims put unix sockets under these directories.
 	dir, err := os.MkdirTemp("", "tev-k8s-")

@@ -199,7 +199,9 @@ func (c *Cluster) sweep() error {
 	for _, p := range pids {
 		cmdline, _ := os.ReadFile(p + "/cmdline")
 		cgroup, _ := os.ReadFile(p + "/cgroup")
-		if strings.Contains(string(cmdline), c.Dir) || (ours && strings.Contains(string(cgroup), ":/kubepods/")) {
+		rootfs, _ := os.Readlink(p + "/root")
+		if strings.Contains(string(cmdline), c.Dir) || strings.HasPrefix(rootfs, c.Dir+"/") ||
+			(ours && strings.Contains(string(cgroup), ":/kubepods/")) {
 			var pid int
 			if _, err := fmt.Sscan(filepath.Base(p), &pid); err == nil && pid != os.Getpid() {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -369,4 +371,63 @@ func (c *Cluster) Leftovers() ([]string, error) {
 		return nil, err
 	}
 	return c.before.diff(now), nil
+}
+
+// sweepStale removes what a killed run left, found by the names only this harness uses:
+// processes whose command line or root filesystem is under a /tmp/tev-k8s-* directory (the
+// shims and the pods' containers), mounts there, the bridge and its veths, kube-proxy's
+// rules, and the directories. What that run changed in sysctls is not known any more.
+func sweepStale(kubeProxy string) error {
+	var errs []error
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "tev-k8s-*"))
+	if len(dirs) == 0 {
+		return nil
+	}
+	under := func(path string) bool {
+		for _, d := range dirs {
+			if strings.Contains(path, d) {
+				return true
+			}
+		}
+		return false
+	}
+	pids, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range pids {
+		cmdline, _ := os.ReadFile(p + "/cmdline")
+		rootfs, _ := os.Readlink(p + "/root")
+		var pid int
+		if _, err := fmt.Sscan(filepath.Base(p), &pid); err == nil && pid != os.Getpid() &&
+			(under(string(cmdline)) || under(rootfs)) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		var mounts []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) > 4 && under(f[4]) {
+				mounts = append(mounts, f[4])
+			}
+		}
+		sort.Sort(sort.Reverse(sort.StringSlice(mounts)))
+		for _, m := range mounts {
+			_ = syscall.Unmount(m, syscall.MNT_DETACH)
+		}
+	}
+	out, _ := exec.Command("ip", "-o", "link", "show", "master", clusterBridge).Output()
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) > 1 {
+			_ = exec.Command("ip", "link", "delete", strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0]).Run()
+		}
+	}
+	_ = exec.Command("ip", "link", "delete", clusterBridge).Run()
+	if out, err := exec.Command(kubeProxy, "--cleanup").CombinedOutput(); err != nil {
+		errs = append(errs, fmt.Errorf("kube-proxy --cleanup: %w: %s", err, out))
+	}
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
