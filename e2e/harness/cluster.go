@@ -137,9 +137,13 @@ func (h *Harness) StartCluster(ctx context.Context, bins ClusterBins) (*Cluster,
 	defer cancel()
 	for {
 		// The kubelet registers the node first; Ready follows once the CNI config is loaded.
+		// The default ServiceAccount too: until the controller-manager makes it, the API
+		// server refuses every pod in the namespace.
 		ready, err := c.Kubectl(wctx, "get", "node", c.NodeName, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 		if err == nil && ready == "True" {
-			return c, nil
+			if _, err = c.Kubectl(wctx, "get", "serviceaccount", "default", "-n", "default"); err == nil {
+				return c, nil
+			}
 		}
 		select {
 		case <-wctx.Done():

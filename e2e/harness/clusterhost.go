@@ -243,22 +243,13 @@ func (c *Cluster) sweep() error {
 			}
 		}
 	}
-	errs = append(errs, c.sweepIptables(now))
+	errs = append(errs, sweepIptables(c.before, now, true))
 	// cgroups the kubelet made: remove the deepest directories first.
 	for _, p := range clusterHostPaths {
 		if c.before.paths[p] || !strings.HasPrefix(p, "/sys/fs/cgroup/") {
 			continue
 		}
-		var dirs []string
-		_ = filepath.WalkDir(p, func(path string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, path)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			_ = os.Remove(dirs[i])
-		}
+		removeCgroupTree(p)
 	}
 	for k, v := range c.sysctls {
 		if err := os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644); err != nil {
@@ -282,7 +273,8 @@ func (c *Cluster) sweep() error {
 
 // sweepIptables deletes the rules and chains that were not there before: what kube-proxy's
 // --cleanup, the kubelet and the CNI plugins left. Rules first, then the emptied chains.
-func (c *Cluster) sweepIptables(now *hostState) error {
+// With dropTables, the tables that were not there before and are empty now go too.
+func sweepIptables(before, now *hostState, dropTables bool) error {
 	var errs []error
 	var rules, chains []string
 	// Only what kube-proxy, the kubelet and the CNI plugins write: KUBE-* and CNI-* chains
@@ -296,7 +288,7 @@ func (c *Cluster) sweepIptables(now *hostState) error {
 		return false
 	}
 	for k := range now.iptables {
-		if !c.before.iptables[k] && ours(k) && !strings.HasSuffix(k, " *table") {
+		if !before.iptables[k] && ours(k) && !strings.HasSuffix(k, " *table") {
 			if strings.Contains(k, " -A ") {
 				rules = append(rules, k)
 			} else {
@@ -322,7 +314,7 @@ func (c *Cluster) sweepIptables(now *hostState) error {
 	// Tables iptables-nft created for kube-proxy and the CNI plugins, now empty: nft removes
 	// them (iptables cannot), so the ruleset is as it was, not merely rule-free.
 	for k := range now.iptables {
-		if c.before.iptables[k] || !strings.HasSuffix(k, " *table") {
+		if !dropTables || before.iptables[k] || !strings.HasSuffix(k, " *table") {
 			continue
 		}
 		parts := strings.SplitN(k, " ", 3)
@@ -424,10 +416,35 @@ func sweepStale(kubeProxy string) error {
 	if out, err := exec.Command(kubeProxy, "--cleanup").CombinedOutput(); err != nil {
 		errs = append(errs, fmt.Errorf("kube-proxy --cleanup: %w: %s", err, out))
 	}
+	// The kubelet's chains and the CNI plugins' rules, which kube-proxy does not own.
+	if now, err := captureHostState(os.TempDir()); err == nil {
+		errs = append(errs, sweepIptables(&hostState{iptables: map[string]bool{}}, now, false))
+	}
 	for _, d := range dirs {
 		if err := os.RemoveAll(d); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	// Last, once the killed processes are reaped: the kubepods cgroups, now empty (rmdir
+	// refuses a cgroup with processes in it).
+	for _, p := range clusterHostPaths {
+		if strings.HasPrefix(p, "/sys/fs/cgroup/") {
+			removeCgroupTree(p)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// removeCgroupTree removes a cgroup directory and its children, deepest first.
+func removeCgroupTree(root string) {
+	var dirs []string
+	_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, path)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		_ = os.Remove(dirs[i])
+	}
 }
