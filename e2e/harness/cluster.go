@@ -63,8 +63,9 @@ var clusterSysctls = []string{
 	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
 }
 
-// StartCluster brings up the cluster and waits until the node is Ready. Close (through the
-// harness) tears it down and Leftovers reports anything it failed to remove.
+// StartCluster brings up the cluster and waits until the node is Ready and pods can be
+// created. Close tears it down (the harness calls it too, as a safety net) and Leftovers
+// reports anything it failed to remove.
 func (h *Harness) StartCluster(ctx context.Context, bins ClusterBins) (*Cluster, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the cluster needs root: the kubelet, containerd and CNI create cgroups, mounts and network namespaces")
