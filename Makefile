@@ -19,7 +19,7 @@ BROKERS ?=
 
 .PHONY: help
 help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage: make <target>\n"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage: make <target>\n"} /^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 ##@ Run
 
@@ -53,12 +53,24 @@ kube: ## Build (once per machine) the pinned Kubernetes binaries (apiserver to k
 images: ## Build both images with Docker from the repository root (IMAGE_REGISTRY, IMAGE_TAG).
 	@for app in $(APPS); do docker build -f $$app/Dockerfile -t $(IMAGE_REGISTRY)/$$app:$(IMAGE_TAG) .; done
 
+.PHONY: containerd
+containerd: ## Build (once per machine) the pinned containerd, ctr and runc shim; print their directory.
+	@tools/containerd/build.sh
+
+.PHONY: coredns
+coredns: ## Build (once per machine) the pinned CoreDNS and print its path.
+	@tools/coredns/build.sh
+
+.PHONY: dapr-control-plane
+dapr-control-plane: ## Build (once per machine) Dapr's operator, injector, sentry, placement and scheduler; print their directory.
+	@tools/daprd/build-control-plane.sh
+
 .PHONY: kafka
 kafka: ## Fetch (once per machine) the pinned Apache Kafka jars from Maven Central; print their directory.
 	@tools/kafka/fetch.sh
 
 .PHONY: prereqs
-prereqs: ## Install missing Debian packages the local run and tests need (redis, rabbitmq, Java).
+prereqs: ## Install missing Debian packages the local run and tests need (brokers, Java, etcd, runc, CNI plugins, iptables).
 	@tools/prereqs.sh
 
 ##@ Test
@@ -125,4 +137,4 @@ $(GOLANGCI_LINT):
 
 .PHONY: tidy
 tidy: ## go mod tidy every module, then go work sync.
-	@for m in $(MODULES) tools/daprd tools/helm tools/kube; do (cd $$m && GOWORK=off go mod tidy); done; go work sync
+	@for m in $(MODULES) tools/daprd tools/helm tools/kube tools/containerd tools/coredns; do (cd $$m && GOWORK=off go mod tidy); done; go work sync
