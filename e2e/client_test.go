@@ -174,3 +174,42 @@ func mustJSON(t *testing.T, b []byte, v any) {
 		t.Fatalf("decode %q: %v", b, err)
 	}
 }
+
+// daprMetadata is the part of daprd's /v1.0/metadata the tests read.
+type daprMetadata struct {
+	Subscriptions []struct {
+		PubsubName      string `json:"pubsubname"`
+		Topic           string `json:"topic"`
+		DeadLetterTopic string `json:"deadLetterTopic"`
+		Type            string `json:"type"`
+		Rules           []struct {
+			Match string `json:"match"`
+			Path  string `json:"path"`
+		} `json:"rules"`
+	} `json:"subscriptions"`
+	AppConnectionProperties struct {
+		Port int `json:"port"`
+	} `json:"appConnectionProperties"`
+}
+
+// getMetadata reads a sidecar's /v1.0/metadata, returning the body too for error messages.
+func getMetadata(ctx context.Context, sidecarURL string) (daprMetadata, []byte, error) {
+	var m daprMetadata
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sidecarURL+"/v1.0/metadata", nil)
+	if err != nil {
+		return m, nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return m, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return m, nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return m, raw, fmt.Errorf("metadata: %s", resp.Status)
+	}
+	return m, raw, json.Unmarshal(raw, &m)
+}

@@ -181,13 +181,10 @@ func (l podList) containerPort(i int, name string) int {
 	return 0
 }
 
-// readyPods counts the pods whose every container is ready, and those that have a daprd
-// container the injector added.
+// readyPods counts the live pods, those whose every container is ready, and those that
+// have a daprd container the injector added.
 func (l podList) readyPods() (ready, injected, total int) {
-	for _, p := range l.Items {
-		if p.Metadata.DeletionTimestamp != "" {
-			continue // a pod on its way out, from an earlier release or revision
-		}
+	for _, p := range l.live().Items {
 		total++
 		all := len(p.Status.ContainerStatuses) > 0
 		for _, s := range p.Status.ContainerStatuses {

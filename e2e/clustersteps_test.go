@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -159,34 +158,6 @@ func createTaskAt(ctx context.Context, base, title string) (created, reply, erro
 	return createTask(ctx, &harness.App{URL: base}, title)
 }
 
-// daprMetadata is the part of daprd's /v1.0/metadata the test reads.
-type daprMetadata struct {
-	Subscriptions []struct {
-		Topic string `json:"topic"`
-		Type  string `json:"type"`
-		Rules []struct {
-			Match string `json:"match"`
-			Path  string `json:"path"`
-		} `json:"rules"`
-	} `json:"subscriptions"`
-	AppConnectionProperties struct {
-		Port int `json:"port"`
-	} `json:"appConnectionProperties"`
-}
-
-func getMetadata(base string) (daprMetadata, error) {
-	var m daprMetadata
-	resp, err := client.Get(base + "/v1.0/metadata")
-	if err != nil {
-		return m, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return m, fmt.Errorf("metadata: %s", resp.Status)
-	}
-	return m, json.NewDecoder(resp.Body).Decode(&m)
-}
-
 func (m daprMetadata) hasRulePath(topic, path string) bool {
 	for _, s := range m.Subscriptions {
 		for _, r := range s.Rules {
@@ -205,7 +176,7 @@ func (s *clusterSummary) subscriptionReload(t *testing.T, k *kube) {
 	before := k.pods(workerLabel).live()
 	pod := before.Items[0].Metadata.Name
 	sidecar := k.portForward(t, "pod/"+pod, 3500)
-	m, err := getMetadata(sidecar)
+	m, _, err := getMetadata(t.Context(), sidecar)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +217,7 @@ func (s *clusterSummary) subscriptionReload(t *testing.T, k *kube) {
 	applied := time.Now()
 	k.mustKubectl("apply", "-k", overlay)
 	waitFor(t, "the new rule in the running sidecar's metadata", 90*time.Second, 100*time.Millisecond, func() (bool, string) {
-		m, err := getMetadata(sidecar)
+		m, _, err := getMetadata(t.Context(), sidecar)
 		return err == nil && m.hasRulePath("task-events", "/events/urgent"), fmt.Sprint(err)
 	})
 	s.reloadSeconds = time.Since(applied).Seconds()
@@ -254,7 +225,7 @@ func (s *clusterSummary) subscriptionReload(t *testing.T, k *kube) {
 
 	k.mustKubectl("apply", "-k", "subscriptions/")
 	waitFor(t, "the rule to leave again", 90*time.Second, 100*time.Millisecond, func() (bool, string) {
-		m, err := getMetadata(sidecar)
+		m, _, err := getMetadata(t.Context(), sidecar)
 		return err == nil && !m.hasRulePath("task-events", "/events/urgent"), fmt.Sprint(err)
 	})
 	after := k.pods(workerLabel).live()
@@ -318,10 +289,21 @@ func (s *clusterSummary) upgrade(t *testing.T, k *kube) {
 			}
 		}()
 	}
-	time.Sleep(2 * time.Second) // steady traffic before the rollout starts
+	acceptedSoFar := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(accepted)
+	}
+	// Steady traffic before the rollout starts, and after it ends, on the new pods.
+	waitFor(t, "publishes accepted before the upgrade", 30*time.Second, 50*time.Millisecond, func() (bool, string) {
+		return acceptedSoFar() >= 200, fmt.Sprint(acceptedSoFar())
+	})
 	k.mustHelm("upgrade", "taskevents", "charts/taskevents", "--set", "publisher.logLevel=debug",
 		"--set-string", "worker.env.HANDLER_TIMEOUT=4s", "--wait", "--timeout", "5m")
-	time.Sleep(2 * time.Second) // and after it
+	afterRollout := acceptedSoFar()
+	waitFor(t, "publishes accepted after the upgrade", 30*time.Second, 50*time.Millisecond, func() (bool, string) {
+		return acceptedSoFar() >= afterRollout+200, fmt.Sprint(acceptedSoFar() - afterRollout)
+	})
 	close(stop)
 	wg.Wait()
 

@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -70,29 +68,10 @@ func happyPath(t *testing.T, broker string, sys *harness.System) {
 func declarative(t *testing.T, _ string, sys *harness.System) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, sys.WorkerSidecars[0].HTTPURL+"/v1.0/metadata", nil)
-	resp, err := client.Do(req)
+	md, raw, err := getMetadata(ctx, sys.WorkerSidecars[0].HTTPURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var md struct {
-		Subscriptions []struct {
-			PubsubName      string `json:"pubsubname"`
-			Topic           string `json:"topic"`
-			DeadLetterTopic string `json:"deadLetterTopic"`
-			Type            string `json:"type"`
-			Rules           []struct {
-				Match string `json:"match"`
-				Path  string `json:"path"`
-			} `json:"rules"`
-		} `json:"subscriptions"`
-	}
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustJSON(t, raw, &md)
 	found := false
 	for _, s := range md.Subscriptions {
 		if s.Topic != "task-events" {
@@ -109,8 +88,8 @@ func declarative(t *testing.T, _ string, sys *harness.System) {
 	if !found {
 		t.Fatalf("daprd lists no subscription to task-events: %s", raw)
 	}
-	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, sys.Workers[0].URL+"/dapr/subscribe", nil)
-	resp, err = client.Do(req)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, sys.Workers[0].URL+"/dapr/subscribe", nil)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,18 +186,8 @@ scopes:
 
 func subscribed(ctx context.Context, t *testing.T, sidecarURL, topic string) bool {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, sidecarURL+"/v1.0/metadata", nil)
-	resp, err := client.Do(req)
+	md, _, err := getMetadata(ctx, sidecarURL)
 	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	var md struct {
-		Subscriptions []struct {
-			Topic string `json:"topic"`
-		} `json:"subscriptions"`
-	}
-	if json.NewDecoder(resp.Body).Decode(&md) != nil {
 		return false
 	}
 	for _, s := range md.Subscriptions {

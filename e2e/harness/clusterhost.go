@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -68,33 +70,14 @@ func captureHostState(dir string) (*hostState, error) {
 			s.netns[filepath.Join(d, e.Name())] = true
 		}
 	}
-	out, err := exec.Command("ip", "-o", "link", "show").Output()
+	links, err := linkNames()
 	if err != nil {
-		return nil, fmt.Errorf("ip link: %w", err)
+		return nil, err
 	}
-	for _, l := range strings.Split(string(out), "\n") {
-		if fields := strings.Fields(l); len(fields) > 1 {
-			s.links[strings.SplitN(strings.TrimSuffix(fields[1], ":"), "@", 2)[0]] = true
-		}
+	for _, l := range links {
+		s.links[l] = true
 	}
-	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
-		out, err := exec.Command(tool).Output()
-		if err != nil {
-			continue // no IPv6 tables on this machine: nothing to leave behind there
-		}
-		table := ""
-		for _, l := range strings.Split(string(out), "\n") {
-			switch {
-			case strings.HasPrefix(l, "*"):
-				table = l[1:]
-				s.iptables[tool+" "+table+" *table"] = true
-			case strings.HasPrefix(l, ":"):
-				s.iptables[tool+" "+table+" "+strings.Fields(l)[0]] = true
-			case strings.HasPrefix(l, "-A "):
-				s.iptables[tool+" "+table+" "+l] = true
-			}
-		}
-	}
+	s.iptables = captureIptables()
 	for _, p := range clusterHostPaths {
 		if _, err := os.Lstat(p); err == nil {
 			s.paths[p] = true
@@ -194,54 +177,15 @@ func (c *Cluster) sweep() error {
 	// processes live in the kubepods cgroups our kubelet made (only when there were none
 	// before: another kubelet's containers are never touched).
 	ours := !c.before.paths["/sys/fs/cgroup/pids/kubepods"]
-	killed := false
-	pids, _ := filepath.Glob("/proc/[0-9]*")
-	for _, p := range pids {
-		cmdline, _ := os.ReadFile(p + "/cmdline")
-		cgroup, _ := os.ReadFile(p + "/cgroup")
-		rootfs, _ := os.Readlink(p + "/root")
-		if strings.Contains(string(cmdline), c.Dir) || strings.HasPrefix(rootfs, c.Dir+"/") ||
-			(ours && strings.Contains(string(cgroup), ":/kubepods/")) {
-			var pid int
-			if _, err := fmt.Sscan(filepath.Base(p), &pid); err == nil && pid != os.Getpid() {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				killed = true
-			}
-		}
-	}
-	if killed {
-		time.Sleep(500 * time.Millisecond) // let the kernel reap them before unmounting
-	}
-	// Mounts: container rootfs overlays, /dev/shm, network namespaces, kubelet volumes.
-	var mounts []string
-	for m := range now.mounts {
-		if !c.before.mounts[m] {
-			mounts = append(mounts, m)
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(mounts))) // deepest first
-	for _, m := range mounts {
-		if !strings.HasPrefix(m, c.Dir+"/") {
-			continue // not ours: counted by Leftovers, never touched
-		}
-		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
-		}
-	}
-	// Links: the pods' veths still on our bridge, then the bridge; no other link is ours.
+	killMatching(func(cmdline, rootfs, cgroup string) bool {
+		return strings.Contains(cmdline, c.Dir) || strings.HasPrefix(rootfs, c.Dir+"/") ||
+			(ours && strings.Contains(cgroup, ":/kubepods/"))
+	})
+	// Mounts: container rootfs overlays, /dev/shm, network namespaces, kubelet volumes. Only
+	// those under our directory are touched; any other new one is counted by Leftovers.
+	errs = append(errs, unmountUnder([]string{c.Dir}))
 	if !c.before.links[clusterBridge] && now.links[clusterBridge] {
-		out, _ := exec.Command("ip", "-o", "link", "show", "master", clusterBridge).Output()
-		var links []string
-		for _, l := range strings.Split(string(out), "\n") {
-			if f := strings.Fields(l); len(f) > 1 {
-				links = append(links, strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0])
-			}
-		}
-		for _, l := range append(links, clusterBridge) {
-			if out, err := exec.Command("ip", "link", "delete", l).CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("ip link delete %s: %w: %s", l, err, out))
-			}
-		}
+		errs = append(errs, deleteBridge())
 	}
 	errs = append(errs, sweepIptables(c.before, now, true))
 	// cgroups the kubelet made: remove the deepest directories first.
@@ -377,49 +321,22 @@ func sweepStale(kubeProxy string) error {
 	}
 	under := func(path string) bool {
 		for _, d := range dirs {
-			if strings.Contains(path, d) {
+			if strings.Contains(path, d+"/") {
 				return true
 			}
 		}
 		return false
 	}
-	pids, _ := filepath.Glob("/proc/[0-9]*")
-	for _, p := range pids {
-		cmdline, _ := os.ReadFile(p + "/cmdline")
-		rootfs, _ := os.Readlink(p + "/root")
-		var pid int
-		if _, err := fmt.Sscan(filepath.Base(p), &pid); err == nil && pid != os.Getpid() &&
-			(under(string(cmdline)) || under(rootfs)) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
+	killMatching(func(cmdline, rootfs, _ string) bool { return under(cmdline) || under(rootfs) })
+	errs = append(errs, unmountUnder(dirs))
+	if links, err := linkNames(); err == nil && slices.Contains(links, clusterBridge) {
+		errs = append(errs, deleteBridge())
 	}
-	time.Sleep(500 * time.Millisecond)
-	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
-		var mounts []string
-		for _, l := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(l); len(f) > 4 && under(f[4]) {
-				mounts = append(mounts, f[4])
-			}
-		}
-		sort.Sort(sort.Reverse(sort.StringSlice(mounts)))
-		for _, m := range mounts {
-			_ = syscall.Unmount(m, syscall.MNT_DETACH)
-		}
-	}
-	out, _ := exec.Command("ip", "-o", "link", "show", "master", clusterBridge).Output()
-	for _, l := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(l); len(f) > 1 {
-			_ = exec.Command("ip", "link", "delete", strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0]).Run()
-		}
-	}
-	_ = exec.Command("ip", "link", "delete", clusterBridge).Run()
 	if out, err := exec.Command(kubeProxy, "--cleanup").CombinedOutput(); err != nil {
 		errs = append(errs, fmt.Errorf("kube-proxy --cleanup: %w: %s", err, out))
 	}
 	// The kubelet's chains and the CNI plugins' rules, which kube-proxy does not own.
-	if now, err := captureHostState(os.TempDir()); err == nil {
-		errs = append(errs, sweepIptables(&hostState{iptables: map[string]bool{}}, now, false))
-	}
+	errs = append(errs, sweepIptables(&hostState{iptables: map[string]bool{}}, &hostState{iptables: captureIptables()}, false))
 	for _, d := range dirs {
 		if err := os.RemoveAll(d); err != nil {
 			errs = append(errs, err)
@@ -447,4 +364,110 @@ func removeCgroupTree(root string) {
 	for i := len(dirs) - 1; i >= 0; i-- {
 		_ = os.Remove(dirs[i])
 	}
+}
+
+// killMatching SIGKILLs every process (but this one) whose command line, root directory or
+// cgroups match, then waits, up to 10 s, until they are gone, so that their mounts can go.
+func killMatching(match func(cmdline, rootfs, cgroup string) bool) {
+	var killed []string
+	pids, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range pids {
+		pid, err := strconv.Atoi(filepath.Base(p))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, _ := os.ReadFile(p + "/cmdline")
+		cgroup, _ := os.ReadFile(p + "/cgroup")
+		rootfs, _ := os.Readlink(p + "/root")
+		if match(string(cmdline), rootfs, string(cgroup)) && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = append(killed, p)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(killed) > 0 && time.Now().Before(deadline); {
+		if _, err := os.Stat(killed[0]); err != nil {
+			killed = killed[1:]
+			continue
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// unmountUnder lazily unmounts every mount below one of dirs, deepest first.
+func unmountUnder(dirs []string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var mounts []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) <= 4 {
+			continue
+		}
+		for _, d := range dirs {
+			if strings.HasPrefix(f[4], d+"/") {
+				mounts = append(mounts, f[4])
+			}
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(mounts)))
+	var errs []error
+	for _, m := range mounts {
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// deleteBridge deletes the pods' veths still on our bridge, then the bridge; no other link
+// is ours.
+func deleteBridge() error {
+	veths, _ := linkNames("master", clusterBridge)
+	var errs []error
+	for _, l := range append(veths, clusterBridge) {
+		if out, err := exec.Command("ip", "link", "delete", l).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("ip link delete %s: %w: %s", l, err, out))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// linkNames lists the network links `ip link show` prints for filter (e.g. "master", "br0").
+func linkNames(filter ...string) ([]string, error) {
+	out, err := exec.Command("ip", append([]string{"-o", "link", "show"}, filter...)...).Output()
+	if err != nil {
+		return nil, fmt.Errorf("ip link show: %w", err)
+	}
+	var names []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) > 1 {
+			names = append(names, strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0])
+		}
+	}
+	return names, nil
+}
+
+// captureIptables reads both families' ruleset as "<tool> <table> <*table | :chain | -A rule>".
+func captureIptables() map[string]bool {
+	set := map[string]bool{}
+	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := exec.Command(tool).Output()
+		if err != nil {
+			continue // no IPv6 tables on this machine: nothing to leave behind there
+		}
+		table := ""
+		for _, l := range strings.Split(string(out), "\n") {
+			switch {
+			case strings.HasPrefix(l, "*"):
+				table = l[1:]
+				set[tool+" "+table+" *table"] = true
+			case strings.HasPrefix(l, ":"):
+				set[tool+" "+table+" "+strings.Fields(l)[0]] = true
+			case strings.HasPrefix(l, "-A "):
+				set[tool+" "+table+" "+l] = true
+			}
+		}
+	}
+	return set
 }

@@ -377,15 +377,7 @@ func flatten(t *testing.T, img v1.Image) map[string]fileGot {
 	rc := mutate.Extract(img)
 	defer rc.Close()
 	out := map[string]fileGot{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	walkTar(t, rc, func(h *tar.Header, tr *tar.Reader) {
 		f := fileGot{typ: h.Typeflag, mode: h.Mode, uid: h.Uid, gid: h.Gid, link: h.Linkname}
 		if h.Typeflag == tar.TypeReg && h.Size < 1<<20 {
 			b, err := io.ReadAll(tr)
@@ -395,6 +387,23 @@ func flatten(t *testing.T, img v1.Image) map[string]fileGot {
 			f.content = string(b)
 		}
 		out[strings.TrimSuffix(h.Name, "/")] = f
+	})
+	return out
+}
+
+// walkTar calls fn for every entry of the tar stream r.
+func walkTar(t *testing.T, r io.Reader, fn func(*tar.Header, *tar.Reader)) {
+	t.Helper()
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(h, tr)
 	}
 }
 
@@ -406,17 +415,8 @@ func layerHeaders(t *testing.T, l v1.Layer) map[string]*tar.Header {
 	}
 	defer rc.Close()
 	out := map[string]*tar.Header{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[h.Name] = h
-	}
+	walkTar(t, rc, func(h *tar.Header, _ *tar.Reader) { out[h.Name] = h })
+	return out
 }
 
 // TestImagesRun runs the images whose binaries are real, from their extracted root
