@@ -16,11 +16,13 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/taskevents/taskevents/worker/internal/config"
+	"github.com/taskevents/taskevents/worker/internal/deadletter"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/fault"
 	"github.com/taskevents/taskevents/worker/internal/handler"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/server"
+	"github.com/taskevents/taskevents/worker/internal/sidecar"
 )
 
 // run is the whole program; main only adds signals and the exit code.
@@ -35,9 +37,13 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	logger.Info().
 		Int("port", cfg.Port).
 		Str("listen_host", cfg.ListenHost).
+		Int("ops_port", cfg.OpsPort).
+		Str("ops_listen_host", cfg.OpsListenHost).
 		Bool("api_token_set", cfg.APIToken != "").
+		Bool("dapr_api_token_set", cfg.DaprAPIToken != "").
 		Int64("max_event_bytes", cfg.MaxEventBytes).
-		Int("dedupe_max_entries", cfg.DedupeMaxEntries).
+		Str("dedupe_store", cfg.DedupeStore).
+		Str("dedupe_lease", cfg.DedupeLease.String()).
 		Str("dedupe_ttl", cfg.DedupeTTL.String()).
 		Str("handler_timeout", cfg.HandlerTimeout.String()).
 		Str("drain_delay", cfg.DrainDelay.String()).
@@ -48,59 +54,87 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	}
 
 	var h handler.Handler = handler.Accept{}
-	if fc := (fault.Config{RetryRate: cfg.FaultRetryRate, RetryFirst: cfg.FaultRetryFirst, Delay: cfg.FaultDelay}); fc.Enabled() {
+	if fc := (fault.Config{RetryRate: cfg.FaultRetryRate, RetryFirst: cfg.FaultRetryFirst, Delay: cfg.FaultDelay,
+		DropTitle: cfg.FaultDropTitle}); fc.Enabled() {
 		h = fault.Wrap(h, fc)
 		logger.Warn().
 			Float64("fault_retry_rate", fc.RetryRate).
 			Int("fault_retry_first", fc.RetryFirst).
 			Str("fault_delay", fc.Delay.String()).
+			Str("fault_drop_title", fc.DropTitle).
 			Msg("fault injection enabled")
 	}
 
 	m := metrics.New()
-	store := dedupe.New(cfg.DedupeMaxEntries, cfg.DedupeTTL, time.Now)
-	m.TrackDedupeEntries(store.Len)
-
-	var draining atomic.Bool
-	routes := server.New(server.Options{
+	opts := server.Options{
 		Logger:         logger,
 		Handler:        h,
-		Store:          store,
 		Metrics:        m,
 		APIToken:       cfg.APIToken,
 		MaxEventBytes:  cfg.MaxEventBytes,
 		HandlerTimeout: cfg.HandlerTimeout,
-		Ready:          func() bool { return !draining.Load() },
-	})
+	}
+	if cfg.UsesStateStore() {
+		state := sidecar.New(sidecar.Options{BaseURL: cfg.SidecarBaseURL(), Store: cfg.DedupeStore,
+			APIToken: cfg.DaprAPIToken, Timeout: cfg.HandlerTimeout})
+		opts.Ledger = dedupe.NewStateLedger(state, cfg.DedupeLease, cfg.DedupeTTL, time.Now)
+		opts.DeadLetters = deadletter.New(state, time.Now)
+	} else {
+		mem := dedupe.New(cfg.DedupeMaxEntries, cfg.DedupeTTL, time.Now)
+		m.TrackDedupeEntries(mem.Len)
+		opts.Ledger = dedupe.Memory{Store: mem}
+		logger.Warn().Msg("DEDUPE_STORE=memory: dedupe records die with this process and are not shared with replicas; dead letters are only logged")
+	}
+
+	var draining atomic.Bool
+	opts.Ready = func() bool { return !draining.Load() }
+	routes := server.New(opts)
 
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port)))
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return fmt.Errorf("listen on APP_PORT %d: %w", cfg.Port, err)
+	}
+	opsLn, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.OpsListenHost, strconv.Itoa(cfg.OpsPort)))
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("listen on OPS_PORT %d: %w", cfg.OpsPort, err)
 	}
 
 	// Request contexts outlive ctx (in-flight handlers finish during the
 	// drain) and end only if the shutdown deadline passes.
 	requestCtx, stopRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRequests()
+	errLog := log.New(warnWriter{logger}, "", 0)
 	srv := &http.Server{
 		Handler:           routes,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
-		// Covers reading the body, the handler and the reply.
-		WriteTimeout: cfg.HandlerTimeout + 10*time.Second,
+		// Covers reading the body, the handler, the ledger and the reply.
+		WriteTimeout: 2*cfg.HandlerTimeout + 10*time.Second,
 		// daprd keeps connections to the app open between deliveries.
 		IdleTimeout: 120 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return requestCtx },
-		ErrorLog:    log.New(warnWriter{logger}, "", 0),
+		ErrorLog:    errLog,
+	}
+	ops := &http.Server{
+		Handler:           routes.Ops(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       5 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          errLog,
 	}
 
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info().Str("addr", ln.Addr().String()).Msg("listening")
+	go func() { serveErr <- ops.Serve(opsLn) }()
+	logger.Info().Str("addr", ln.Addr().String()).Str("ops_addr", opsLn.Addr().String()).Msg("listening")
 
 	select {
 	case err := <-serveErr:
+		_ = srv.Close()
+		_ = ops.Close()
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -114,19 +148,27 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	case <-drain.C:
 	case err := <-serveErr:
 		drain.Stop()
+		_ = srv.Close()
+		_ = ops.Close()
 		return fmt.Errorf("serve: %w", err)
 	}
 
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
+	// Probes keep answering (503) until the event server has drained.
+	err = srv.Shutdown(shutdownCtx)
+	_ = ops.Shutdown(shutdownCtx)
+	if err != nil {
 		// Handlers still running see their context end and answer RETRY.
 		stopRequests()
 		_ = srv.Close()
+		_ = ops.Close()
 		return fmt.Errorf("shutdown: in-flight requests did not finish within SHUTDOWN_TIMEOUT (%s): %w", cfg.ShutdownTimeout, err)
 	}
-	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
+	for range 2 {
+		if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
 	}
 	logger.Info().Msg("stopped")
 	return nil

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/taskevents/taskevents/worker/internal/logbuf"
+	"github.com/taskevents/taskevents/worker/internal/sidecar/sidecartest"
 )
 
 // logLines returns the parsed log lines with message msg.
@@ -56,18 +57,20 @@ func TestRun(t *testing.T) {
 	defer cancel()
 	out := &logbuf.Buffer{}
 	const token = "run-test-token"
+	fake := sidecartest.New(t)
+	_, sidecarPort, _ := strings.Cut(strings.TrimPrefix(fake.URL, "http://"), ":")
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{
-			"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "APP_API_TOKEN=" + token,
-			"DRAIN_DELAY=1s", "HANDLER_TIMEOUT=2s", "SHUTDOWN_TIMEOUT=5s",
+			"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "OPS_PORT=0", "OPS_LISTEN_HOST=127.0.0.1", "APP_API_TOKEN=" + token,
+			"DAPR_HTTP_PORT=" + sidecarPort, "DRAIN_DELAY=1s", "HANDLER_TIMEOUT=2s", "SHUTDOWN_TIMEOUT=5s",
 		}, out)
 	}()
 
-	var base string
+	var base, ops string
 	waitFor(t, `the "listening" line`, func() bool {
 		if l := logLines(t, out, "listening"); len(l) == 1 {
-			base = "http://" + l[0]["addr"].(string)
+			base, ops = "http://"+l[0]["addr"].(string), "http://"+l[0]["ops_addr"].(string)
 			return true
 		}
 		return false
@@ -94,7 +97,16 @@ func TestRun(t *testing.T) {
 	if len(received) != 1 || received[0]["task_id"] != "3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11" || received[0]["outcome"] != "SUCCESS" {
 		t.Fatalf("EVENT RECEIVED lines = %v", received)
 	}
-	if code, metrics := get(base + "/metrics"); code != 200 || !strings.Contains(metrics, `taskevents_worker_events_total{outcome="SUCCESS"} 1`) {
+	if fake.Value("task-3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11") == nil {
+		t.Errorf("the handled task was not recorded in the state store; keys: %v", fake.Keys(""))
+	}
+	if code, _ := get(base + "/metrics"); code != http.StatusNotFound {
+		t.Errorf("/metrics on the event port = %d, want 404 (metrics are on the ops port)", code)
+	}
+	if code, _ := get(ops + "/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz on the ops port = %d", code)
+	}
+	if code, metrics := get(ops + "/metrics"); code != 200 || !strings.Contains(metrics, `taskevents_worker_events_total{outcome="SUCCESS"} 1`) {
 		t.Errorf("/metrics = %d, missing the SUCCESS count", code)
 	}
 	if n := len(logLines(t, out, "APP_API_TOKEN is not set: event routes accept requests from anyone who can reach this port")); n != 0 {
@@ -104,6 +116,7 @@ func TestRun(t *testing.T) {
 	cancel()
 	// During DRAIN_DELAY the server still answers, with readiness failed.
 	waitFor(t, "/readyz 503 while draining", func() bool { code, _ := get(base + "/readyz"); return code == 503 })
+	waitFor(t, "ops /readyz 503 while draining", func() bool { code, _ := get(ops + "/readyz"); return code == 503 })
 	select {
 	case err := <-done:
 		if err != nil {
@@ -125,7 +138,7 @@ func TestRunWarnsWithoutToken(t *testing.T) {
 	out := &logbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "DRAIN_DELAY=0s", "FAULT_RETRY_FIRST=2"}, out)
+		done <- run(ctx, []string{"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "OPS_PORT=0", "DRAIN_DELAY=0s", "FAULT_RETRY_FIRST=2"}, out)
 	}()
 	waitFor(t, `the "listening" line`, func() bool { return len(logLines(t, out, "listening")) == 1 })
 	cancel()
@@ -147,6 +160,7 @@ func TestRunBadConfig(t *testing.T) {
 		{"APP_PORT=eighty", "APP_PORT"},
 		{"FAULT_RETRY_RATE=2", "FAULT_RETRY_RATE must be between 0 and 1"},
 		{"HANDLER_TIMEOUT=20s", "SHUTDOWN_TIMEOUT"},
+		{"DEDUPE_LEASE=1s", "DEDUPE_LEASE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
@@ -163,7 +177,9 @@ func TestRunPortInUse(t *testing.T) {
 	defer cancel()
 	out := &logbuf.Buffer{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "DRAIN_DELAY=0s"}, out) }()
+	go func() {
+		done <- run(ctx, []string{"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "OPS_PORT=0", "DRAIN_DELAY=0s"}, out)
+	}()
 	var addr string
 	waitFor(t, `the "listening" line`, func() bool {
 		if l := logLines(t, out, "listening"); len(l) == 1 {
@@ -173,7 +189,7 @@ func TestRunPortInUse(t *testing.T) {
 		return false
 	})
 	_, port, _ := strings.Cut(addr, ":")
-	err := run(context.Background(), []string{"APP_PORT=" + port, "LISTEN_HOST=127.0.0.1"}, io.Discard)
+	err := run(context.Background(), []string{"APP_PORT=" + port, "LISTEN_HOST=127.0.0.1", "OPS_PORT=0"}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Errorf("second run on the same port = %v, want a listen error", err)
 	}

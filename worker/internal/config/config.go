@@ -4,7 +4,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,21 +16,41 @@ import (
 
 // Config is every setting of the worker; the tags are the documentation.
 type Config struct {
+	// Port serves the event routes (and dead-letter admin): only the pod's
+	// own sidecar should reach it, so the chart binds it to loopback.
 	Port       int    `env:"APP_PORT" envDefault:"8001"`
 	ListenHost string `env:"LISTEN_HOST"`
+	// OpsPort serves /healthz, /readyz and /metrics to the kubelet and
+	// Prometheus.
+	OpsPort       int    `env:"OPS_PORT" envDefault:"8002"`
+	OpsListenHost string `env:"OPS_LISTEN_HOST"`
+
+	DaprHost     string `env:"DAPR_HOST" envDefault:"127.0.0.1"`
+	DaprHTTPPort int    `env:"DAPR_HTTP_PORT" envDefault:"3500"`
+	// DaprAPIToken authenticates the worker to its sidecar. A secret.
+	DaprAPIToken string `env:"DAPR_API_TOKEN"`
 	// APIToken, when set, must arrive as the dapr-api-token header on /events/*.
 	// It is a secret: never log it.
 	APIToken string `env:"APP_API_TOKEN"`
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 
-	MaxEventBytes    int64         `env:"MAX_EVENT_BYTES" envDefault:"1048576"`
+	MaxEventBytes int64 `env:"MAX_EVENT_BYTES" envDefault:"1048576"`
+	// DedupeStore is the Dapr state store component that keeps dedupe
+	// records, handled tasks and dead letters, or "memory" to keep dedupe
+	// records in this process (lost on restart) and only log dead letters.
+	DedupeStore      string        `env:"DEDUPE_STORE" envDefault:"statestore"`
+	DedupeLease      time.Duration `env:"DEDUPE_LEASE" envDefault:"30s"`
 	DedupeMaxEntries int           `env:"DEDUPE_MAX_ENTRIES" envDefault:"100000"`
 	DedupeTTL        time.Duration `env:"DEDUPE_TTL" envDefault:"24h"`
-	HandlerTimeout   time.Duration `env:"HANDLER_TIMEOUT" envDefault:"10s"`
+	// HandlerTimeout stays below the Resiliency policy's delivery timeout
+	// (components/resiliency.yaml, 5s): past that daprd stops waiting and
+	// redelivers while the handler still runs.
+	HandlerTimeout time.Duration `env:"HANDLER_TIMEOUT" envDefault:"4s"`
 
 	FaultRetryRate  float64       `env:"FAULT_RETRY_RATE" envDefault:"0"`
 	FaultRetryFirst int           `env:"FAULT_RETRY_FIRST" envDefault:"0"`
 	FaultDelay      time.Duration `env:"FAULT_DELAY" envDefault:"0s"`
+	FaultDropTitle  string        `env:"FAULT_DROP_TITLE"`
 
 	DrainDelay      time.Duration `env:"DRAIN_DELAY" envDefault:"5s"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
@@ -47,6 +69,18 @@ func Load(environ []string) (Config, error) {
 	return cfg, nil
 }
 
+// UsesStateStore reports whether dedupe records and dead letters live in a
+// Dapr state store (DEDUPE_STORE is a component name, not "memory").
+func (c Config) UsesStateStore() bool { return c.DedupeStore != MemoryStore }
+
+// MemoryStore is the DEDUPE_STORE value that keeps the ledger in-process.
+const MemoryStore = "memory"
+
+// SidecarBaseURL is the Dapr sidecar's HTTP API root.
+func (c Config) SidecarBaseURL() string {
+	return "http://" + net.JoinHostPort(c.DaprHost, strconv.Itoa(c.DaprHTTPPort))
+}
+
 // Level is the parsed LOG_LEVEL; Load has already rejected bad values.
 func (c Config) Level() zerolog.Level {
 	lvl, err := zerolog.ParseLevel(c.LogLevel)
@@ -63,6 +97,20 @@ func (c Config) validate() error {
 	}
 	if c.Port < 0 || c.Port > 65535 {
 		bad("APP_PORT must be between 0 and 65535, got %d", c.Port)
+	}
+	if c.OpsPort < 0 || c.OpsPort > 65535 {
+		bad("OPS_PORT must be between 0 and 65535, got %d", c.OpsPort)
+	}
+	if c.OpsPort != 0 && c.OpsPort == c.Port {
+		bad("OPS_PORT must differ from APP_PORT (%d): events and probes are served on separate ports", c.Port)
+	}
+	if c.DaprHTTPPort < 1 || c.DaprHTTPPort > 65535 {
+		bad("DAPR_HTTP_PORT must be between 1 and 65535, got %d", c.DaprHTTPPort)
+	}
+	// A claim must outlive a live handler, or a redelivery could claim the
+	// event while the first delivery is still handling it.
+	if c.UsesStateStore() && c.DedupeLease < 2*c.HandlerTimeout {
+		bad("DEDUPE_LEASE (%s) must be at least twice HANDLER_TIMEOUT (%s)", c.DedupeLease, c.HandlerTimeout)
 	}
 	if lvl, err := zerolog.ParseLevel(c.LogLevel); err != nil || lvl == zerolog.NoLevel {
 		bad("LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, panic, disabled, got %q", c.LogLevel)

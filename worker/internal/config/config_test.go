@@ -14,8 +14,9 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		Port: 8001, LogLevel: "info", MaxEventBytes: 1 << 20,
-		DedupeMaxEntries: 100000, DedupeTTL: 24 * time.Hour, HandlerTimeout: 10 * time.Second,
+		Port: 8001, OpsPort: 8002, DaprHost: "127.0.0.1", DaprHTTPPort: 3500, LogLevel: "info", MaxEventBytes: 1 << 20,
+		DedupeStore: "statestore", DedupeLease: 30 * time.Second,
+		DedupeMaxEntries: 100000, DedupeTTL: 24 * time.Hour, HandlerTimeout: 4 * time.Second,
 		DrainDelay: 5 * time.Second, ShutdownTimeout: 15 * time.Second,
 	}
 	if cfg != want {
@@ -31,12 +32,16 @@ func TestValues(t *testing.T) {
 		"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "APP_API_TOKEN=s3cret", "LOG_LEVEL=debug",
 		"MAX_EVENT_BYTES=2048", "DEDUPE_MAX_ENTRIES=5", "DEDUPE_TTL=1m", "HANDLER_TIMEOUT=2s",
 		"FAULT_RETRY_RATE=0.25", "FAULT_RETRY_FIRST=2", "FAULT_DELAY=10ms", "DRAIN_DELAY=0s", "SHUTDOWN_TIMEOUT=3s",
+		"OPS_PORT=9000", "OPS_LISTEN_HOST=0.0.0.0", "DAPR_HOST=::1", "DAPR_HTTP_PORT=3600", "DAPR_API_TOKEN=d4pr",
+		"DEDUPE_STORE=memory", "DEDUPE_LEASE=1m", "FAULT_DROP_TITLE=poison",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Config{
 		Port: 0, ListenHost: "127.0.0.1", APIToken: "s3cret", LogLevel: "debug", MaxEventBytes: 2048,
+		OpsPort: 9000, OpsListenHost: "0.0.0.0", DaprHost: "::1", DaprHTTPPort: 3600, DaprAPIToken: "d4pr",
+		DedupeStore: "memory", DedupeLease: time.Minute, FaultDropTitle: "poison",
 		DedupeMaxEntries: 5, DedupeTTL: time.Minute, HandlerTimeout: 2 * time.Second,
 		FaultRetryRate: 0.25, FaultRetryFirst: 2, FaultDelay: 10 * time.Millisecond,
 		DrainDelay: 0, ShutdownTimeout: 3 * time.Second,
@@ -46,6 +51,9 @@ func TestValues(t *testing.T) {
 	}
 	if cfg.Level() != zerolog.DebugLevel {
 		t.Errorf("Level() = %v", cfg.Level())
+	}
+	if cfg.UsesStateStore() || cfg.SidecarBaseURL() != "http://[::1]:3600" {
+		t.Errorf("UsesStateStore = %v, SidecarBaseURL = %q", cfg.UsesStateStore(), cfg.SidecarBaseURL())
 	}
 }
 
@@ -72,7 +80,12 @@ func TestInvalid(t *testing.T) {
 		{"FAULT_DELAY=-5ms", "FAULT_DELAY"},
 		{"FAULT_DELAY=5", "FAULT_DELAY"},
 		{"DRAIN_DELAY=-1s", "DRAIN_DELAY"},
-		{"SHUTDOWN_TIMEOUT=5s", "SHUTDOWN_TIMEOUT (5s) must be greater than HANDLER_TIMEOUT (10s)"},
+		{"SHUTDOWN_TIMEOUT=4s", "SHUTDOWN_TIMEOUT (4s) must be greater than HANDLER_TIMEOUT (4s)"},
+		{"OPS_PORT=8001", "OPS_PORT must differ from APP_PORT"},
+		{"OPS_PORT=65536", "OPS_PORT must be between"},
+		{"DAPR_HTTP_PORT=0", "DAPR_HTTP_PORT must be between 1 and 65535"},
+		{"DEDUPE_LEASE=5s", "DEDUPE_LEASE (5s) must be at least twice HANDLER_TIMEOUT (4s)"},
+		{"DEDUPE_LEASE=soon", "DEDUPE_LEASE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
@@ -91,8 +104,8 @@ func TestInvalid(t *testing.T) {
 }
 
 func TestTokenNeverInErrors(t *testing.T) {
-	_, err := Load([]string{"APP_API_TOKEN=s3cret-token", "APP_PORT=x", "FAULT_RETRY_RATE=9"})
-	if err == nil || strings.Contains(err.Error(), "s3cret-token") {
+	_, err := Load([]string{"APP_API_TOKEN=s3cret-token", "DAPR_API_TOKEN=d4pr-token", "APP_PORT=x", "FAULT_RETRY_RATE=9"})
+	if err == nil || strings.Contains(err.Error(), "s3cret-token") || strings.Contains(err.Error(), "d4pr-token") {
 		t.Fatalf("err = %v", err)
 	}
 }

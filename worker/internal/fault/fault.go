@@ -1,13 +1,16 @@
 // Package fault makes the worker fail on purpose, to test redelivery and
 // dead-lettering end to end (like podinfo's fault injection). Off by default.
 //
-// Every injected failure is transient, so the delivery is answered RETRY.
+// Injected failures are transient (answered RETRY), except DropTitle, which
+// stands for a bug that redelivery cannot fix (answered DROP, so the event
+// goes to the dead letters; restarting without it is "fixing the cause").
 package fault
 
 import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,16 +22,20 @@ import (
 // reason the delivery log shows.
 var ErrInjected = handler.Transient(errors.New("fault injection"))
 
+// ErrInjectedPermanent is the error of FAULT_DROP_TITLE.
+var ErrInjectedPermanent = handler.Permanent(errors.New("fault injection: title matches FAULT_DROP_TITLE"))
+
 // Config mirrors the FAULT_* settings.
 type Config struct {
 	RetryRate  float64       // share of deliveries answered RETRY, at random
 	RetryFirst int           // the first N deliveries of each event are answered RETRY
 	Delay      time.Duration // added to every delivery
+	DropTitle  string        // tasks whose title contains it are answered DROP
 }
 
 // Enabled reports whether any fault is configured.
 func (c Config) Enabled() bool {
-	return c.RetryRate > 0 || c.RetryFirst > 0 || c.Delay > 0
+	return c.RetryRate > 0 || c.RetryFirst > 0 || c.Delay > 0 || c.DropTitle != ""
 }
 
 // maxTracked bounds the per-event attempt counters. Events whose redelivery
@@ -72,6 +79,9 @@ func (i *injector) Handle(ctx context.Context, ev taskevent.Event) error {
 			t.Stop()
 			return ctx.Err()
 		}
+	}
+	if i.cfg.DropTitle != "" && strings.Contains(ev.Task.Title, i.cfg.DropTitle) {
+		return ErrInjectedPermanent
 	}
 	if i.cfg.RetryFirst > 0 && i.failFirst(ev.Key()) {
 		return ErrInjected

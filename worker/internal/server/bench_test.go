@@ -23,7 +23,7 @@ func BenchmarkHandleEvent(b *testing.B) {
 	srv := New(Options{
 		Logger:         zerolog.New(io.Discard).With().Timestamp().Logger(),
 		Handler:        handler.Accept{},
-		Store:          dedupe.New(100_000, time.Hour, time.Now),
+		Ledger:         dedupe.Memory{Store: dedupe.New(100_000, time.Hour, time.Now)},
 		Metrics:        metrics.New(),
 		MaxEventBytes:  1 << 20,
 		HandlerTimeout: 10 * time.Second,

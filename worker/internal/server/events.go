@@ -82,8 +82,16 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request) delivery {
 	}
 
 	d := delivery{meta: ev.Meta, task: ev.Task}
+	ctx := r.Context()
 	key := ev.Key()
-	switch s.store.TryClaim(key) {
+	claim, err := s.ledger.Claim(ctx, key)
+	if err != nil {
+		// Without the ledger there is no telling whether the event was
+		// handled; daprd redelivers once the state store is back.
+		d.outcome, d.reason = metrics.OutcomeRetry, "claiming the event in the dedupe ledger: "+err.Error()
+		return d
+	}
+	switch claim {
 	case dedupe.Done:
 		s.metrics.Duplicate()
 		d.duplicate, d.outcome = true, metrics.OutcomeSuccess
@@ -97,19 +105,38 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request) delivery {
 		return d
 	}
 
-	err = s.invoke(r.Context(), ev)
+	err = s.invoke(ctx, ev)
 	switch {
 	case err == nil:
-		s.store.Complete(key)
 		d.outcome = metrics.OutcomeSuccess
+		// The ledger's calls outlive a daprd that hung up: the handler ran,
+		// and its record must be written or the claim given back.
+		err = s.ledger.Complete(context.WithoutCancel(ctx), key, dedupe.Handled{
+			TaskID: ev.Task.TaskID, Title: ev.Task.Title, EventID: ev.ID, EventType: ev.EventType, HandledAt: time.Now().UTC()})
+		switch {
+		case errors.Is(err, dedupe.ErrAlreadyDone):
+			s.metrics.Duplicate()
+			d.duplicate = true
+		case err != nil:
+			s.release(ctx, key)
+			d.outcome, d.reason = metrics.OutcomeRetry, "recording the handled task: "+err.Error()
+		}
 	case handler.IsPermanent(err):
-		s.store.Release(key)
+		s.release(ctx, key)
 		d.outcome, d.reason = metrics.OutcomeDrop, err.Error()
 	default:
-		s.store.Release(key)
+		s.release(ctx, key)
 		d.outcome, d.reason = metrics.OutcomeRetry, err.Error()
 	}
 	return d
+}
+
+// release gives the claim back so that a redelivery (or a replay from the
+// dead letters) is handled. If that fails, the claim's lease runs out.
+func (s *Server) release(ctx context.Context, key string) {
+	if err := s.ledger.Release(context.WithoutCancel(ctx), key); err != nil {
+		s.log.Warn().Err(err).Str("event_key", key).Msg("could not release the dedupe claim; a redelivery waits for its lease to expire")
+	}
 }
 
 // invoke runs the handler under HANDLER_TIMEOUT. The request context ends

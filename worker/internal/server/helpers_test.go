@@ -87,7 +87,7 @@ func newHarness(t testing.TB, h handler.Handler, mods ...func(*Options)) *harnes
 	o := Options{
 		Logger:         zerolog.New(logs).With().Timestamp().Logger(),
 		Handler:        h,
-		Store:          store,
+		Ledger:         dedupe.Memory{Store: store},
 		Metrics:        m,
 		MaxEventBytes:  1 << 20,
 		HandlerTimeout: 5 * time.Second,
@@ -193,7 +193,9 @@ func (h *harness) onlyLine() map[string]any {
 
 func (h *harness) scrape() string {
 	h.t.Helper()
-	rec := h.do(http.MethodGet, "/metrics", nil, "")
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	rec := httptest.NewRecorder()
+	h.srv.Ops().ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK {
 		h.t.Fatalf("/metrics: %d", rec.Code)
 	}

@@ -1,6 +1,11 @@
 // Package server is the worker's HTTP surface: every route is registered in
 // New, and ServeHTTP adds what applies to all of them (token check, problem
 // details for unmatched routes).
+//
+// Two listeners, two handlers: the Server itself (events from the sidecar,
+// dead-letter admin, health for daprd's app health check) belongs on a port
+// only the pod's sidecar reaches; Ops (health probes, metrics) is what the
+// kubelet and Prometheus reach.
 package server
 
 import (
@@ -14,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/worker/internal/deadletter"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
@@ -28,8 +34,11 @@ const TokenHeader = "dapr-api-token" //nolint:gosec // G101: a header name, not 
 type Options struct {
 	Logger  zerolog.Logger
 	Handler handler.Handler
-	Store   *dedupe.Store
-	Metrics *metrics.Metrics
+	Ledger  dedupe.Ledger
+	// DeadLetters, when not nil, keeps dead letters for listing and replay;
+	// nil only logs and counts them.
+	DeadLetters *deadletter.Store
+	Metrics     *metrics.Metrics
 	// APIToken, when not empty, is required on /events/*.
 	APIToken       string
 	MaxEventBytes  int64
@@ -42,7 +51,8 @@ type Options struct {
 type Server struct {
 	log            zerolog.Logger
 	handler        handler.Handler
-	store          *dedupe.Store
+	ledger         dedupe.Ledger
+	deadLetters    *deadletter.Store
 	metrics        *metrics.Metrics
 	maxEventBytes  int64
 	handlerTimeout time.Duration
@@ -52,6 +62,7 @@ type Server struct {
 	tokenHash  [sha256.Size]byte
 
 	mux *http.ServeMux
+	ops *http.ServeMux
 }
 
 // New wires the routes.
@@ -59,7 +70,8 @@ func New(o Options) *Server {
 	s := &Server{
 		log:            o.Logger,
 		handler:        o.Handler,
-		store:          o.Store,
+		ledger:         o.Ledger,
+		deadLetters:    o.DeadLetters,
 		metrics:        o.Metrics,
 		maxEventBytes:  o.MaxEventBytes,
 		handlerTimeout: o.HandlerTimeout,
@@ -67,6 +79,7 @@ func New(o Options) *Server {
 		checkToken:     o.APIToken != "",
 		tokenHash:      sha256.Sum256([]byte(o.APIToken)),
 		mux:            http.NewServeMux(),
+		ops:            http.NewServeMux(),
 	}
 	if s.ready == nil {
 		s.ready = func() bool { return true }
@@ -77,16 +90,42 @@ func New(o Options) *Server {
 	// there gets a 404, which it reads as "no programmatic subscriptions".
 	s.mux.HandleFunc("POST /events/todo", s.handleEvent)
 	s.mux.HandleFunc("POST /events/deadletter", s.handleDeadLetter)
+	s.mux.HandleFunc("GET /admin/deadletters", s.handleListDeadLetters)
+	s.mux.HandleFunc("GET /admin/deadletters/{id}", s.handleGetDeadLetter)
+	s.mux.HandleFunc("POST /admin/deadletters/{id}/replay", s.handleReplay)
+	s.mux.HandleFunc("DELETE /admin/deadletters/{id}", s.handleDeleteDeadLetter)
+	// daprd's app health check probes the app port.
 	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{}))
+
+	s.ops.HandleFunc("GET /healthz", s.handleHealthz)
+	s.ops.HandleFunc("GET /readyz", s.handleReadyz)
+	s.ops.Handle("GET /metrics", promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{}))
 	return s
 }
 
+// Ops is the handler for the ops port: probes and metrics, no token, and
+// nothing that changes state.
+func (s *Server) Ops() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := s.ops.Handler(r); pattern == "" {
+			s.ops.ServeHTTP(&problemWriter{ResponseWriter: w, r: r, routes: opsRoutes}, r)
+			return
+		}
+		s.ops.ServeHTTP(w, r)
+	})
+}
+
+const (
+	appRoutes = "POST /events/todo, POST /events/deadletter, GET /admin/deadletters, GET /admin/deadletters/{id}, " +
+		"POST /admin/deadletters/{id}/replay, DELETE /admin/deadletters/{id}, GET /healthz, GET /readyz"
+	opsRoutes = "GET /healthz, GET /readyz, GET /metrics"
+)
+
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// Probes and scrapes stay open: kubelet and Prometheus do not have the
-	// token, and they reveal nothing worth protecting.
-	if s.checkToken && isEventPath(r.URL.Path) && !s.authorized(r) {
+	// Probes stay open: daprd's app health check does not send the token,
+	// and they reveal nothing worth protecting.
+	if s.checkToken && isProtected(r.URL.Path) && !s.authorized(r) {
 		s.metrics.Unauthorized()
 		s.log.Warn().
 			Str("method", r.Method).
@@ -102,14 +141,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if _, pattern := s.mux.Handler(r); pattern == "" {
 		// ServeMux answers unmatched requests with text/plain 404 and 405;
 		// turn those into problem details.
-		s.mux.ServeHTTP(&problemWriter{ResponseWriter: w, r: r}, r)
+		s.mux.ServeHTTP(&problemWriter{ResponseWriter: w, r: r, routes: appRoutes}, r)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
 }
 
-func isEventPath(p string) bool {
-	return p == "/events" || strings.HasPrefix(p, "/events/")
+func isProtected(p string) bool {
+	return p == "/events" || strings.HasPrefix(p, "/events/") || p == "/admin" || strings.HasPrefix(p, "/admin/")
 }
 
 // authorized compares hashes so that the comparison takes the same time
@@ -128,6 +167,7 @@ func (s *Server) authorized(r *http.Request) bool {
 type problemWriter struct {
 	http.ResponseWriter
 	r       *http.Request
+	routes  string
 	swallow bool
 }
 
@@ -135,8 +175,8 @@ func (p *problemWriter) WriteHeader(code int) {
 	switch code {
 	case http.StatusNotFound:
 		p.swallow = true
-		detail := fmt.Sprintf("No route matches %s %s. Routes: POST /events/todo, POST /events/deadletter, GET /healthz, GET /readyz, GET /metrics.",
-			p.r.Method, taskevent.Truncate(p.r.URL.Path, 256))
+		detail := fmt.Sprintf("No route matches %s %s on this port. Routes: %s.",
+			p.r.Method, taskevent.Truncate(p.r.URL.Path, 256), p.routes)
 		if strings.HasPrefix(p.r.URL.Path, "/dapr/") {
 			detail = "This worker has no programmatic subscriptions or app configuration: its subscriptions are declarative Subscription resources."
 		}

@@ -53,7 +53,8 @@ func TestAuth(t *testing.T) {
 		{"wrong method on event path needs it too", token, "", http.MethodGet, "/events/todo", "", 401, 0},
 		{"healthz stays open", token, "", http.MethodGet, "/healthz", "", 200, 0},
 		{"readyz stays open", token, "", http.MethodGet, "/readyz", "", 200, 0},
-		{"metrics stay open", token, "", http.MethodGet, "/metrics", "", 200, 0},
+		{"admin needs the token", token, "", http.MethodGet, "/admin/deadletters", "", 401, 0},
+		{"metrics are not on the event port", "", "", http.MethodGet, "/metrics", "", 404, 0},
 		{"right token, unknown event path", token, token, http.MethodPost, "/events/other", "", 404, 0},
 	}
 	for _, tt := range tests {

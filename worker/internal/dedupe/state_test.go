@@ -1,0 +1,162 @@
+package dedupe_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/taskevents/taskevents/worker/internal/dedupe"
+	"github.com/taskevents/taskevents/worker/internal/sidecar"
+	"github.com/taskevents/taskevents/worker/internal/sidecar/sidecartest"
+)
+
+const key = "pubsub/task-events/9d1e3c0a-0000-4000-8000-000000000001"
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func newLedger(t *testing.T) (*sidecartest.Fake, *clock, func() *dedupe.StateLedger) {
+	t.Helper()
+	fake := sidecartest.New(t)
+	c := &clock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+	fake.SetClock(c.now)
+	client := sidecar.New(sidecar.Options{BaseURL: fake.URL, Store: "statestore"})
+	// Each call is a separate worker process (or replica) on the same store.
+	return fake, c, func() *dedupe.StateLedger { return dedupe.NewStateLedger(client, 30*time.Second, time.Hour, c.now) }
+}
+
+func task(id string) dedupe.Handled {
+	return dedupe.Handled{TaskID: id, Title: "t", EventID: id}
+}
+
+func mustClaim(t *testing.T, l dedupe.Ledger, want dedupe.Result) {
+	t.Helper()
+	got, err := l.Claim(context.Background(), key)
+	if err != nil || got != want {
+		t.Fatalf("Claim = %v, %v; want %v", got, err, want)
+	}
+}
+
+func TestStateLedgerLifecycle(t *testing.T) {
+	fake, _, ledger := newLedger(t)
+	ctx := context.Background()
+	a, b := ledger(), ledger()
+
+	mustClaim(t, a, dedupe.Claimed)
+	mustClaim(t, b, dedupe.InFlight) // another replica sees the claim
+	mustClaim(t, a, dedupe.InFlight) // so does a second delivery to the same one
+	if err := a.Complete(ctx, key, task("3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11")); err != nil {
+		t.Fatal(err)
+	}
+	mustClaim(t, b, dedupe.Done)
+	mustClaim(t, ledger(), dedupe.Done) // and a restarted worker
+
+	var got dedupe.Handled
+	if err := json.Unmarshal(fake.Value(dedupe.TaskKey("3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11")), &got); err != nil {
+		t.Fatalf("handled task record: %v", err)
+	}
+	if got.Title != "t" {
+		t.Errorf("task record = %+v", got)
+	}
+}
+
+func TestStateLedgerRelease(t *testing.T) {
+	_, _, ledger := newLedger(t)
+	a, b := ledger(), ledger()
+	mustClaim(t, a, dedupe.Claimed)
+	if err := a.Release(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	mustClaim(t, b, dedupe.Claimed) // a DROP or RETRY leaves the event claimable
+}
+
+// A worker that dies holding a claim blocks redeliveries for one lease, then
+// the event is claimable again.
+func TestStateLedgerLeaseExpires(t *testing.T) {
+	_, c, ledger := newLedger(t)
+	mustClaim(t, ledger(), dedupe.Claimed)
+	c.add(29 * time.Second)
+	mustClaim(t, ledger(), dedupe.InFlight)
+	c.add(2 * time.Second)
+	mustClaim(t, ledger(), dedupe.Claimed)
+}
+
+// A claimant that outlived its lease and completes after the next claimant
+// did learns that it lost, and the task is recorded once.
+func TestStateLedgerLateCompleteLoses(t *testing.T) {
+	fake, c, ledger := newLedger(t)
+	ctx := context.Background()
+	slow, fast := ledger(), ledger()
+	mustClaim(t, slow, dedupe.Claimed)
+	c.add(31 * time.Second)
+	mustClaim(t, fast, dedupe.Claimed)
+	if err := fast.Complete(ctx, key, task("3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11")); err != nil {
+		t.Fatal(err)
+	}
+	if err := slow.Complete(ctx, key, task("3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11")); !errors.Is(err, dedupe.ErrAlreadyDone) {
+		t.Fatalf("late Complete = %v, want ErrAlreadyDone", err)
+	}
+	if n := len(fake.Keys("task-")); n != 1 {
+		t.Errorf("%d task records, want 1", n)
+	}
+}
+
+func TestStateLedgerStoreDown(t *testing.T) {
+	fake, _, ledger := newLedger(t)
+	fake.SetDown(true)
+	if _, err := ledger().Claim(context.Background(), key); err == nil {
+		t.Fatal("Claim with the state store down succeeded")
+	}
+}
+
+func TestStateLedgerDoneMarkExpires(t *testing.T) {
+	_, c, ledger := newLedger(t)
+	a := ledger()
+	mustClaim(t, a, dedupe.Claimed)
+	if err := a.Complete(context.Background(), key, task("3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11")); err != nil {
+		t.Fatal(err)
+	}
+	c.add(59 * time.Minute)
+	mustClaim(t, ledger(), dedupe.Done)
+	c.add(2 * time.Minute)
+	mustClaim(t, ledger(), dedupe.Claimed) // past DEDUPE_TTL the event is new again
+}
+
+// Many replicas racing for one event: exactly one claims it.
+func TestStateLedgerRace(t *testing.T) {
+	_, _, ledger := newLedger(t)
+	var wg sync.WaitGroup
+	results := make(chan dedupe.Result, 16)
+	for range 16 {
+		wg.Go(func() {
+			r, err := ledger().Claim(context.Background(), key)
+			if err != nil {
+				t.Error(err)
+			}
+			results <- r
+		})
+	}
+	wg.Wait()
+	close(results)
+	claimed := 0
+	for r := range results {
+		if r == dedupe.Claimed {
+			claimed++
+		}
+	}
+	if claimed != 1 {
+		t.Errorf("%d replicas claimed the event, want 1", claimed)
+	}
+}
