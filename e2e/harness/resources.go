@@ -9,11 +9,11 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// ComponentsDir writes the broker's component file (from components/, with only the
-// broker's address metadata overridden) and the shared Resiliency policy into a fresh
-// directory for daprd's --resources-path. Subscriptions are not copied: daprd reads
-// subscriptions/ as it is.
-func (h *Harness) ComponentsDir(b *Broker) (string, error) {
+// ComponentsDir writes the broker's component file and the state store's (from
+// components/, with only their address metadata overridden: the state store points at
+// stateRedis) and the shared Resiliency policy into a fresh directory for daprd's
+// --resources-path. Subscriptions are not copied: daprd reads subscriptions/ as it is.
+func (h *Harness) ComponentsDir(b *Broker, stateRedis string) (string, error) {
 	dir, err := os.MkdirTemp(h.Dir, "components-"+b.Name+"-")
 	if err != nil {
 		return "", err
@@ -28,6 +28,16 @@ func (h *Harness) ComponentsDir(b *Broker) (string, error) {
 		return "", fmt.Errorf("%s: %w", src, err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, b.ComponentFile), patched, 0o600); err != nil {
+		return "", err
+	}
+	state, err := os.ReadFile(filepath.Join(h.Root, "components", "statestore.yaml"))
+	if err != nil {
+		return "", err
+	}
+	if state, err = OverrideMetadata(state, map[string]string{"redisHost": stateRedis}); err != nil {
+		return "", fmt.Errorf("components/statestore.yaml: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "statestore.yaml"), state, 0o600); err != nil {
 		return "", err
 	}
 	resiliency, err := os.ReadFile(filepath.Join(h.Root, "components", "resiliency.yaml"))

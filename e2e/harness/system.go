@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -13,6 +14,8 @@ type App struct {
 	*Process
 	Port int
 	URL  string
+	// OpsURL serves the worker's probes and metrics (its OPS_PORT); the publisher's is URL.
+	OpsURL string
 
 	h    *Harness
 	name string
@@ -22,9 +25,23 @@ type App struct {
 
 // StartApp runs an app binary on port with env and waits until /readyz answers 200.
 func (h *Harness) StartApp(ctx context.Context, name, bin string, port int, env []string) (*App, error) {
+	ops, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "OPS_PORT="); ok {
+			ops, _ = strconv.Atoi(v) // a fixed port asked for (make run); the later entry wins
+		}
+	}
+	// OPS_PORT only means something to the worker; the publisher ignores it.
 	env = append([]string{"APP_PORT=" + strconv.Itoa(port), "LISTEN_HOST=127.0.0.1",
-		"DRAIN_DELAY=0s"}, env...)
-	a := &App{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port), h: h, name: name, bin: bin, env: env}
+		"OPS_PORT=" + strconv.Itoa(ops), "OPS_LISTEN_HOST=127.0.0.1", "DRAIN_DELAY=0s"}, env...)
+	a := &App{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port), OpsURL: fmt.Sprintf("http://127.0.0.1:%d", ops),
+		h: h, name: name, bin: bin, env: env}
+	if strings.Contains(name, "publisher") {
+		a.OpsURL = a.URL
+	}
 	return a, a.launch(ctx)
 }
 
@@ -60,12 +77,15 @@ type SystemOptions struct {
 	DaprAPIToken string   // app → sidecar token, set on both sides when not empty
 	AppAPIToken  string   // sidecar → app token, set on both sides when not empty
 	// Fixed ports for `make run`; zero values pick free ports.
-	PublisherPort, WorkerPort, PublisherDaprPort, WorkerDaprPort int
+	PublisherPort, WorkerPort, WorkerOpsPort, PublisherDaprPort, WorkerDaprPort int
 }
 
-// System is the whole flow: broker, publisher + sidecar, workers + sidecars.
+// System is the whole flow: broker, state store, publisher + sidecar, workers + sidecars.
 type System struct {
-	Broker           *Broker
+	Broker *Broker
+	// StateRedis is the state store's Redis: the broker itself when that is Redis.
+	StateRedis       *Broker
+	StateRedisAddr   string
 	Publisher        *App
 	PublisherSidecar *Sidecar
 	Workers          []*App
@@ -78,12 +98,21 @@ func (h *Harness) StartSystem(ctx context.Context, b *Broker, o SystemOptions) (
 	if o.Workers == 0 {
 		o.Workers = 1
 	}
-	components, err := h.ComponentsDir(b)
+	sys := &System{Broker: b, StateRedis: b}
+	if b.Name != "redis" {
+		// The state store stays on Redis whichever broker carries the events.
+		r, err := h.StartRedis(ctx, 0)
+		if err != nil {
+			return nil, err
+		}
+		sys.StateRedis = r
+	}
+	sys.StateRedisAddr = sys.StateRedis.Overrides["redisHost"]
+	components, err := h.ComponentsDir(b, sys.StateRedisAddr)
 	if err != nil {
 		return nil, err
 	}
 	resources := []string{components, filepath.Join(h.Root, "subscriptions")}
-	sys := &System{Broker: b}
 	var sidecarEnv, appEnv []string
 	if o.DaprAPIToken != "" {
 		sidecarEnv = append(sidecarEnv, "DAPR_API_TOKEN="+o.DaprAPIToken)
@@ -105,14 +134,22 @@ func (h *Harness) StartSystem(ctx context.Context, b *Broker, o SystemOptions) (
 		if port, err = OrFreePort(port); err != nil {
 			return nil, err
 		}
-		env := append(append([]string{}, appEnv...), o.WorkerEnv...)
-		w, err := h.StartApp(ctx, name, h.Bins.Worker, port, env)
-		if err != nil {
-			return nil, err
-		}
+		// The worker calls its sidecar (state store, replays), so it needs the sidecar's
+		// port before the sidecar, which waits for the app, starts.
 		httpPort := 0
 		if i == 0 {
 			httpPort = o.WorkerDaprPort
+		}
+		if httpPort, err = OrFreePort(httpPort); err != nil {
+			return nil, err
+		}
+		env := append(append([]string{"DAPR_HTTP_PORT=" + strconv.Itoa(httpPort)}, appEnv...), o.WorkerEnv...)
+		if i == 0 && o.WorkerOpsPort != 0 {
+			env = append(env, "OPS_PORT="+strconv.Itoa(o.WorkerOpsPort))
+		}
+		w, err := h.StartApp(ctx, name, h.Bins.Worker, port, env)
+		if err != nil {
+			return nil, err
 		}
 		s, err := h.StartSidecar(ctx, "daprd-"+name, SidecarOptions{
 			AppID: "task-worker", AppPort: port, Resources: resources, Env: sidecarEnv, HTTPPort: httpPort})

@@ -22,6 +22,7 @@ type config struct {
 	Worker        string `env:"WORKER_BIN,required"`
 	PublisherPort int    `env:"PUBLISHER_PORT" envDefault:"8000"`
 	WorkerPort    int    `env:"WORKER_PORT" envDefault:"8001"`
+	WorkerOpsPort int    `env:"WORKER_OPS_PORT" envDefault:"8002"`
 	PublisherDapr int    `env:"PUBLISHER_DAPR_HTTP_PORT" envDefault:"3500"`
 	WorkerDapr    int    `env:"WORKER_DAPR_HTTP_PORT" envDefault:"3501"`
 	RedisPort     int    `env:"REDIS_PORT" envDefault:"6380"`
@@ -40,7 +41,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	if !slices.Contains(harness.Brokers, cfg.Broker) {
 		return fmt.Errorf("unknown BROKER %q; valid: %s", cfg.Broker, strings.Join(harness.Brokers, ", "))
 	}
-	ports := map[string]int{"PUBLISHER_PORT": cfg.PublisherPort, "WORKER_PORT": cfg.WorkerPort,
+	ports := map[string]int{"PUBLISHER_PORT": cfg.PublisherPort, "WORKER_PORT": cfg.WorkerPort, "WORKER_OPS_PORT": cfg.WorkerOpsPort,
 		"PUBLISHER_DAPR_HTTP_PORT": cfg.PublisherDapr, "WORKER_DAPR_HTTP_PORT": cfg.WorkerDapr}
 	brokerPort := map[string]struct {
 		name string
@@ -85,7 +86,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	}
 	sys, err := h.StartSystem(startCtx, broker, harness.SystemOptions{
 		Workers: cfg.Workers, WorkerEnv: strings.Fields(cfg.WorkerEnv),
-		PublisherPort: cfg.PublisherPort, WorkerPort: cfg.WorkerPort,
+		PublisherPort: cfg.PublisherPort, WorkerPort: cfg.WorkerPort, WorkerOpsPort: cfg.WorkerOpsPort,
 		PublisherDaprPort: cfg.PublisherDapr, WorkerDaprPort: cfg.WorkerDapr,
 	})
 	if err != nil {
@@ -102,10 +103,11 @@ taskevents is running on %s. Try:
 
 and look for "EVENT RECEIVED" in the [worker] lines below. Also:
   worker metrics:      curl -s %s/metrics | grep taskevents_
+  dead letters kept:   curl -s %s/admin/deadletters
   worker's sidecar:    curl -s %s/v1.0/metadata
 Ctrl-C stops everything.
 ================================================================================
-`, broker.Name, sys.Publisher.URL, sys.Workers[0].URL, sys.WorkerSidecars[0].HTTPURL)
+`, broker.Name, sys.Publisher.URL, sys.Workers[0].OpsURL, sys.Workers[0].URL, sys.WorkerSidecars[0].HTTPURL)
 	<-ctx.Done()
 	return nil
 }
