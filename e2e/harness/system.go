@@ -59,6 +59,11 @@ func (a *App) launch(ctx context.Context) error {
 	return nil
 }
 
+// Setenv sets key for the app's next launch (Restart): the later entry wins.
+func (a *App) Setenv(key, value string) {
+	a.env = append(a.env, key+"="+value)
+}
+
 // Restart stops the app (if it still runs) and starts it again with the same port and
 // environment: a fresh process, as after a crash or a pod restart. Lines() then holds only
 // the new process's output; keep the old *Process to read what it logged before.
