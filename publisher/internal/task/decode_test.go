@@ -1,13 +1,11 @@
 package task_test
 
 import (
-	"bytes"
 	"errors"
 	"net/http"
 	"reflect"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/taskevents/taskevents/publisher/internal/task"
 )
@@ -127,64 +125,3 @@ func TestDecodeTooLarge(t *testing.T) {
 type readCloser struct{ *strings.Reader }
 
 func (readCloser) Close() error { return nil }
-
-// FuzzDecodeTask: any input yields either a task that satisfies every rule,
-// or a *task.Error of a known kind (which the handler maps to 400/413/422).
-func FuzzDecodeTask(f *testing.F) {
-	for _, seed := range []string{
-		`{"title":"Buy milk"}`, `{"title":""}`, `{"title":"   "}`, `{"title":null}`, `{}`, `[]`, `null`, ``,
-		`{"title":1}`, `{"title":"a","x":1}`, `{"title":"a"} x`, `{"title":"a"}{}`, "{\"title\":\"\xff\"}",
-		`{"title":"\ud800"}`, `{"title":"a","title":2}`, `{"Title":"a"}`, `{"title":"` + strings.Repeat("é", 201) + `"}`,
-		`{"title":"` + strings.Repeat("a", 300) + `"}`, `{"a":[[[[[[{}]]]]]]}`, "\ufeff{\"title\":\"bom\"}",
-	} {
-		f.Add([]byte(seed))
-	}
-	const limit = 256 // small, so the fuzzer reaches the size limit too
-	f.Fuzz(func(t *testing.T, body []byte) {
-		got, err := task.Decode(bytes.NewReader(body), task.Options{MaxTitleLength: 20, MaxBodyBytes: limit})
-		if err != nil {
-			var de *task.Error
-			if !errors.As(err, &de) {
-				t.Fatalf("error %v is %T, want *task.Error", err, err)
-			}
-			switch de.Kind {
-			case task.Malformed, task.Invalid:
-				if len(body) > limit {
-					t.Fatalf("%d-byte body rejected as %d, want TooLarge", len(body), de.Kind)
-				}
-			case task.TooLarge:
-				if len(body) <= limit {
-					t.Fatalf("%d-byte body rejected as too large", len(body))
-				}
-			default:
-				t.Fatalf("unknown kind %d", de.Kind)
-			}
-			if de.Detail == "" {
-				t.Fatal("empty detail")
-			}
-			if de.Kind != task.Invalid && len(de.Fields) > 0 {
-				t.Fatalf("field errors on a %d error", de.Kind)
-			}
-			return
-		}
-		if len(body) > limit || !utf8.Valid(body) {
-			t.Fatalf("accepted a body that is too large or not UTF-8: %q", body)
-		}
-		if strings.TrimSpace(got.Title) == "" || utf8.RuneCountInString(got.Title) > 20 || !utf8.ValidString(got.Title) {
-			t.Fatalf("accepted invalid title %q", got.Title)
-		}
-		// Accepted means: exactly one JSON object with only the key "title".
-		var m map[string]any
-		if err := jsonUnmarshalStrict(body, &m); err != nil {
-			t.Fatalf("accepted %q, but it is not a single JSON object: %v", body, err)
-		}
-		for k := range m {
-			if k != "title" {
-				t.Fatalf("accepted unknown field %q in %q", k, body)
-			}
-		}
-		if m["title"] != got.Title {
-			t.Fatalf("title = %q, JSON says %q", got.Title, m["title"])
-		}
-	})
-}

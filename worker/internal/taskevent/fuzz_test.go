@@ -2,14 +2,19 @@ package taskevent
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/cloudevents/sdk-go/v2/binding/format"
 )
 
 // FuzzParseEvent: Parse never panics, and returns either an event that
-// satisfies every validation rule or an *Error with a stage and a reason.
+// satisfies every validation rule or an *Error with a stage and a reason (which
+// the server answers with DROP). Malformed input is never accepted: a
+// structured-mode body that is not JSON, or a batch, is always an *Error.
 func FuzzParseEvent(f *testing.F) {
 	seeds := []struct {
 		contentType string
@@ -42,6 +47,13 @@ func FuzzParseEvent(f *testing.F) {
 			h.Set("Ce-Type", ceType)
 		}
 		ev, err := Parse(h, body)
+		structured := format.Lookup(contentType) != nil || h.Get("Ce-Specversion") == ""
+		if err == nil && structured && !json.Valid(body) {
+			t.Fatalf("accepted a structured-mode body that is not JSON: %q", body)
+		}
+		if err == nil && format.Lookup(contentType) == format.JSONBatch {
+			t.Fatalf("accepted a batch: %q", body)
+		}
 		if err != nil {
 			var perr *Error
 			if !errors.As(err, &perr) {
