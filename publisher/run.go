@@ -16,13 +16,18 @@ import (
 
 	"github.com/taskevents/taskevents/publisher/internal/config"
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
+	"github.com/taskevents/taskevents/publisher/internal/idempotency"
 	"github.com/taskevents/taskevents/publisher/internal/readiness"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 )
 
 // readTimeout bounds reading one request (headers and a body of at most
-// 64 KiB); the write timeout adds the publish deadline on top.
+// 64 KiB); the write timeout adds the idempotency and publish deadlines on top.
 const readTimeout = 10 * time.Second
+
+// memoryKeys bounds IDEMPOTENCY_STORE=memory: some 200 bytes a key, so at
+// most about 20 MiB.
+const memoryKeys = 100_000
 
 // run loads the configuration from environ, serves until ctx is cancelled,
 // then drains: readiness turns 503, DRAIN_DELAY passes so load balancers stop
@@ -49,15 +54,30 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	})
 	defer client.Close()
 
+	// A claim gets the budget of one publish attempt: it is one or two quick
+	// sidecar calls, and the request still has its whole PUBLISH_TIMEOUT after.
+	claimTimeout := cfg.PublishTimeout / 2
+	var keys idempotency.Store
+	storeName := ""
+	if cfg.IdempotencyStore == config.IdempotencyInMemory {
+		keys = idempotency.NewMemory(cfg.IdempotencyKeyTTL, memoryKeys, time.Now)
+	} else {
+		keys = idempotency.NewDapr(client, cfg.IdempotencyStore, cfg.IdempotencyKeyTTL, claimTimeout)
+		storeName = cfg.IdempotencyStore
+	}
+
 	probe := readiness.New(logger)
 	handler := httpapi.New(httpapi.Deps{
-		Publisher:      client,
-		Ready:          probe.Status,
-		Logger:         logger,
-		MaxTitleLength: cfg.MaxTitleLength,
-		PubSubName:     cfg.PubSubName,
-		Topic:          cfg.Topic,
-		AppID:          cfg.AppID,
+		Publisher:        client,
+		Ready:            probe.Status,
+		Logger:           logger,
+		MaxTitleLength:   cfg.MaxTitleLength,
+		PubSubName:       cfg.PubSubName,
+		Topic:            cfg.Topic,
+		AppID:            cfg.AppID,
+		Idempotency:      keys,
+		IdempotencyStore: storeName,
+		OpenAPI:          openAPI,
 	})
 
 	var lc net.ListenConfig
@@ -70,8 +90,9 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       readTimeout,
 		// The write deadline starts when the headers are read, so it must
-		// cover reading the body and the whole publish, retries included.
-		WriteTimeout: readTimeout + cfg.PublishTimeout + 2*time.Second,
+		// cover reading the body, the idempotency claim and the whole
+		// publish, retries included.
+		WriteTimeout: readTimeout + claimTimeout + cfg.PublishTimeout + 2*time.Second,
 		IdleTimeout:  120 * time.Second,
 		ErrorLog:     log.New(logger.With().Str("component", "http").Logger(), "", 0),
 	}
@@ -81,14 +102,15 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	defer func() { stopProbe(); wg.Wait() }()
 	wg.Go(func() {
 		probe.Run(probeCtx, cfg.ReadinessInterval, client.CheckOutbound, func(ctx context.Context) {
-			checkComponent(ctx, client, cfg.PubSubName, logger)
+			checkComponents(ctx, client, cfg, logger)
 		})
 	})
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info().Str("addr", ln.Addr().String()).Str("sidecar", cfg.SidecarBaseURL()).
-		Str("pubsubname", cfg.PubSubName).Str("topic", cfg.Topic).Msg("listening")
+		Str("pubsubname", cfg.PubSubName).Str("topic", cfg.Topic).
+		Str("idempotency_store", cfg.IdempotencyStore).Dur("idempotency_key_ttl", cfg.IdempotencyKeyTTL).Msg("listening")
 
 	select {
 	case err := <-serveErr:
@@ -113,10 +135,12 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	return nil
 }
 
-// checkComponent warns when the sidecar has not loaded the pub/sub component
-// we publish to: every publish would then fail with ERR_PUBSUB_NOT_FOUND, and
-// the log says so at startup rather than at the first request.
-func checkComponent(ctx context.Context, client *sidecar.Client, name string, logger zerolog.Logger) {
+// checkComponents warns when the sidecar has not loaded the components we
+// use: every publish would fail with ERR_PUBSUB_NOT_FOUND without the pub/sub
+// component, and every request with an Idempotency-Key with
+// ERR_STATE_STORE_NOT_FOUND without the state store. The log says so at
+// startup rather than at the first request.
+func checkComponents(ctx context.Context, client *sidecar.Client, cfg config.Config, logger zerolog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	comps, err := client.Components(ctx)
@@ -127,18 +151,30 @@ func checkComponent(ctx context.Context, client *sidecar.Client, name string, lo
 			Msg("sidecar refused DAPR_API_TOKEN on /v1.0/metadata; publishes will be rejected with 401 until the tokens match")
 		return
 	case err != nil:
-		logger.Warn().Err(err).Msg("could not list the sidecar's components; skipping the pub/sub component check")
+		logger.Warn().Err(err).Msg("could not list the sidecar's components; skipping the component check")
 		return
 	}
 	names := make([]string, 0, len(comps))
+	types := map[string]string{}
 	for _, c := range comps {
-		if c.Name == name {
-			logger.Info().Str("pubsubname", name).Str("type", c.Type).Msg("pub/sub component loaded by the sidecar")
-			return
-		}
 		names = append(names, c.Name)
+		types[c.Name] = c.Type
 	}
-	logger.Warn().Str("pubsubname", name).Strs("components", names).
-		Msg("the sidecar has no component named PUBSUB_NAME; publishes will fail with ERR_PUBSUB_NOT_FOUND. " +
-			"Check the component's metadata.name, its scopes, and --resources-path / kubectl get components")
+	if typ, ok := types[cfg.PubSubName]; ok {
+		logger.Info().Str("pubsubname", cfg.PubSubName).Str("type", typ).Msg("pub/sub component loaded by the sidecar")
+	} else {
+		logger.Warn().Str("pubsubname", cfg.PubSubName).Strs("components", names).
+			Msg("the sidecar has no component named PUBSUB_NAME; publishes will fail with ERR_PUBSUB_NOT_FOUND. " +
+				"Check the component's metadata.name, its scopes, and --resources-path / kubectl get components")
+	}
+	if cfg.IdempotencyStore == config.IdempotencyInMemory {
+		return
+	}
+	if typ, ok := types[cfg.IdempotencyStore]; ok {
+		logger.Info().Str("idempotency_store", cfg.IdempotencyStore).Str("type", typ).Msg("idempotency state store loaded by the sidecar")
+		return
+	}
+	logger.Warn().Str("idempotency_store", cfg.IdempotencyStore).Strs("components", names).
+		Msg("the sidecar has no component named IDEMPOTENCY_STORE; requests with an Idempotency-Key will fail with 502 " +
+			"(requests without one are not affected). Add a state store component of that name, or set IDEMPOTENCY_STORE=memory")
 }

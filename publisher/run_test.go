@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -139,6 +140,27 @@ func TestRun(t *testing.T) {
 		t.Errorf("logs lack the publish line or leak the token:\n%s", stdout)
 	}
 
+	// An Idempotency-Key is claimed in the sidecar's state store, with the token.
+	first, second := postKeyed(t, url, "run-key"), postKeyed(t, url, "run-key")
+	if first == "" || first != second {
+		t.Errorf("task ids for one key = %q, %q; want the same", first, second)
+	}
+	if saves := fake.StateSaves(); len(saves) != 2 || saves[0].Store != "statestore" || saves[0].Status != 204 {
+		t.Errorf("state saves = %+v, want two to statestore, the first accepted", saves)
+	}
+	if !strings.Contains(stdout.String(), "idempotency state store loaded by the sidecar") {
+		t.Errorf("no log line about the state store:\n%s", stdout)
+	}
+
+	// The embedded OpenAPI document is the file in the repository.
+	want, err := os.ReadFile("openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, doc := get(t, url+"/openapi.yaml"); code != 200 || doc != string(want) {
+		t.Errorf("GET /openapi.yaml = %d, %d bytes; want 200 and openapi.yaml's %d bytes", code, len(doc), len(want))
+	}
+
 	// Drain: readiness turns 503 "draining" before the server stops, then run returns nil.
 	a.cancel()
 	eventually(t, "/readyz draining", func() bool {
@@ -151,6 +173,51 @@ func TestRun(t *testing.T) {
 	if !strings.Contains(stdout.String(), "shut down cleanly") {
 		t.Errorf("no shutdown log line:\n%s", stdout)
 	}
+}
+
+// postKeyed creates a task with an Idempotency-Key and returns its id.
+func postKeyed(t *testing.T, url, key string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+"/tasks", strings.NewReader(`{"title":"keyed"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var c struct{ ID string }
+	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /tasks with a key = %d, %v", resp.StatusCode, err)
+	}
+	return c.ID
+}
+
+func TestRunMemoryIdempotencyStore(t *testing.T) {
+	fake := sidecartest.New(t)
+	fake.SetComponents("pubsub") // no state store, and none needed
+	a := startRun(t, fake, "IDEMPOTENCY_STORE=memory", "IDEMPOTENCY_KEY_TTL=1h")
+	eventually(t, "/readyz 200", func() bool { c, _ := get(t, a.url+"/readyz"); return c == 200 })
+	if first, second := postKeyed(t, a.url, "k"), postKeyed(t, a.url, "k"); first != second {
+		t.Errorf("task ids for one key = %q, %q; want the same", first, second)
+	}
+	if n := len(fake.StateSaves()); n != 0 {
+		t.Errorf("%d state saves, want none with IDEMPOTENCY_STORE=memory", n)
+	}
+	eventually(t, "the component check", func() bool {
+		return strings.Contains(a.stdout.String(), "pub/sub component loaded by the sidecar")
+	})
+	if strings.Contains(a.stdout.String(), "IDEMPOTENCY_STORE") {
+		t.Errorf("a memory store should not be checked for in the sidecar:\n%s", a.stdout)
+	}
+}
+
+func TestRunWarnsAboutAMissingStateStore(t *testing.T) {
+	fake := sidecartest.New(t)
+	a := startRun(t, fake) // the fake lists only "pubsub"
+	eventually(t, "the missing state store warning", func() bool {
+		return strings.Contains(a.stdout.String(), "the sidecar has no component named IDEMPOTENCY_STORE")
+	})
 }
 
 func TestRunReadinessIsNotCheckedPerProbe(t *testing.T) {

@@ -36,7 +36,16 @@ type Config struct {
 	DrainDelay          time.Duration `env:"DRAIN_DELAY" envDefault:"5s"`
 	ShutdownTimeout     time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
 	LogLevel            string        `env:"LOG_LEVEL" envDefault:"info"`
+
+	// IdempotencyStore names the Dapr state store component that remembers
+	// Idempotency-Keys, or is "memory" for an in-process store.
+	IdempotencyStore  string        `env:"IDEMPOTENCY_STORE,notEmpty" envDefault:"statestore"`
+	IdempotencyKeyTTL time.Duration `env:"IDEMPOTENCY_KEY_TTL" envDefault:"24h"`
 }
+
+// IdempotencyInMemory is the IDEMPOTENCY_STORE value that keeps keys in the
+// process instead of a Dapr state store.
+const IdempotencyInMemory = "memory"
 
 // Level is LOG_LEVEL as a zerolog level; Load has already validated it.
 func (c Config) Level() zerolog.Level {
@@ -110,6 +119,14 @@ func (c Config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT must be positive, got %s", c.ShutdownTimeout)
+	}
+	// The store name is one path segment of the state API's URL.
+	if strings.TrimSpace(c.IdempotencyStore) != c.IdempotencyStore || strings.Contains(c.IdempotencyStore, "/") {
+		bad("IDEMPOTENCY_STORE must be a state store component name or %q, without \"/\" or surrounding spaces, got %q",
+			IdempotencyInMemory, c.IdempotencyStore)
+	}
+	if c.IdempotencyKeyTTL <= 0 {
+		bad("IDEMPOTENCY_KEY_TTL must be positive, got %s", c.IdempotencyKeyTTL)
 	}
 	valid := false
 	for _, l := range logLevels {

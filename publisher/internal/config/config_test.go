@@ -20,6 +20,7 @@ func TestLoadDefaults(t *testing.T) {
 		PubSubName: "pubsub", Topic: "task-events", PublishTimeout: 5 * time.Second, MaxTitleLength: 200,
 		SidecarMaxIdleConns: 256, ReadinessInterval: 2 * time.Second, DrainDelay: 5 * time.Second,
 		ShutdownTimeout: 10 * time.Second, LogLevel: "info",
+		IdempotencyStore: "statestore", IdempotencyKeyTTL: 24 * time.Hour,
 	}
 	if cfg != want {
 		t.Errorf("defaults = %+v\nwant       %+v", cfg, want)
@@ -34,6 +35,7 @@ func TestLoadOverrides(t *testing.T) {
 		"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "DAPR_HOST=::1", "DAPR_HTTP_PORT=3501", "DAPR_API_TOKEN=t",
 		"PUBSUB_NAME=kafka-pubsub", "TOPIC_NAME=tasks", "PUBLISH_TIMEOUT=2s", "MAX_TITLE_LENGTH=10",
 		"SIDECAR_MAX_IDLE_CONNS=8", "READINESS_INTERVAL=100ms", "DRAIN_DELAY=0s", "SHUTDOWN_TIMEOUT=1s", "LOG_LEVEL=debug",
+		"IDEMPOTENCY_STORE=memory", "IDEMPOTENCY_KEY_TTL=90m",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +43,8 @@ func TestLoadOverrides(t *testing.T) {
 	if cfg.Port != 0 || cfg.SidecarBaseURL() != "http://[::1]:3501" || cfg.DaprAPIToken != "t" ||
 		cfg.PubSubName != "kafka-pubsub" || cfg.Topic != "tasks" || cfg.PublishTimeout != 2*time.Second ||
 		cfg.MaxTitleLength != 10 || cfg.SidecarMaxIdleConns != 8 || cfg.ReadinessInterval != 100*time.Millisecond ||
-		cfg.DrainDelay != 0 || cfg.ShutdownTimeout != time.Second || cfg.Level() != zerolog.DebugLevel {
+		cfg.DrainDelay != 0 || cfg.ShutdownTimeout != time.Second || cfg.Level() != zerolog.DebugLevel ||
+		cfg.IdempotencyStore != config.IdempotencyInMemory || cfg.IdempotencyKeyTTL != 90*time.Minute {
 		t.Errorf("overrides not applied: %+v", cfg)
 	}
 }
@@ -65,6 +68,11 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"SHUTDOWN_TIMEOUT=soon", "SHUTDOWN_TIMEOUT"},
 		{"LOG_LEVEL=verbose", "LOG_LEVEL"},
 		{"LOG_LEVEL=trace", "LOG_LEVEL"},
+		{"IDEMPOTENCY_STORE=state/store", "IDEMPOTENCY_STORE"},
+		{"IDEMPOTENCY_STORE= statestore", "IDEMPOTENCY_STORE"},
+		{"IDEMPOTENCY_KEY_TTL=0s", "IDEMPOTENCY_KEY_TTL"},
+		{"IDEMPOTENCY_KEY_TTL=-1h", "IDEMPOTENCY_KEY_TTL"},
+		{"IDEMPOTENCY_KEY_TTL=1day", "IDEMPOTENCY_KEY_TTL"},
 	} {
 		t.Run(tt.env, func(t *testing.T) {
 			_, err := config.Load([]string{tt.env})

@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/publisher/internal/idempotency"
 	"github.com/taskevents/taskevents/publisher/internal/problem"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 )
@@ -29,7 +32,16 @@ type Deps struct {
 	AppID      string
 	// NewID returns a task id; default uuid.NewString (v4).
 	NewID func() string
+	// Idempotency remembers Idempotency-Keys; default: in memory for 24h.
+	Idempotency idempotency.Store
+	// IdempotencyStore names the Dapr state store in error details.
+	IdempotencyStore string
+	// OpenAPI is the document GET /openapi.yaml serves.
+	OpenAPI []byte
 }
+
+// defaultMemoryKeys bounds the default in-memory idempotency store.
+const defaultMemoryKeys = 100_000
 
 // New returns the publisher's handler with every route and middleware.
 func New(d Deps) http.Handler {
@@ -38,6 +50,9 @@ func New(d Deps) http.Handler {
 	}
 	if d.Ready == nil {
 		d.Ready = func() (bool, string) { return true, "ready" }
+	}
+	if d.Idempotency == nil {
+		d.Idempotency = idempotency.NewMemory(24*time.Hour, defaultMemoryKeys, time.Now)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("POST /tasks", createTask(d))
@@ -52,14 +67,21 @@ func New(d Deps) http.Handler {
 		}
 		writeJSON(w, code, status{reason})
 	})
+	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "application/yaml")
+		h.Set("Content-Length", strconv.Itoa(len(d.OpenAPI)))
+		_, _ = w.Write(d.OpenAPI)
+	})
 	// ServeMux would answer method mismatches and unknown paths itself, in
 	// text/plain; these fallbacks keep every error problem+json.
 	mux.Handle("/tasks", methodNotAllowed(http.MethodPost))
 	mux.Handle("/healthz", methodNotAllowed("GET, HEAD"))
 	mux.Handle("/readyz", methodNotAllowed("GET, HEAD"))
+	mux.Handle("/openapi.yaml", methodNotAllowed("GET, HEAD"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Blank(http.StatusNotFound, fmt.Sprintf(
-			"No route for %s %s. This API serves POST /tasks, GET /healthz and GET /readyz.",
+			"No route for %s %s. This API serves POST /tasks, GET /healthz, GET /readyz and GET /openapi.yaml.",
 			r.Method, truncate(r.URL.Path, 200))))
 	})
 	return recoverPanics(d.Logger, logRequests(d.Logger, mux))

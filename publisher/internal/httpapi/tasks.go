@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/taskevents/taskevents/publisher/internal/idempotency"
 	"github.com/taskevents/taskevents/publisher/internal/problem"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 	"github.com/taskevents/taskevents/publisher/internal/task"
@@ -21,14 +22,20 @@ type created struct {
 	Event string `json:"event"`
 }
 
-// createTask handles POST /tasks: validate, publish task.created, and answer
-// 202 only once the sidecar has accepted the event.
+// createTask handles POST /tasks: validate, claim the Idempotency-Key if the
+// request has one, publish task.created, and answer 202 only once the sidecar
+// has accepted the event.
 func createTask(d Deps) http.Handler {
 	opts := task.Options{MaxTitleLength: d.MaxTitleLength}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p, ok := checkContentType(r.Header.Get("Content-Type")); !ok {
 			w.Header().Set("Accept-Post", "application/json")
 			problem.Write(w, p)
+			return
+		}
+		key, idempotent, err := idempotency.FromHeader(r.Header)
+		if err != nil {
+			problem.Write(w, keyProblem(err))
 			return
 		}
 		if r.ContentLength > task.MaxBodyBytes {
@@ -42,7 +49,20 @@ func createTask(d Deps) http.Handler {
 			return
 		}
 
-		ev := sidecar.NewTaskCreated(d.NewID(), t.Title)
+		taskID := d.NewID()
+		if idempotent {
+			id, p, ok := d.claim(r, key, taskID, t.Title)
+			if !ok {
+				if p.Status == http.StatusServiceUnavailable {
+					w.Header().Set("Retry-After", "1")
+				}
+				problem.Write(w, p)
+				return
+			}
+			taskID = id
+		}
+
+		ev := sidecar.NewTaskCreated(taskID, t.Title)
 		trace := sidecar.TraceContext{
 			TraceParent: r.Header.Get("traceparent"),
 			TraceState:  r.Header.Get("tracestate"),
@@ -72,6 +92,88 @@ func createTask(d Deps) http.Handler {
 		}
 		writeJSON(w, http.StatusAccepted, created{ID: ev.TaskID, Title: ev.Title, Event: "published"})
 	})
+}
+
+// claim records that key created taskID, or finds the task an earlier request
+// with key created. It returns the task id to publish under, or the problem
+// to answer with (ok false).
+//
+// A key found with the same fingerprint is a retry: the task is published
+// again under its first id, whether the first attempt was published, failed,
+// or is still running. Subscribers dedupe by that id, so the retry is safe,
+// and a retry after a failed publish does get the task published.
+func (d Deps) claim(r *http.Request, key idempotency.Key, taskID, title string) (string, problem.Details, bool) {
+	fp := idempotency.Fingerprint(title)
+	held, claimed, err := d.Idempotency.Claim(r.Context(), key, idempotency.Record{TaskID: taskID, Fingerprint: fp})
+	var rejected *sidecar.ConfigError
+	switch {
+	case err == nil:
+	case errors.As(err, &rejected):
+		d.Logger.Error().Err(err).Str("idempotency_key_id", key.ID()).Msg("the sidecar rejected the idempotency record")
+		return "", d.storeRejectedProblem(rejected), false
+	default:
+		d.Logger.Warn().Err(err).Str("idempotency_key_id", key.ID()).Msg("idempotency store unavailable; task not published")
+		return "", problem.New(problem.IdempotencyStoreUnavailable, "Idempotency store unavailable", http.StatusServiceUnavailable,
+			fmt.Sprintf("The request has an Idempotency-Key, but the store that remembers keys (%s) could not be "+
+				"reached, so the task was NOT published. It is safe to retry the request with the same key.",
+				d.storeName())), false
+	}
+	if claimed {
+		return taskID, problem.Details{}, true
+	}
+	if held.Fingerprint != fp {
+		return "", problem.New(problem.IdempotencyKeyReused, "Idempotency-Key already used", http.StatusUnprocessableEntity,
+			"This Idempotency-Key was first used with a different task. Nothing was published. Resend the "+
+				"original request unchanged to get its answer, or use a new key for a new task."), false
+	}
+	d.Logger.Info().Str("task_id", held.TaskID).Str("idempotency_key_id", key.ID()).
+		Msg("idempotent retry: publishing the task again under its first id")
+	return held.TaskID, problem.Details{}, true
+}
+
+func (d Deps) storeName() string {
+	if d.IdempotencyStore == "" {
+		return "the in-process store"
+	}
+	return fmt.Sprintf("Dapr state store %q", d.IdempotencyStore)
+}
+
+func keyProblem(err error) problem.Details {
+	detail := "The Idempotency-Key header is malformed."
+	var ke *idempotency.KeyError
+	if errors.As(err, &ke) {
+		detail = "The Idempotency-Key header is malformed: " + ke.Detail + "."
+	}
+	return problem.New(problem.IdempotencyKeyInvalid, "Malformed Idempotency-Key", http.StatusBadRequest,
+		detail+" Nothing was published.")
+}
+
+// storeRejectedProblem is a 502 like a rejected publish: the sidecar has no
+// such state store, or refused our token, and no retry fixes that.
+func (d Deps) storeRejectedProblem(ce *sidecar.ConfigError) problem.Details {
+	const notPublished = "The task was NOT published; retrying will not help until this is fixed."
+	var detail string
+	switch {
+	case ce.Code == sidecar.CodeStateStoreNotFound || ce.Code == sidecar.CodeStateStoreNotConfigured:
+		detail = fmt.Sprintf("The request has an Idempotency-Key, but the sidecar has no state store named %q "+
+			"(IDEMPOTENCY_STORE) to remember it in: add a state store component of that name whose scopes include "+
+			"%s, or set IDEMPOTENCY_STORE=memory for a single replica. %s", d.IdempotencyStore, d.AppID, notPublished)
+	case ce.Status == http.StatusUnauthorized:
+		detail = "The sidecar refused the API token: DAPR_API_TOKEN does not match the sidecar's token. " + notPublished
+	default:
+		code := ce.Code
+		if code == "" {
+			code = "with no error code"
+		}
+		detail = fmt.Sprintf("The sidecar answered the idempotency record's save %s %s: %q. %s",
+			strconv.Itoa(ce.Status), code, ce.Message, notPublished)
+	}
+	p := problem.New(problem.SidecarRejected, "Dapr sidecar rejected the request", http.StatusBadGateway, detail).
+		With("sidecar_status", ce.Status)
+	if ce.Code != "" {
+		p = p.With("sidecar_error_code", ce.Code)
+	}
+	return p
 }
 
 // checkContentType accepts application/json with an optional UTF-8 charset.

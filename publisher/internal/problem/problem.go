@@ -22,6 +22,10 @@ const (
 	InvalidTask        = "invalid-task"
 	SidecarUnavailable = "sidecar-unavailable"
 	SidecarRejected    = "sidecar-rejected"
+
+	IdempotencyKeyInvalid       = "idempotency-key-invalid"
+	IdempotencyKeyReused        = "idempotency-key-reused"
+	IdempotencyStoreUnavailable = "idempotency-store-unavailable"
 )
 
 // Details is one problem. Extensions are added as top-level members.

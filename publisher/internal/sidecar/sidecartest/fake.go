@@ -1,5 +1,6 @@
 // Package sidecartest is a fake Dapr sidecar HTTP API for tests: it records
-// publish calls and answers them from a script, the way daprd would.
+// publish calls and answers them from a script, the way daprd would, and keeps
+// a small state store that honours first-write and ttlInSeconds.
 package sidecartest
 
 import (
@@ -9,10 +10,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Response is one scripted answer to a publish call.
@@ -30,6 +34,12 @@ var (
 	Forbidden     = Response{Status: 403, Body: `{"errorCode":"ERR_PUBSUB_FORBIDDEN","message":"topic task-events is not allowed for app id task-api"}`}
 	Unauthorized  = Response{Status: 401, Body: "invalid api token", ContentType: "text/plain"}
 	BadMetadata   = Response{Status: 400, Body: `{"errorCode":"ERR_PUBSUB_REQUEST_METADATA","message":"failed deserializing metadata: rawPayload"}`}
+
+	// StateStoreDown is daprd's answer to a state call when the store (Redis)
+	// cannot be reached.
+	StateStoreDown = Response{Status: 500, Body: `{"errorCode":"ERR_STATE_SAVE","message":"failed saving state in state store statestore: dial tcp 127.0.0.1:6379: connect: connection refused"}`}
+	// NoStateStores is daprd's answer when it has loaded no state store at all.
+	NoStateStores = Response{Status: 500, Body: `{"errorCode":"ERR_STATE_STORE_NOT_CONFIGURED","message":"state store is not configured"}`}
 )
 
 // Request is a recorded publish call.
@@ -62,11 +72,40 @@ type Fake struct {
 	outboundChecks atomic.Int32
 	metadataCalls  atomic.Int32
 	conns          atomic.Int32
+
+	// The state store: stateStores are the loaded store names, state is
+	// keyed by store and key, clock is the offset Advance adds to time.Now.
+	stateStores []string
+	state       map[string]stateEntry
+	stateSaves  []StateSave
+	stateFail   *Response
+	stateGets   int
+	clock       time.Duration
+}
+
+// StateSave is one item of a recorded POST /v1.0/state/{store} call.
+type StateSave struct {
+	Store    string
+	Key      string
+	Value    json.RawMessage
+	ETag     *string
+	Options  map[string]string
+	Metadata map[string]string
+	// Status is what the fake answered to the call that carried the item.
+	Status int
+}
+
+type stateEntry struct {
+	value      json.RawMessage
+	version    int
+	firstWrite bool
+	expires    time.Time // zero: never
 }
 
 // New starts a fake sidecar, closed when the test ends.
 func New(t testing.TB) *Fake {
-	f := &Fake{components: []string{"pubsub"}, outbound: http.StatusNoContent}
+	f := &Fake{components: []string{"pubsub"}, outbound: http.StatusNoContent,
+		stateStores: []string{"statestore"}, state: map[string]stateEntry{}}
 	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
 	f.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
@@ -107,6 +146,43 @@ func (f *Fake) Publishes() []Request {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]Request(nil), f.publishes...)
+}
+
+// SetStateStores sets the state store names the fake has loaded; a call to
+// any other answers 400 ERR_STATE_STORE_NOT_FOUND, as daprd does.
+func (f *Fake) SetStateStores(names ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stateStores = names
+}
+
+// FailState makes every state call answer resp (nil: work normally again).
+func (f *Fake) FailState(resp *Response) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stateFail = resp
+}
+
+// Advance moves the state store's clock forward, so that keys saved with
+// ttlInSeconds expire without the test waiting.
+func (f *Fake) Advance(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.clock += d
+}
+
+// StateSaves returns every item of every state save received so far.
+func (f *Fake) StateSaves() []StateSave {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]StateSave(nil), f.stateSaves...)
+}
+
+// StateGets counts GET /v1.0/state/{store}/{key} calls.
+func (f *Fake) StateGets() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stateGets
 }
 
 // OutboundChecks counts GET /v1.0/healthz/outbound calls.
@@ -169,9 +245,122 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		write(w, resp)
+	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1.0/state/"):
+		if !f.authorized(w, r) {
+			return
+		}
+		f.saveState(w, r, strings.TrimPrefix(r.URL.Path, "/v1.0/state/"))
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1.0/state/"):
+		if !f.authorized(w, r) {
+			return
+		}
+		store, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/v1.0/state/"), "/")
+		f.getState(w, store, key)
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// saveState follows daprd's onPostState and the Redis store's Set: an item
+// with an ETag and first-write concurrency is refused with 409 when the key
+// exists (unexpired) at another version; the ETag of a missing key is not
+// checked; ttlInSeconds sets the expiry.
+func (f *Fake) saveState(w http.ResponseWriter, r *http.Request, store string) {
+	var items []struct {
+		Key      string            `json:"key"`
+		Value    json.RawMessage   `json:"value"`
+		ETag     *string           `json:"etag"`
+		Options  map[string]string `json:"options"`
+		Metadata map[string]string `json:"metadata"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&items); err != nil {
+		write(w, Response{Status: 400, Body: `{"errorCode":"ERR_MALFORMED_REQUEST","message":` + quote(err.Error()) + `}`})
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	status := http.StatusNoContent
+	var fail Response
+	switch {
+	case f.stateFail != nil:
+		fail = *f.stateFail
+	case !slices.Contains(f.stateStores, store):
+		fail = notFoundStore(store)
+	}
+	now := time.Now().Add(f.clock)
+	for _, it := range items {
+		if fail.Status != 0 {
+			break
+		}
+		cur, exists := f.state[store+"||"+it.Key]
+		if exists && !cur.expires.IsZero() && !now.Before(cur.expires) {
+			exists = false
+		}
+		firstWrite := it.Options["concurrency"] == "first-write"
+		if exists && firstWrite && it.ETag != nil && cur.firstWrite && *it.ETag != strconv.Itoa(cur.version) {
+			fail = Response{Status: http.StatusConflict, Body: `{"errorCode":"ERR_STATE_SAVE","message":"failed saving state in state store ` +
+				store + `: possible etag mismatch. error from state store: failed to set key ` + it.Key + `"}`}
+			break
+		}
+		e := stateEntry{value: it.Value, version: 1, firstWrite: firstWrite || cur.firstWrite && exists}
+		if exists {
+			e.version = cur.version + 1
+		}
+		if ttl := it.Metadata["ttlInSeconds"]; ttl != "" {
+			secs, err := strconv.Atoi(ttl)
+			if err != nil {
+				fail = Response{Status: 500, Body: `{"errorCode":"ERR_STATE_SAVE","message":"failed to parse ttl from metadata"}`}
+				break
+			}
+			if secs > 0 { // Redis PERSISTs a key saved with ttlInSeconds <= 0
+				e.expires = now.Add(time.Duration(secs) * time.Second)
+			}
+		}
+		f.state[store+"||"+it.Key] = e
+	}
+	if fail.Status != 0 {
+		status = fail.Status
+	}
+	for _, it := range items {
+		f.stateSaves = append(f.stateSaves, StateSave{Store: store, Key: it.Key, Value: it.Value, ETag: it.ETag,
+			Options: it.Options, Metadata: it.Metadata, Status: status})
+	}
+	if fail.Status != 0 {
+		write(w, fail)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *Fake) getState(w http.ResponseWriter, store, key string) {
+	f.mu.Lock()
+	f.stateGets++
+	fail := f.stateFail
+	known := slices.Contains(f.stateStores, store)
+	e, ok := f.state[store+"||"+key]
+	now := time.Now().Add(f.clock)
+	f.mu.Unlock()
+	switch {
+	case fail != nil:
+		write(w, *fail)
+	case !known:
+		write(w, notFoundStore(store))
+	case !ok || !e.expires.IsZero() && !now.Before(e.expires):
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		w.Header().Set("ETag", strconv.Itoa(e.version))
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(e.value)
+	}
+}
+
+func notFoundStore(store string) Response {
+	return Response{Status: 400, Body: `{"errorCode":"ERR_STATE_STORE_NOT_FOUND","message":"state store ` + store + ` is not found"}`}
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }
 
 func (f *Fake) authorized(w http.ResponseWriter, r *http.Request) bool {
