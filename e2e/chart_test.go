@@ -179,7 +179,7 @@ func TestChartTemplate(t *testing.T) {
 					"Resiliency": 0, "Secret": 0, "HorizontalPodAutoscaler": 0, "PodDisruptionBudget": 0, "NetworkPolicy": 0},
 				"ha":     {"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 2, "NetworkPolicy": 2, "ServiceMonitor": 1},
 				"tokens": {"Secret": 1},
-				"kafka":  {"Component": 1, "Subscription": 2, "Resiliency": 1},
+				"kafka":  {"Component": 2, "Subscription": 2, "Resiliency": 1}, // the pub/sub and the state store
 			}[name]
 			for kind, n := range want {
 				if kinds[kind] != n {
@@ -231,8 +231,10 @@ func checkRendered(t *testing.T, objs []object) {
 	for _, o := range objs {
 		switch o.kind() {
 		case "Component":
-			if o.name() != pubsubName {
-				t.Errorf("Component %s: the publisher publishes to PUBSUB_NAME=%s", o.name(), pubsubName)
+			stateStore := envValue(dig(deployments["worker"], "spec", "template", "spec", "containers", "0"), "DEDUPE_STORE")
+			if o.name() != pubsubName && o.name() != stateStore {
+				t.Errorf("Component %s: the publisher publishes to PUBSUB_NAME=%s and the worker keeps state in DEDUPE_STORE=%s",
+					o.name(), pubsubName, stateStore)
 			}
 			checkScopes(t, o, appIDs["publisher"], appIDs["worker"])
 		case "Subscription":
@@ -333,9 +335,22 @@ func checkDeployment(t *testing.T, component string, d object, hasHPA bool, byKi
 	if port == "" || port != containerPort || port != envValue(c, "APP_PORT") || digString(c, "ports", "0", "name") != "http" {
 		t.Errorf("%s: dapr.io/app-port %q, containerPort %s, APP_PORT %q must all be equal", d, port, containerPort, envValue(c, "APP_PORT"))
 	}
+	// The worker's event port is bound to loopback (only its sidecar may reach it), so the
+	// kubelet probes its ops port, which OPS_PORT and the container port "ops" name alike.
+	probePort := "http"
+	if component == "worker" {
+		probePort = "ops"
+		if envValue(c, "LISTEN_HOST") != "127.0.0.1" {
+			t.Errorf("%s: LISTEN_HOST = %q, want 127.0.0.1 (events only from the pod's own sidecar)", d, envValue(c, "LISTEN_HOST"))
+		}
+		if ops := fmt.Sprint(dig(c, "ports", "1", "containerPort")); digString(c, "ports", "1", "name") != "ops" ||
+			ops != envValue(c, "OPS_PORT") {
+			t.Errorf("%s: container port ops %s and OPS_PORT %q must be equal", d, ops, envValue(c, "OPS_PORT"))
+		}
+	}
 	for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
-		if digString(c, probe, "httpGet", "path") != path || digString(c, probe, "httpGet", "port") != "http" {
-			t.Errorf("%s: %s must GET %s on port http, got %v", d, probe, path, dig(c, probe))
+		if digString(c, probe, "httpGet", "path") != path || digString(c, probe, "httpGet", "port") != probePort {
+			t.Errorf("%s: %s must GET %s on port %s, got %v", d, probe, path, probePort, dig(c, probe))
 		}
 	}
 	want := map[string]string{

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -79,7 +78,7 @@ func TestChartHelmTestHook(t *testing.T) {
 			"PATH="+bin,
 			"PUBLISHER_URL="+publisherURL,
 			"WORKER_PODS="+workerPods,
-			"WORKER_PORT="+strconv.Itoa(sys.Workers[0].Port),
+			"WORKER_PORT="+strings.TrimPrefix(sys.Workers[0].OpsURL, "http://127.0.0.1:"),
 			"TIMEOUT_SECONDS="+timeout)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
