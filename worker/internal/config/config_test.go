@@ -1,6 +1,9 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +110,32 @@ func TestTokenNeverInErrors(t *testing.T) {
 	_, err := Load([]string{"APP_API_TOKEN=s3cret-token", "DAPR_API_TOKEN=d4pr-token", "APP_PORT=x", "FAULT_RETRY_RATE=9"})
 	if err == nil || strings.Contains(err.Error(), "s3cret-token") || strings.Contains(err.Error(), "d4pr-token") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// The handler must give up before daprd does: past the Resiliency policy's delivery timeout
+// daprd stops waiting and redelivers while the handler still runs. Two files, one fact.
+func TestHandlerTimeoutBelowDeliveryTimeout(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "components", "resiliency.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s+delivery:\s*(\S+)\s*$`).FindSubmatch(raw)
+	if m == nil {
+		t.Fatal("components/resiliency.yaml has no timeouts.delivery")
+	}
+	delivery, err := time.ParseDuration(string(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HandlerTimeout >= delivery {
+		t.Errorf("HANDLER_TIMEOUT default %s is not below the Resiliency delivery timeout %s", cfg.HandlerTimeout, delivery)
+	}
+	if cfg.DedupeLease < 2*delivery {
+		t.Errorf("DEDUPE_LEASE default %s is shorter than two delivery timeouts (%s)", cfg.DedupeLease, 2*delivery)
 	}
 }
