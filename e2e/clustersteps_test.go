@@ -3,13 +3,17 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +27,9 @@ type clusterSummary struct {
 	reloadSeconds                  float64
 	upgradeAccepted, upgradeLost   int
 	leftovers                      int
+	// outsideRefused counts the worker pods whose event port and daprd API refused a
+	// connection from outside the pod while the ops port answered.
+	outsideRefused int
 }
 
 func (s *clusterSummary) String() string {
@@ -32,8 +39,8 @@ func (s *clusterSummary) String() string {
 		}
 		return n
 	}
-	return fmt.Sprintf("cluster: pods_ready=%d/%d sidecars_injected=%d event_handled=%s helm_test=%s subscription_reload_s=%.1f upgrade_accepted=%d upgrade_lost=%d leftovers=%d",
-		s.podsReady, s.podsTotal, s.injected, yes(s.eventHandled, "yes", "no"), yes(s.helmTest, "passed", "failed"),
+	return fmt.Sprintf("cluster: pods_ready=%d/%d sidecars_injected=%d outside_refused=%d event_handled=%s helm_test=%s subscription_reload_s=%.1f upgrade_accepted=%d upgrade_lost=%d leftovers=%d",
+		s.podsReady, s.podsTotal, s.injected, s.outsideRefused, yes(s.eventHandled, "yes", "no"), yes(s.helmTest, "passed", "failed"),
 		s.reloadSeconds, s.upgradeAccepted, s.upgradeLost, s.leftovers)
 }
 
@@ -54,6 +61,7 @@ func (s *clusterSummary) install(t *testing.T, k *kube) {
 	}
 	t.Logf("kubectl get pods:\n%s", k.mustKubectl("get", "pods", "-l", appLabel))
 	checkContainerSecurity(t, k, l)
+	s.outsideRefused = checkWorkerReachability(t, k)
 
 	pf := k.portForward(t, "service/taskevents-publisher", 80)
 	c, r, err := createTaskAt(context.Background(), pf, "Learn Dapr pub/sub")
@@ -79,6 +87,60 @@ func (s *clusterSummary) install(t *testing.T, k *kube) {
 	}
 	t.Logf("helm test:\n%s", out)
 	s.helmTest = true
+}
+
+// checkWorkerReachability connects from the node, which is outside every pod, to each worker
+// pod's IP: the event port (where an event could be injected past the broker) and daprd's API
+// must refuse the connection, and the ops port must serve /readyz. Through kubectl
+// port-forward, which enters the pod's own network namespace, the event port's dead-letter
+// admin answers: that is the operator's way in.
+func checkWorkerReachability(t *testing.T, k *kube) int {
+	t.Helper()
+	refused := 0
+	for _, p := range k.pods(workerLabel).Items {
+		ip := p.Status.PodIP
+		ports := map[string]int{}
+		for _, c := range p.Spec.Containers {
+			if c.Name == "worker" && len(c.Ports) == 2 {
+				ports["events"], ports["ops"] = c.Ports[0].ContainerPort, c.Ports[1].ContainerPort
+			}
+		}
+		if ip == "" || ports["events"] == 0 {
+			t.Fatalf("pod %s: no IP or no event and ops ports (%q, %v)", p.Metadata.Name, ip, ports)
+		}
+		ok := true
+		for what, port := range map[string]int{"the worker's event port": ports["events"], "daprd's HTTP API": 3500} {
+			conn, err := net.DialTimeout("tcp", net.JoinHostPort(ip, strconv.Itoa(port)), 3*time.Second)
+			if err == nil {
+				_ = conn.Close()
+				t.Errorf("pod %s: %s (%s:%d) accepts connections from outside the pod", p.Metadata.Name, what, ip, port)
+				ok = false
+			} else if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Errorf("pod %s: %s (%s:%d): %v, want connection refused", p.Metadata.Name, what, ip, port, err)
+				ok = false
+			}
+		}
+		resp, err := client.Get(fmt.Sprintf("http://%s/readyz", net.JoinHostPort(ip, strconv.Itoa(ports["ops"]))))
+		if err != nil {
+			t.Errorf("pod %s: the ops port does not answer from outside the pod: %v", p.Metadata.Name, err)
+			ok = false
+		} else {
+			_ = resp.Body.Close()
+		}
+		if ok {
+			refused++
+		}
+	}
+	pf := k.portForward(t, "deployment/taskevents-worker", 8001)
+	resp, err := client.Get(pf + "/admin/deadletters")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /admin/deadletters through kubectl port-forward: %v %v, want 200", resp, err)
+	}
+	if resp != nil {
+		_ = resp.Body.Close()
+	}
+	t.Logf("outside the pod: event port and daprd API refused on %d worker pods; ops port answers; admin reachable through port-forward", refused)
+	return refused
 }
 
 // checkContainerSecurity reads the running processes on the node: each app runs as
