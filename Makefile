@@ -14,11 +14,13 @@ IMAGE_REGISTRY ?= ghcr.io/taskevents
 IMAGE_TAG ?= $(shell awk '/^appVersion:/ {gsub(/"/,"",$$2); print $$2}' charts/taskevents/Chart.yaml)
 # Brokers the end-to-end tests run on (comma-separated); empty means all: redis,kafka,rabbitmq.
 BROKERS ?=
-# make fuzz: the request decoder's and the envelope parser's targets run FUZZTIME each
-# (executions as Nx, or a duration); every other fuzz target runs FUZZ_OTHERTIME.
+# make fuzz: the request decoder's and the envelope parser's targets run FUZZTIME each,
+# every other fuzz target FUZZ_OTHERTIME. Counts (Nx) rather than durations: with a
+# duration, go1.26's fuzz coordinator can end a clean run with "context deadline exceeded"
+# (golang/go#75804).
 FUZZ_PARSERS   := FuzzDecodeTask FuzzParseEvent
 FUZZTIME       ?= 1000000x
-FUZZ_OTHERTIME ?= 20s
+FUZZ_OTHERTIME ?= 200000x
 
 ##@ General
 
@@ -104,7 +106,7 @@ test-cluster: prereqs ## The chart on a real single-node Kubernetes cluster (con
 		| grep -E --line-buffered -v '^=== (RUN|PAUSE|CONT)'
 
 .PHONY: fuzz
-fuzz: ## Fuzz every target: FUZZ_PARSERS for FUZZTIME (1000000x), the rest for FUZZ_OTHERTIME (20s); then fuzz-api.
+fuzz: ## Fuzz every target: FUZZ_PARSERS for FUZZTIME (1000000x), the rest for FUZZ_OTHERTIME (200000x); then fuzz-api.
 	@failed=0; ran=; for m in $(APPS); do \
 		list=$$(cd $$m && go test -list '^Fuzz' ./... | awk '/^Fuzz/ {f = f " " $$1} /^ok / {if (f != "") print $$2 f; f = ""}'); \
 		while read -r pkg targets; do for f in $$targets; do \
@@ -113,10 +115,12 @@ fuzz: ## Fuzz every target: FUZZ_PARSERS for FUZZTIME (1000000x), the rest for F
 			(cd $$m && go test -run '^$$' -fuzz "^$$f$$" -fuzztime $$ft $$pkg) >$$log 2>&1 || rc=$$?; \
 			secs=$$(awk -v a=$$start -v b=$$EPOCHREALTIME 'BEGIN {printf "%.1f", b - a}'); \
 			execs=$$(awk 'match($$0, /execs: [0-9]+/) {n = substr($$0, RSTART + 7, RLENGTH - 7)} END {print n + 0}' $$log); \
-			crashes=$$(grep -c 'Failing input written to' $$log || true); \
-			if [ $$rc -ne 0 ]; then cat $$log; failed=1; [ $$crashes -gt 0 ] || crashes=1; fi; \
+			crashes=$$(grep -c 'Failing input written to' $$log || true); note=; \
+			if [ $$rc -ne 0 ] && [ $$crashes -eq 0 ] && grep -q '^    context deadline exceeded$$' $$log; then \
+				note=" (a duration ended with go1.26's coordinator race, golang/go#75804: no input failed; Nx avoids it)"; \
+			elif [ $$rc -ne 0 ]; then cat $$log; failed=1; [ $$crashes -gt 0 ] || crashes=1; fi; \
 			if [[ $$ft == *x ]] && [ $$execs -lt $${ft%x} ]; then echo "fuzz $$f: only $$execs of $$ft executions"; failed=1; fi; \
-			echo "fuzz $$f: execs=$$execs crashes=$$crashes duration=$${secs}s"; rm -f $$log; ran="$$ran $$f "; \
+			echo "fuzz $$f: execs=$$execs crashes=$$crashes duration=$${secs}s$$note"; rm -f $$log; ran="$$ran $$f "; \
 		done; done <<<"$$list"; done; \
 	for f in $(FUZZ_PARSERS); do case "$$ran" in *" $$f "*) ;; *) echo "fuzz $$f: no such fuzz target"; failed=1;; esac; done; \
 	if $(MAKE) -n fuzz-api >/dev/null 2>&1; then $(MAKE) fuzz-api || failed=1; else echo "fuzz-api: no such target yet; skipped"; fi; \
