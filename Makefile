@@ -126,6 +126,15 @@ fuzz: ## Fuzz every target: FUZZ_PARSERS for FUZZTIME (1000000x), the rest for F
 	if $(MAKE) -n fuzz-api >/dev/null 2>&1; then $(MAKE) fuzz-api || failed=1; else echo "fuzz-api: no such target yet; skipped"; fi; \
 	exit $$failed
 
+.PHONY: chaos
+chaos: prereqs ## Chaos at full size (SIGKILLed worker, sidecar and replica, Redis restart, slow handler, SIGTERM, Idempotency-Key retries) and 5 minutes of load; a line each.
+	@daprd=$$(tools/daprd/build.sh) && libs=$$(tools/kafka/fetch.sh) && brokers='$(BROKERS)' && cd e2e || exit 1; \
+	start=$$SECONDS; rc=0; \
+	TASKEVENTS_CHAOS=full DAPRD=$$daprd KAFKA_LIBS=$$libs BROKERS=$${brokers:-redis,kafka} \
+		go test -count=1 -v -timeout 90m -run '^TestChaos' . 2>&1 \
+		| grep -E --line-buffered -v '^=== (RUN|PAUSE|CONT)' || rc=$$?; \
+	echo "make chaos: $$((SECONDS - start))s, exit status $$rc"; exit $$rc
+
 .PHONY: bench
 bench: ## Run the benchmarks of both apps.
 	@for m in $(APPS); do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done

@@ -26,11 +26,26 @@ type Broker struct {
 	// without which SNS drops what is published). Brokers that hand each message to
 	// whichever subscriber asks next need no wait.
 	WaitSubscribers func(ctx context.Context, appID string, replicas int) error
+
+	// relaunch starts the broker again on the same port and data directory (Relaunch).
+	relaunch func(ctx context.Context) (*Process, error)
+}
+
+// RedisOptions choose how StartRedisWith runs redis-server.
+type RedisOptions struct {
+	// AOF turns on the append-only file, fsynced on every write, so that a redis-server
+	// stopped and started again (Broker.Relaunch) still has every write it acknowledged.
+	AOF bool
 }
 
 // StartRedis runs redis-server on a loopback port with its data in a scratch directory and
 // waits until it answers PING. port 0 picks a free one.
 func (h *Harness) StartRedis(ctx context.Context, port int) (*Broker, error) {
+	return h.StartRedisWith(ctx, port, RedisOptions{})
+}
+
+// StartRedisWith is StartRedis with options.
+func (h *Harness) StartRedisWith(ctx context.Context, port int, o RedisOptions) (*Broker, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("redis-server is not installed: run `make prereqs` (apt-get install -y redis-server)")
@@ -42,18 +57,26 @@ func (h *Harness) StartRedis(ctx context.Context, port int) (*Broker, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
-	p, err := h.start("redis", environ(), bin,
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes")
+	aof := []string{"--appendonly", "no"}
+	if o.AOF {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--save", "", "--daemonize", "no", "--protected-mode", "yes"}, aof...)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	launch := func(ctx context.Context) (*Process, error) {
+		p, err := h.start("redis", environ(), bin, args...)
+		if err != nil {
+			return nil, err
+		}
+		return p, waitRedis(ctx, addr, p)
+	}
+	p, err := launch(ctx)
 	if err != nil {
 		return nil, err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	if err := waitRedis(ctx, addr, p); err != nil {
-		return nil, err
-	}
 	return &Broker{Process: p, Name: "redis", ComponentFile: "redis.yaml",
-		Overrides: map[string]string{"redisHost": addr}}, nil
+		Overrides: map[string]string{"redisHost": addr}, relaunch: launch}, nil
 }
 
 func waitRedis(ctx context.Context, addr string, p *Process) error {
