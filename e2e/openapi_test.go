@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/pb33f/libopenapi"
 	validator "github.com/pb33f/libopenapi-validator"
@@ -55,6 +57,22 @@ func TestOpenAPI(t *testing.T) {
 	}
 	if ok, verrs := v.ValidateDocument(); !ok {
 		t.Fatalf("publisher/openapi.yaml is not valid OpenAPI 3.1:\n%s", describe(verrs))
+	}
+
+	// The publisher refuses a title that strings.TrimSpace empties; the document's pattern
+	// must say exactly that, rune for rune, or a fuzzer's "valid" title is refused.
+	title := model.Model.Components.Schemas.GetOrZero("NewTask").Schema().Properties.GetOrZero("title").Schema()
+	re, err := regexp.Compile(title.Pattern)
+	if err != nil {
+		t.Fatalf("the title pattern %q: %v", title.Pattern, err)
+	}
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		if r >= 0xD800 && r <= 0xDFFF {
+			continue // surrogates cannot be in a JSON string decoded to UTF-8
+		}
+		if accepts := re.MatchString(string(r)); accepts == unicode.IsSpace(r) {
+			t.Errorf("the title pattern accepts U+%04X as a whole title: %v; the publisher: %v", r, accepts, !accepts)
+		}
 	}
 
 	// Every (method, path, status) the document promises.
