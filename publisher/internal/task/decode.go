@@ -97,6 +97,9 @@ func DecodeBytes(body []byte, maxTitle int) (Task, error) {
 	}
 
 	dec := json.NewDecoder(bytes.NewReader(body))
+	// A number is well-formed JSON whatever its size; decoded as a float64,
+	// 1E700 would be reported as malformed instead of as "not an object".
+	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
 		return Task{}, syntaxError(body, dec, err)

@@ -23,6 +23,7 @@ func FuzzDecodeTask(f *testing.F) {
 		`{"title":"\ud800"}`, `{"title":"a","title":2}`, `{"Title":"a"}`, `{"title":"` + strings.Repeat("é", 201) + `"}`,
 		`{"title":"` + strings.Repeat("a", 300) + `"}`, `{"a":[[[[[[{}]]]]]]}`, "\ufeff{\"title\":\"bom\"}",
 		`[1,`, `12 x`, `"a" "b"`, `[{"title":"a"}] x`, "{\"title\":\"a\"}\x00", `{"title":"a\u0000b"}`,
+		`1E700`, `-1e-999`, `[1E700]`, `{"title":1E700}`,
 	} {
 		f.Add([]byte(seed))
 	}

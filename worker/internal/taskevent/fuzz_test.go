@@ -33,6 +33,10 @@ func FuzzParseEvent(f *testing.F) {
 		{"application/json", true, "task.created", taskJSON},
 		{"text/plain", true, "com.dapr.event.sent", taskJSON},
 		{"", true, "", ``},
+		// Long inputs that SDK errors quote: the logged reason must stay bounded.
+		{"application/cloudevents+json", false, "", `{"specversion":"1.0","id":"a","source":"s","type":"` + strings.Repeat("x", 2000) + `","data":{"task_id":"x","title":"x"}}`},
+		{"application/cloudevents+json", false, "", `{"specversion":"1.0","id":"a","source":"s","type":"t","time":"` + strings.Repeat("x", 2000) + `"}`},
+		{"application/json", true, strings.Repeat("x", 2000), strings.Repeat("y", 2000)},
 	}
 	for _, s := range seeds {
 		f.Add(s.contentType, s.binary, s.ceType, []byte(s.body))
@@ -64,6 +68,9 @@ func FuzzParseEvent(f *testing.F) {
 			}
 			if perr.Reason == "" {
 				t.Fatalf("error %v has no reason", err)
+			}
+			if n := len(err.Error()); n > 1024 {
+				t.Fatalf("a %d-byte error message (logged as the reason) for a %d-byte body: %.200s…", n, len(body), err)
 			}
 			if ev != (Event{}) {
 				t.Fatalf("error %v came with a non-zero event %+v", err, ev)

@@ -88,10 +88,14 @@ type Error struct {
 func (e *Error) Error() string {
 	if e.Err != nil {
 		// Some SDK errors end in a newline; log lines should not.
-		return e.Reason + ": " + strings.TrimSpace(e.Err.Error())
+		return Truncate(e.Reason+": "+strings.TrimSpace(e.Err.Error()), maxReason)
 	}
-	return e.Reason
+	return Truncate(e.Reason, maxReason)
 }
+
+// maxReason bounds an error message: it is logged as the reason, and SDK
+// errors quote the sender's input, which may be up to MAX_EVENT_BYTES.
+const maxReason = 512
 
 func (e *Error) Unwrap() error { return e.Err }
 
@@ -128,7 +132,7 @@ func Parse(header http.Header, body []byte) (ev Event, err error) {
 		evType = task.EventType
 	}
 	if evType != TypeTaskCreated {
-		return Event{}, &Error{Stage: StageData, Reason: fmt.Sprintf("unknown event type %q", evType), Meta: meta, Task: task}
+		return Event{}, &Error{Stage: StageData, Reason: fmt.Sprintf("unknown event type %q", Truncate(evType, 64)), Meta: meta, Task: task}
 	}
 	if !IsUUID(task.TaskID) {
 		return Event{}, &Error{Stage: StageData, Reason: fmt.Sprintf("task_id %q is not a UUID", Truncate(task.TaskID, 64)), Meta: meta, Task: task}
