@@ -120,6 +120,8 @@ func run(ctx context.Context, environ []string, stdout io.Writer) (err error) {
 		"--request-timeout", "15"}, strings.Fields(cfg.Args)...)
 	cmd := exec.CommandContext(ctx, cfg.St, args...)
 	cmd.Stdout, cmd.Stderr = stdout, stdout
+	// schemathesis keeps a .schemathesis/ cache in its working directory; not in the checkout.
+	cmd.Dir = dir
 	// The publisher listens on loopback; a proxy from the environment must not apply.
 	cmd.Env = append(os.Environ(), "NO_PROXY=127.0.0.1,localhost", "no_proxy=127.0.0.1,localhost")
 	fuzzStart := time.Now()
