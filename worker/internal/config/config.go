@@ -39,7 +39,7 @@ type Config struct {
 	// records, handled tasks and dead letters, or "memory" to keep dedupe
 	// records in this process (lost on restart) and only log dead letters.
 	DedupeStore      string        `env:"DEDUPE_STORE" envDefault:"statestore"`
-	DedupeLease      time.Duration `env:"DEDUPE_LEASE" envDefault:"30s"`
+	DedupeLease      time.Duration `env:"DEDUPE_LEASE" envDefault:"15s"`
 	DedupeMaxEntries int           `env:"DEDUPE_MAX_ENTRIES" envDefault:"100000"`
 	DedupeTTL        time.Duration `env:"DEDUPE_TTL" envDefault:"24h"`
 	// HandlerTimeout stays below the Resiliency policy's delivery timeout

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ func TestDefaults(t *testing.T) {
 	}
 	want := Config{
 		Port: 8001, OpsPort: 8002, DaprHost: "127.0.0.1", DaprHTTPPort: 3500, LogLevel: "info", MaxEventBytes: 1 << 20,
-		DedupeStore: "statestore", DedupeLease: 30 * time.Second,
+		DedupeStore: "statestore", DedupeLease: 15 * time.Second,
 		DedupeMaxEntries: 100000, DedupeTTL: 24 * time.Hour, HandlerTimeout: 4 * time.Second,
 		DrainDelay: 5 * time.Second, ShutdownTimeout: 15 * time.Second,
 	}
@@ -114,17 +115,28 @@ func TestTokenNeverInErrors(t *testing.T) {
 }
 
 // The handler must give up before daprd does: past the Resiliency policy's delivery timeout
-// daprd stops waiting and redelivers while the handler still runs. Two files, one fact.
-func TestHandlerTimeoutBelowDeliveryTimeout(t *testing.T) {
+// daprd stops waiting and redelivers while the handler still runs. And daprd's retries must
+// outlast the lease of a claim whose worker was killed: each attempt that finds the event
+// claimed waits up to HANDLER_TIMEOUT, so the attempts alone (backoff not counted) must
+// cover the lease plus one handler run, or the event is dead-lettered instead of handled.
+// Two files, one set of facts.
+func TestTimeoutsAgreeWithResiliency(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "components", "resiliency.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^\s+delivery:\s*(\S+)\s*$`).FindSubmatch(raw)
-	if m == nil {
-		t.Fatal("components/resiliency.yaml has no timeouts.delivery")
+	field := func(name string) string {
+		m := regexp.MustCompile(`(?m)^\s+` + name + `:\s*(\S+)\s*$`).FindSubmatch(raw)
+		if m == nil {
+			t.Fatalf("components/resiliency.yaml has no %s", name)
+		}
+		return string(m[1])
 	}
-	delivery, err := time.ParseDuration(string(m[1]))
+	delivery, err := time.ParseDuration(field("delivery"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	retries, err := strconv.Atoi(field("maxRetries"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +147,8 @@ func TestHandlerTimeoutBelowDeliveryTimeout(t *testing.T) {
 	if cfg.HandlerTimeout >= delivery {
 		t.Errorf("HANDLER_TIMEOUT default %s is not below the Resiliency delivery timeout %s", cfg.HandlerTimeout, delivery)
 	}
-	if cfg.DedupeLease < 2*delivery {
-		t.Errorf("DEDUPE_LEASE default %s is shorter than two delivery timeouts (%s)", cfg.DedupeLease, 2*delivery)
+	if attempts := time.Duration(retries+1) * cfg.HandlerTimeout; attempts < cfg.DedupeLease+cfg.HandlerTimeout {
+		t.Errorf("%d delivery attempts waiting up to HANDLER_TIMEOUT (%s) each cover %s, less than DEDUPE_LEASE %s plus one handler run",
+			retries+1, cfg.HandlerTimeout, attempts, cfg.DedupeLease)
 	}
 }

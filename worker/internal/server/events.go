@@ -84,7 +84,7 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request) delivery {
 	d := delivery{meta: ev.Meta, task: ev.Task}
 	ctx := r.Context()
 	key := ev.Key()
-	claim, err := s.ledger.Claim(ctx, key)
+	claim, err := s.claim(ctx, key)
 	if err != nil {
 		// Without the ledger there is no telling whether the event was
 		// handled; daprd redelivers once the state store is back.
@@ -99,6 +99,7 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request) delivery {
 	case dedupe.InFlight:
 		// Answering SUCCESS here would ack an event whose handling may still
 		// fail; RETRY makes daprd come back after the first attempt settled.
+		// claim already waited up to HANDLER_TIMEOUT for that.
 		s.metrics.Duplicate()
 		d.duplicate, d.outcome = true, metrics.OutcomeRetry
 		d.reason = "another delivery of this event is being handled"
@@ -129,6 +130,37 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request) delivery {
 		d.outcome, d.reason = metrics.OutcomeRetry, err.Error()
 	}
 	return d
+}
+
+// inFlightPoll is how often a delivery that found its event claimed by
+// another one looks again.
+const inFlightPoll = 100 * time.Millisecond
+
+// claim claims key; if another delivery holds it, it waits up to
+// HANDLER_TIMEOUT for that claim to settle (done, released, or expired
+// because its worker died) instead of answering RETRY at once. Each wait
+// stretches one of daprd's delivery attempts, so its retry budget outlasts
+// the lease of a claim whose worker was killed, and the event is handled
+// rather than dead-lettered.
+func (s *Server) claim(ctx context.Context, key string) (dedupe.Result, error) {
+	res, err := s.ledger.Claim(ctx, key)
+	if err != nil || res != dedupe.InFlight {
+		return res, err
+	}
+	wait, cancel := context.WithTimeout(ctx, s.handlerTimeout)
+	defer cancel()
+	tick := time.NewTicker(inFlightPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-wait.Done():
+			return dedupe.InFlight, nil
+		case <-tick.C:
+		}
+		if res, err = s.ledger.Claim(ctx, key); err != nil || res != dedupe.InFlight {
+			return res, err
+		}
+	}
 }
 
 // release gives the claim back so that a redelivery (or a replay from the

@@ -206,7 +206,7 @@ func TestConcurrentDuplicateInFlight(t *testing.T) {
 		once.Do(func() { close(entered) })
 		<-release
 		return nil
-	}})
+	}}, func(o *Options) { o.HandlerTimeout = 300 * time.Millisecond })
 
 	first := make(chan string, 1)
 	go func() {
@@ -238,6 +238,35 @@ func TestConcurrentDuplicateInFlight(t *testing.T) {
 	}
 	if inflight == nil || inflight["duplicate"] != true || !strings.Contains(inflight["reason"].(string), "being handled") {
 		t.Errorf("in-flight line = %v", inflight)
+	}
+}
+
+// A redelivery that finds the event claimed waits for the claim to settle: when the first
+// delivery finishes within HANDLER_TIMEOUT, the redelivery is answered as a duplicate instead
+// of spending one of daprd's retries.
+func TestInFlightDuplicateWaitsForTheFirst(t *testing.T) {
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	h := newHarness(t, &recorder{do: func(_ context.Context, _ taskevent.Event) error {
+		once.Do(func() { close(entered) })
+		<-release
+		return nil
+	}})
+	first := make(chan string, 1)
+	go func() { first <- h.deliver(daprdEnvelope).Body.String() }()
+	<-entered
+	second := make(chan string, 1)
+	go func() { second <- status(t, h.deliver(daprdEnvelope)) }()
+	time.AfterFunc(200*time.Millisecond, func() { close(release) })
+	if got := <-second; got != "SUCCESS" {
+		t.Fatalf("redelivery while the first was in flight: %s, want SUCCESS (a duplicate)", got)
+	}
+	if body := <-first; !strings.Contains(body, `"SUCCESS"`) {
+		t.Fatalf("first delivery: %s", body)
+	}
+	if h.rec.count() != 1 {
+		t.Errorf("handler called %d times, want 1", h.rec.count())
 	}
 }
 
