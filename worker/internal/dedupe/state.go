@@ -19,7 +19,9 @@ import (
 //
 // A claim is a first-write of dedupe-<hash of the event key> with a TTL of
 // one lease: if the claimant dies, the claim expires and a redelivery can
-// claim again; until then redeliveries are answered RETRY. Completing
+// claim again; until then redeliveries are answered RETRY. The claim also
+// records when its lease ends, so a claim whose TTL was never set is taken
+// over once that time has passed. Completing
 // replaces the claim by a done mark (kept for the retention) and saves the
 // handled task as task-<task id>, in one state transaction conditioned on
 // the claim's ETag, so the mark and the effect are written together or not
@@ -83,7 +85,7 @@ func (l *StateLedger) Claim(ctx context.Context, key string) (Result, error) {
 			return 0, err
 		}
 		var m mark
-		_, found, err := l.state.Get(ctx, k, &m)
+		etag, found, err := l.state.Get(ctx, k, &m)
 		if err != nil {
 			return 0, err
 		}
@@ -93,7 +95,28 @@ func (l *StateLedger) Claim(ctx context.Context, key string) (Result, error) {
 		if m.State == stateDone {
 			return Done, nil
 		}
-		return InFlight, nil
+		if now.Before(m.ExpiresAt) {
+			return InFlight, nil
+		}
+		// The claim outlived its lease but is still there: Redis sets the TTL
+		// with a second command after the write, and a sidecar killed (or a
+		// request canceled) between the two leaves a claim that never
+		// expires. Take it over, conditioned on its ETag, so that of several
+		// deliveries doing this at once exactly one wins.
+		err = l.state.Upsert(ctx, k, mark{State: stateClaimed, Owner: l.owner, EventKey: key, At: now,
+			ExpiresAt: now.Add(l.lease)}, etag, l.lease)
+		if err != nil && !errors.Is(err, sidecar.ErrConflict) {
+			return 0, err
+		}
+		if err == nil {
+			if etag, found, err = l.state.Get(ctx, k, &m); err != nil {
+				return 0, err
+			}
+			if found && m.Owner == l.owner {
+				l.etags.Store(key, etag)
+				return Claimed, nil
+			}
+		}
 	}
 	return InFlight, nil
 }

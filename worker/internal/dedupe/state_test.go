@@ -160,3 +160,50 @@ func TestStateLedgerRace(t *testing.T) {
 		t.Errorf("%d replicas claimed the event, want 1", claimed)
 	}
 }
+
+// A claim whose TTL was never set (the sidecar died between Redis's write and its EXPIRE)
+// is taken over once the lease it records has passed, by exactly one of the racers.
+func TestStateLedgerClaimWithoutTTLIsTakenOver(t *testing.T) {
+	fake, c, ledger := newLedger(t)
+	client := sidecar.New(sidecar.Options{BaseURL: fake.URL, Store: "statestore"})
+	stale := map[string]any{"state": "claimed", "owner": "dead/1/x", "event_key": key,
+		"at": c.now(), "expires_at": c.now().Add(15 * time.Second)}
+	if err := client.Create(context.Background(), dedupe.StateKey(key), stale, 0); err != nil {
+		t.Fatal(err)
+	}
+	mustClaim(t, ledger(), dedupe.InFlight)
+	c.add(16 * time.Second)
+	var wg sync.WaitGroup
+	results := make(chan dedupe.Result, 8)
+	ledgers := make([]*dedupe.StateLedger, 8)
+	for i := range ledgers {
+		ledgers[i] = ledger()
+	}
+	for _, l := range ledgers {
+		wg.Go(func() {
+			r, err := l.Claim(context.Background(), key)
+			if err != nil {
+				t.Error(err)
+			}
+			results <- r
+		})
+	}
+	wg.Wait()
+	close(results)
+	claimed := 0
+	for r := range results {
+		if r == dedupe.Claimed {
+			claimed++
+		}
+	}
+	if claimed != 1 {
+		t.Fatalf("%d deliveries took over the stale claim, want 1", claimed)
+	}
+	for _, l := range ledgers {
+		if err := l.Complete(context.Background(), key, task("3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11")); err == nil {
+			mustClaim(t, ledger(), dedupe.Done)
+			return
+		}
+	}
+	t.Fatal("no delivery could complete after the takeover")
+}

@@ -143,7 +143,10 @@ const inFlightPoll = 100 * time.Millisecond
 // the lease of a claim whose worker was killed, and the event is handled
 // rather than dead-lettered.
 func (s *Server) claim(ctx context.Context, key string) (dedupe.Result, error) {
-	res, err := s.ledger.Claim(ctx, key)
+	// A claim abandoned halfway (daprd hung up) could be written without its
+	// TTL; once started, each ledger call runs to its own timeout.
+	lctx := context.WithoutCancel(ctx)
+	res, err := s.ledger.Claim(lctx, key)
 	if err != nil || res != dedupe.InFlight {
 		return res, err
 	}
@@ -157,7 +160,7 @@ func (s *Server) claim(ctx context.Context, key string) (dedupe.Result, error) {
 			return dedupe.InFlight, nil
 		case <-tick.C:
 		}
-		if res, err = s.ledger.Claim(ctx, key); err != nil || res != dedupe.InFlight {
+		if res, err = s.ledger.Claim(lctx, key); err != nil || res != dedupe.InFlight {
 			return res, err
 		}
 	}
