@@ -108,6 +108,7 @@ func TestChaosLoad(t *testing.T) {
 	}()
 	s := newStream(pub)
 	s.client = lc
+	s.latencies = &latencies{start: time.Now()}
 	sent, overruns := s.paced(context.Background(), rate, duration, 1024)
 	close(sampleStop)
 	<-sampled
@@ -152,9 +153,9 @@ func TestChaosLoad(t *testing.T) {
 	last := samples[len(samples)-1]
 	mb := func(b int64) float64 { return float64(b) / (1 << 20) }
 	fmt.Printf("load: rate=%.0f/s duration=%.0fs errors=%d rss_publisher=%.1f->%.1fMB rss_worker=%.1f->%.1fMB"+
-		" max_publish_rate=%.0f/s max_handle_rate=%.0f/s sent=%d warmup=%.0fs rss_publisher_max_dev=%.1f%% rss_worker_max_dev=%.1f%%\n",
+		" max_publish_rate=%.0f/s max_handle_rate=%.0f/s sent=%d warmup=%.0fs rss_publisher_max_dev=%.1f%% rss_worker_max_dev=%.1f%% %s\n",
 		rate, loadTook.Seconds(), errorsN, mb(base.pub), mb(last.pub), mb(base.wrk), mb(last.wrk),
-		maxPublish, maxHandle, sent, warmup.Seconds(), 100*pubDev, 100*wrkDev)
+		maxPublish, maxHandle, sent, warmup.Seconds(), 100*pubDev, 100*wrkDev, s.latencies.summary())
 	if pubDev > 0.10 || wrkDev > 0.10 {
 		var list []string
 		for _, sm := range samples {

@@ -159,7 +159,17 @@ func startRig(t *testing.T, broker string, o harness.SystemOptions, ro rigOption
 	}
 	checkSameBinaries(t, broker, sys)
 	state := redis.NewClient(&redis.Options{Addr: sys.StateRedisAddr, MaxRetries: -1})
-	t.Cleanup(func() { _ = state.Close() })
+	t.Cleanup(func() {
+		_ = state.Close()
+		// Stop everything here, newest first as the harness would, to name a process that
+		// does not stop cleanly (the harness reports only the error).
+		procs := h.Processes()
+		for i := len(procs) - 1; i >= 0; i-- {
+			if err := procs[i].Stop(20 * time.Second); err != nil {
+				t.Errorf("stopping %s (pid %d): %v\n%s", procs[i].Name, procs[i].Pid(), err, procs[i].Tail(15))
+			}
+		}
+	})
 	return &rig{t: t, broker: broker, h: h, sys: sys, state: state}
 }
 
@@ -534,6 +544,8 @@ type stream struct {
 
 	next     atomic.Int64 // index of the next task
 	answered atomic.Int64
+	// latencies, when not nil, collects each answer's latency and when it was sent.
+	latencies *latencies
 
 	mu        sync.Mutex
 	accepted  map[string]string // task id → title
@@ -567,6 +579,7 @@ func (s *stream) send(ctx context.Context, i int) {
 		c      created
 		raw    []byte
 	)
+	sentAt := time.Now()
 	resp, err := s.client.Do(req)
 	if err == nil {
 		status = resp.StatusCode
@@ -579,6 +592,9 @@ func (s *stream) send(ctx context.Context, i int) {
 		}
 	}
 	s.answered.Add(1)
+	if s.latencies != nil {
+		s.latencies.add(sentAt, time.Since(sentAt))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -695,4 +711,39 @@ func jitter(rng *rand.Rand, maxDelay time.Duration) {
 func readAll(resp *http.Response) ([]byte, error) {
 	defer resp.Body.Close()
 	return io.ReadAll(resp.Body)
+}
+
+// latencies records request latencies, to tell a stall (one slow moment) from a rate the
+// system cannot keep up with.
+type latencies struct {
+	start time.Time
+	mu    sync.Mutex
+	all   []time.Duration
+	worst time.Duration
+	at    time.Duration // when the worst one was sent, from start
+}
+
+func (l *latencies) add(sent time.Time, d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.all = append(l.all, d)
+	if d > l.worst {
+		l.worst, l.at = d, sent.Sub(l.start)
+	}
+}
+
+// summary is "latency_p50_ms=… p99_ms=… max_ms=… max_at_s=…".
+func (l *latencies) summary() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.all) == 0 {
+		return "latency: none"
+	}
+	sorted := slices.Clone(l.all)
+	slices.Sort(sorted)
+	q := func(p float64) float64 {
+		return float64(sorted[int(p*float64(len(sorted)-1))].Microseconds()) / 1000
+	}
+	return fmt.Sprintf("latency_p50_ms=%.1f latency_p99_ms=%.1f latency_max_ms=%.0f latency_max_at_s=%.0f",
+		q(0.50), q(0.99), float64(l.worst.Milliseconds()), l.at.Seconds())
 }
