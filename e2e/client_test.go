@@ -213,3 +213,18 @@ func getMetadata(ctx context.Context, sidecarURL string) (daprMetadata, []byte, 
 	}
 	return m, raw, json.Unmarshal(raw, &m)
 }
+
+// recorded reports whether the worker's ledger holds the handled-task record of taskID,
+// read through a worker sidecar's state API (the key is scoped to the worker's app-id).
+func recorded(ctx context.Context, workerSidecarURL, taskID string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, workerSidecarURL+"/v1.0/state/statestore/task-"+taskID, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}

@@ -89,6 +89,12 @@ func TestKafkaWorkerRestart(t *testing.T) {
 		}
 		missing := 0
 		for id := range published {
+			// The worker records the task and then logs it: one killed between the two
+			// (or whose sidecar died before answering the commit) logged nothing, and the
+			// redelivery finds the event done. The state store's record is the proof.
+			if counts[id] == 0 && recorded(context.Background(), sidecar.HTTPURL, id) {
+				counts[id] = 1
+			}
 			if counts[id] == 0 {
 				missing++
 			}

@@ -51,7 +51,9 @@ func (s *Sidecar) args() []string {
 		"--dapr-grpc-port", strconv.Itoa(o.GRPCPort),
 		"--dapr-internal-grpc-listen-address", "127.0.0.1",
 		"--metrics-port", strconv.Itoa(o.MetricsPort), "--metrics-listen-address", "127.0.0.1",
-		"--dapr-graceful-shutdown-seconds", "5",
+		// Above the worker's HANDLER_TIMEOUT (4s), as in the chart: deliveries in flight
+		// (or waiting on another delivery's claim) finish before daprd gives up.
+		"--dapr-graceful-shutdown-seconds", "10",
 	}
 	if o.AppPort != 0 {
 		args = append(args,
