@@ -9,6 +9,8 @@
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# make bench: wrk generates the closed-loop HTTP load.
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 # Debian's wrapper; the real scripts live in /usr/lib/rabbitmq/bin.
 [ -x /usr/sbin/rabbitmq-server ] || missing+=(rabbitmq-server)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
