@@ -5,7 +5,8 @@
 # etcd for the kube-apiserver the chart tests run against, Debian's python3 with venv
 # for the moto AWS emulator (tools/moto/install.sh installs it from PyPI into a venv), and
 # what the single-node cluster runs beside the binaries built from source.
-# As root it installs them; otherwise it prints the exact command and fails.
+# As root it installs them (without starting their services); otherwise it prints the exact
+# command and fails.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
@@ -38,23 +39,16 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 echo "installing ${missing[*]}..." >&2
-sh -c "$cmd" >&2
-# Debian starts a system-wide redis-server on 6379, a rabbit@<host> node on 5672 (with
-# epmd on 4369) and etcd on 2379 after install; the project starts its own instances on free ports, so the
-# packaged services are stopped and disabled.
-for svc in redis-server rabbitmq-server etcd; do
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
-    systemctl disable --now "$svc" >/dev/null 2>&1 || true
-  elif [ -x "/etc/init.d/$svc" ]; then
-    "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
-    command -v update-rc.d >/dev/null 2>&1 && update-rc.d "$svc" disable >/dev/null 2>&1 || true
-  fi
-done
-pkill -x redis-server 2>/dev/null || true
-[[ " ${missing[*]} " == *" etcd-server "* ]] && { pkill -x etcd 2>/dev/null || true; }
-# The packaged node runs as the rabbitmq user; stop only that one (ours run under other
-# node names), then the epmd it left on the default port.
-if [[ " ${missing[*]} " == *" rabbitmq-server "* ]]; then
-  rabbitmqctl -q stop >/dev/null 2>&1 || true
-  epmd -kill >/dev/null 2>&1 || true
+# Debian starts a packaged redis-server, rabbitmq-server (with epmd) and etcd as soon as
+# they are installed. The project runs its own instances on free ports and never stops or
+# disables a service it did not start, so it keeps the packaged ones from starting at all:
+# policy-rc.d answering 101 ("action forbidden") is Debian's switch for exactly that
+# (invoke-rc.d and deb-systemd-invoke both honour it). An existing policy is the
+# machine owner's and is left alone.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\n# taskevents tools/prereqs.sh: installing packages without starting their services\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
 fi
+sh -c "$cmd" >&2
