@@ -143,20 +143,23 @@ spec:
 		})
 	}
 
-	t.Run("upgrade-keeps-the-app-token", func(t *testing.T) {
-		ns := "ci-tokens"
+	// With a cluster to look it up in, a token the chart generates is made once and kept.
+	t.Run("upgrade-keeps-generated-tokens", func(t *testing.T) {
+		ns := "ci-generated-tokens"
+		generated := []string{"--set", "tokens.app.enabled=true", "--set", "tokens.api.enabled=true"}
+		k.must(t, k.helm, append([]string{"install", "taskevents", "charts/taskevents", "--namespace", ns,
+			"--create-namespace"}, generated...)...)
 		token := func() string {
 			return k.must(t, k.kubectl, "get", "secret", "--namespace", ns, "-l", "app.kubernetes.io/instance=taskevents",
 				"-o", "jsonpath={.items[*].data.token}")
 		}
 		before := token()
-		if before == "" {
-			t.Fatal("the tokens release created no Secret with a token")
+		if n := len(strings.Fields(before)); n != 2 {
+			t.Fatalf("the release created %d token Secrets, want 2 (app and api): %q", n, before)
 		}
-		k.must(t, k.helm, "upgrade", "taskevents", "charts/taskevents", "--namespace", ns,
-			"-f", filepath.Join(root, "charts", "taskevents", "ci", "tokens-values.yaml"))
+		k.must(t, k.helm, append([]string{"upgrade", "taskevents", "charts/taskevents", "--namespace", ns}, generated...)...)
 		if after := token(); after != before {
-			t.Errorf("helm upgrade replaced the app token: the sidecar and the worker would disagree until both restart")
+			t.Errorf("helm upgrade replaced a generated token: the sidecars and the apps would disagree until all restart")
 		}
 	})
 

@@ -177,8 +177,9 @@ func TestChartTemplate(t *testing.T) {
 			want := map[string]map[string]int{
 				"default": {"Deployment": 2, "Service": 2, "ServiceAccount": 1, "Pod": 1, "Component": 0, "Subscription": 0,
 					"Resiliency": 0, "Secret": 0, "HorizontalPodAutoscaler": 0, "PodDisruptionBudget": 0, "NetworkPolicy": 0},
-				"ha":     {"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 2, "NetworkPolicy": 2, "ServiceMonitor": 1},
-				"tokens": {"Secret": 1},
+				"ha": {"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 2, "NetworkPolicy": 2, "ServiceMonitor": 1},
+				// tokens: both from existing Secrets, the GitOps-safe form.
+				"tokens": {"Secret": 0},
 				"kafka":  {"Component": 2, "Subscription": 2, "Resiliency": 1}, // the pub/sub and the state store
 			}[name]
 			for kind, n := range want {
@@ -575,4 +576,42 @@ func TestChartValuesDocumented(t *testing.T) {
 		}
 	}
 	walk(schema, "")
+}
+
+// Argo CD renders with helm template, where lookup finds nothing: a token the chart
+// generated there would rotate on every sync. Rendered twice, the chart gives the same
+// objects with existingSecret, and a clear failure naming the value without it.
+func TestChartTokensUnderTemplate(t *testing.T) {
+	helmBin(t)
+	for _, kind := range []string{"app", "api"} {
+		t.Run(kind+"-generated-fails", func(t *testing.T) {
+			out, err := runHelm(t, "template", "taskevents", ".", "--namespace", "tasks",
+				"--set", "tokens."+kind+".enabled=true")
+			want := "tokens." + kind + ".existingSecret"
+			if err == nil || !strings.Contains(out, want) {
+				t.Errorf("helm template with tokens.%s.enabled and no existingSecret: err=%v, want a failure naming %s:\n%s",
+					kind, err, want, out)
+			}
+		})
+	}
+	t.Run("existing-secrets-render-the-same-twice", func(t *testing.T) {
+		args := []string{"template", "taskevents", ".", "--namespace", "tasks",
+			"-f", filepath.Join(chartDir(), "ci", "tokens-values.yaml")}
+		first, err := runHelm(t, args...)
+		if err != nil {
+			t.Fatalf("helm template: %v\n%s", err, first)
+		}
+		second, err := runHelm(t, args...)
+		if err != nil {
+			t.Fatalf("helm template: %v\n%s", err, second)
+		}
+		if first != second {
+			t.Errorf("two renders of tokens-values differ: an Argo CD sync would change the pods every time")
+		}
+		for _, secret := range []string{"dapr-app-token", "dapr-api-token"} {
+			if !strings.Contains(first, "name: "+secret) {
+				t.Errorf("the render does not reference Secret %s", secret)
+			}
+		}
+	})
 }

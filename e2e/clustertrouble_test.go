@@ -112,8 +112,9 @@ func (s *clusterSummary) ciValues(t *testing.T, k *kube) {
 		"example", "prometheus-operator-crd", "monitoring.coreos.com_servicemonitors.yaml")
 	k.mustKubectl("apply", "--server-side", "-f", crd)
 	k.mustKubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=60s")
-	// The API token of tokens-values comes from an existing Secret, as its comment says.
+	// Both tokens of tokens-values come from existing Secrets, as its comment says.
 	k.mustKubectl("create", "secret", "generic", "dapr-api-token", "--from-literal=token=ci-api-token-0123456789")
+	k.mustKubectl("create", "secret", "generic", "dapr-app-token", "--from-literal=token=ci-app-token-0123456789")
 
 	for _, name := range []string{"default", "ha", "tokens", "kafka", "rabbitmq"} {
 		t.Run(name, func(t *testing.T) {
