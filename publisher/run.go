@@ -14,9 +14,11 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/publisher/internal/coalesce"
 	"github.com/taskevents/taskevents/publisher/internal/config"
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
 	"github.com/taskevents/taskevents/publisher/internal/idempotency"
+	"github.com/taskevents/taskevents/publisher/internal/profiling"
 	"github.com/taskevents/taskevents/publisher/internal/readiness"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 )
@@ -54,6 +56,18 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	})
 	defer client.Close()
 
+	// With coalescing, publishes that arrive while others are in flight go
+	// together in one bulk publish; a lone one still goes alone.
+	var publisher sidecar.Publisher = client
+	if cfg.PublishCoalesce {
+		co := coalesce.New(client, coalesce.Options{
+			MaxBatch: cfg.PublishBatchMax, MaxInFlight: cfg.PublishMaxInFlight, PublishTimeout: cfg.PublishTimeout})
+		// Closed after the server has drained: by then no handler waits on
+		// it, and Close still sends whatever is queued.
+		defer co.Close()
+		publisher = co
+	}
+
 	// A claim gets the budget of one publish attempt: it is one or two quick
 	// sidecar calls, and the request still has its whole PUBLISH_TIMEOUT after.
 	claimTimeout := cfg.PublishTimeout / 2
@@ -68,7 +82,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 
 	probe := readiness.New(logger)
 	handler := httpapi.New(httpapi.Deps{
-		Publisher:        client,
+		Publisher:        publisher,
 		Ready:            probe.Status,
 		Logger:           logger,
 		MaxTitleLength:   cfg.MaxTitleLength,
@@ -84,6 +98,21 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return fmt.Errorf("listen on APP_PORT %d: %w", cfg.Port, err)
+	}
+	if cfg.PprofAddr != "" {
+		prof, err := profiling.Listen(ctx, cfg.PprofAddr, logger)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		defer func() {
+			// A profile being taken gets the shutdown budget to finish.
+			pctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			if err := prof.Shutdown(pctx); err != nil {
+				logger.Warn().Err(err).Msg("pprof listener did not drain within SHUTDOWN_TIMEOUT")
+			}
+		}()
 	}
 	srv := &http.Server{
 		Handler:           handler,
@@ -110,7 +139,9 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info().Str("addr", ln.Addr().String()).Str("sidecar", cfg.SidecarBaseURL()).
 		Str("pubsubname", cfg.PubSubName).Str("topic", cfg.Topic).
-		Str("idempotency_store", cfg.IdempotencyStore).Dur("idempotency_key_ttl", cfg.IdempotencyKeyTTL).Msg("listening")
+		Str("idempotency_store", cfg.IdempotencyStore).Dur("idempotency_key_ttl", cfg.IdempotencyKeyTTL).
+		Bool("publish_coalesce", cfg.PublishCoalesce).Int("publish_batch_max", cfg.PublishBatchMax).
+		Int("publish_max_in_flight", cfg.PublishMaxInFlight).Msg("listening")
 
 	select {
 	case err := <-serveErr:

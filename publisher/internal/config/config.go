@@ -4,6 +4,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"reflect"
 	"strings"
 	"time"
@@ -36,6 +37,19 @@ type Config struct {
 	DrainDelay          time.Duration `env:"DRAIN_DELAY" envDefault:"5s"`
 	ShutdownTimeout     time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
 	LogLevel            string        `env:"LOG_LEVEL" envDefault:"info"`
+
+	// PublishCoalesce sends publishes that arrive while another is in flight
+	// together through daprd's bulk publish API; false publishes each alone.
+	PublishCoalesce bool `env:"PUBLISH_COALESCE" envDefault:"true"`
+	// PublishBatchMax caps the events of one bulk publish.
+	PublishBatchMax int `env:"PUBLISH_BATCH_MAX" envDefault:"100"`
+	// PublishMaxInFlight is how many publishes (single or bulk) coalescing
+	// keeps in flight at once; more wait and go together in the next.
+	PublishMaxInFlight int `env:"PUBLISH_MAX_IN_FLIGHT" envDefault:"4"`
+
+	// PprofAddr, when set (e.g. 127.0.0.1:6060), serves net/http/pprof on
+	// its own listener. Off by default: profiles reveal internals.
+	PprofAddr string `env:"PPROF_ADDR"`
 
 	// IdempotencyStore names the Dapr state store component that remembers
 	// Idempotency-Keys, or is "memory" for an in-process store.
@@ -75,6 +89,10 @@ func Load(environ []string) (Config, error) {
 	return cfg, nil
 }
 
+// maxBatch bounds PUBLISH_BATCH_MAX: a bulk request of 1,000 task events is
+// some 300 KB, well inside daprd's default 4 MB body limit.
+const maxBatch = 1000
+
 var logLevels = []string{"debug", "info", "warn", "error"}
 
 func (c Config) validate() error {
@@ -104,6 +122,18 @@ func (c Config) validate() error {
 	}
 	if c.PublishTimeout <= 0 {
 		bad("PUBLISH_TIMEOUT must be positive, got %s", c.PublishTimeout)
+	}
+	if c.PublishBatchMax < 1 || c.PublishBatchMax > maxBatch {
+		bad("PUBLISH_BATCH_MAX must be between 1 and %d, got %d", maxBatch, c.PublishBatchMax)
+	}
+	if c.PublishMaxInFlight < 1 || c.PublishMaxInFlight > c.SidecarMaxIdleConns {
+		bad("PUBLISH_MAX_IN_FLIGHT must be between 1 and SIDECAR_MAX_IDLE_CONNS (%d), got %d",
+			c.SidecarMaxIdleConns, c.PublishMaxInFlight)
+	}
+	if c.PprofAddr != "" {
+		if _, port, err := net.SplitHostPort(c.PprofAddr); err != nil || port == "" {
+			bad("PPROF_ADDR must be host:port (e.g. 127.0.0.1:6060) or empty, got %q", c.PprofAddr)
+		}
 	}
 	if c.MaxTitleLength < 1 {
 		bad("MAX_TITLE_LENGTH must be at least 1, got %d", c.MaxTitleLength)

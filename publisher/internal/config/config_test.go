@@ -21,6 +21,7 @@ func TestLoadDefaults(t *testing.T) {
 		SidecarMaxIdleConns: 256, ReadinessInterval: 2 * time.Second, DrainDelay: 5 * time.Second,
 		ShutdownTimeout: 10 * time.Second, LogLevel: "info",
 		IdempotencyStore: "statestore", IdempotencyKeyTTL: 24 * time.Hour,
+		PublishCoalesce: true, PublishBatchMax: 100, PublishMaxInFlight: 4,
 	}
 	if cfg != want {
 		t.Errorf("defaults = %+v\nwant       %+v", cfg, want)
@@ -36,6 +37,7 @@ func TestLoadOverrides(t *testing.T) {
 		"PUBSUB_NAME=kafka-pubsub", "TOPIC_NAME=tasks", "PUBLISH_TIMEOUT=2s", "MAX_TITLE_LENGTH=10",
 		"SIDECAR_MAX_IDLE_CONNS=8", "READINESS_INTERVAL=100ms", "DRAIN_DELAY=0s", "SHUTDOWN_TIMEOUT=1s", "LOG_LEVEL=debug",
 		"IDEMPOTENCY_STORE=memory", "IDEMPOTENCY_KEY_TTL=90m",
+		"PUBLISH_COALESCE=false", "PUBLISH_BATCH_MAX=7", "PUBLISH_MAX_IN_FLIGHT=2", "PPROF_ADDR=127.0.0.1:6060",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +46,8 @@ func TestLoadOverrides(t *testing.T) {
 		cfg.PubSubName != "kafka-pubsub" || cfg.Topic != "tasks" || cfg.PublishTimeout != 2*time.Second ||
 		cfg.MaxTitleLength != 10 || cfg.SidecarMaxIdleConns != 8 || cfg.ReadinessInterval != 100*time.Millisecond ||
 		cfg.DrainDelay != 0 || cfg.ShutdownTimeout != time.Second || cfg.Level() != zerolog.DebugLevel ||
-		cfg.IdempotencyStore != config.IdempotencyInMemory || cfg.IdempotencyKeyTTL != 90*time.Minute {
+		cfg.IdempotencyStore != config.IdempotencyInMemory || cfg.IdempotencyKeyTTL != 90*time.Minute ||
+		cfg.PublishCoalesce || cfg.PublishBatchMax != 7 || cfg.PublishMaxInFlight != 2 || cfg.PprofAddr != "127.0.0.1:6060" {
 		t.Errorf("overrides not applied: %+v", cfg)
 	}
 }
@@ -73,6 +76,14 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"IDEMPOTENCY_KEY_TTL=0s", "IDEMPOTENCY_KEY_TTL"},
 		{"IDEMPOTENCY_KEY_TTL=-1h", "IDEMPOTENCY_KEY_TTL"},
 		{"IDEMPOTENCY_KEY_TTL=1day", "IDEMPOTENCY_KEY_TTL"},
+		{"PUBLISH_COALESCE=maybe", "PUBLISH_COALESCE"},
+		{"PUBLISH_BATCH_MAX=0", "PUBLISH_BATCH_MAX"},
+		{"PUBLISH_BATCH_MAX=1001", "PUBLISH_BATCH_MAX"},
+		{"PUBLISH_BATCH_MAX=lots", "PUBLISH_BATCH_MAX"},
+		{"PUBLISH_MAX_IN_FLIGHT=0", "PUBLISH_MAX_IN_FLIGHT"},
+		{"PUBLISH_MAX_IN_FLIGHT=257", "PUBLISH_MAX_IN_FLIGHT"},
+		{"PPROF_ADDR=6060", "PPROF_ADDR"},
+		{"PPROF_ADDR=localhost:", "PPROF_ADDR"},
 	} {
 		t.Run(tt.env, func(t *testing.T) {
 			_, err := config.Load([]string{tt.env})

@@ -33,35 +33,54 @@ type retryable struct {
 
 func (r *retryable) Error() string { return r.err.Error() }
 
+// Entry is one event on its way to the sidecar: the event, the trace context
+// of the request that made it, and when that request asked, so that its log
+// line times the whole publish, queueing included.
+type Entry struct {
+	Event TaskCreated
+	Trace TraceContext
+	Start time.Time
+}
+
+// Outcome is how an entry's first attempt went: in a request of BatchSize
+// entries, after Attempts attempts (0 when it was never sent), with Err nil
+// (accepted), a *ConfigError, or an error worth retrying.
+type Outcome struct {
+	Attempts  int
+	BatchSize int
+	Err       error
+}
+
 // Publish sends ev to the configured topic. Every attempt carries the same
 // cloudevent.id (the task id), so a retry after an ambiguous failure is a
 // duplicate that subscribers can recognise, not a new event.
 func (c *Client) Publish(ctx context.Context, ev TaskCreated, trace TraceContext) error {
-	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, c.publishTimeout)
 	defer cancel()
+	e := Entry{Event: ev, Trace: trace, Start: time.Now()}
+	return c.Finish(ctx, e, Outcome{Attempts: 1, BatchSize: 1, Err: c.PublishOne(ctx, e)})
+}
 
-	var body bytes.Buffer
-	enc := json.NewEncoder(&body)
-	enc.SetEscapeHTML(false) // keep "<" and "&" in titles readable in the broker
-	if err := enc.Encode(ev); err != nil {
-		return fmt.Errorf("encode event: %w", err)
-	}
-	payload := bytes.TrimSuffix(body.Bytes(), []byte("\n"))
-	target := c.publishURL(ev.TaskID)
+// PublishOne makes one attempt to publish e alone: nil on 204, a
+// *ConfigError, or an error worth retrying. It logs nothing; Finish does.
+func (c *Client) PublishOne(ctx context.Context, e Entry) error {
+	return c.publishOnce(ctx, c.publishURL(e.Event.TaskID), encodeEvent(e.Event), e.Trace)
+}
 
-	attempts := 0
+// Finish completes a publish whose first attempt went as o says: it logs
+// the outcome, or retries e alone with backoff until ctx's deadline, and
+// returns nil, a *ConfigError or an *UnavailableError.
+func (c *Client) Finish(ctx context.Context, e Entry, o Outcome) error {
+	attempts, err := o.Attempts, o.Err
 	var last *retryable
 	for {
-		attempts++
-		err := c.publishOnce(ctx, target, payload, trace)
 		if err == nil {
-			c.logPublish(zerolog.InfoLevel, ev, trace, "published", attempts, start).Msg("task event published")
+			c.logPublish(zerolog.InfoLevel, e, "published", attempts, o.BatchSize).Msg("task event published")
 			return nil
 		}
 		var ce *ConfigError
 		if errors.As(err, &ce) {
-			l := c.logPublish(zerolog.ErrorLevel, ev, trace, "rejected", attempts, start).
+			l := c.logPublish(zerolog.ErrorLevel, e, "rejected", attempts, o.BatchSize).
 				Int("status", ce.Status).Str("error", ce.Message)
 			if ce.Code != "" {
 				l = l.Str("sidecar_error_code", ce.Code)
@@ -75,24 +94,26 @@ func (c *Client) Publish(ctx context.Context, ev TaskCreated, trace TraceContext
 		if ctx.Err() != nil {
 			break
 		}
-		wait := c.backoff(attempts)
+		wait := c.backoff(max(attempts, 1))
 		// Stop when the wait alone would cross the deadline: an attempt that
 		// cannot start in time only delays the 503.
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= wait {
 			break
 		}
-		c.log.Debug().Str("task_id", ev.TaskID).Int("attempt", attempts).Err(err).
+		c.log.Debug().Str("task_id", e.Event.TaskID).Int("attempt", attempts).Err(err).
 			Dur("backoff", wait).Msg("publish attempt failed; retrying")
 		if !sleep(ctx, wait) {
 			break
 		}
+		attempts++
+		err = c.PublishOne(ctx, e)
 	}
 
 	ue := &UnavailableError{Attempts: attempts, Err: last.err, Status: last.status, Code: last.code}
 	if ctx.Err() != nil && errors.Is(last.err, context.DeadlineExceeded) {
 		ue.Err = fmt.Errorf("no answer within the publish timeout of %s: %w", c.publishTimeout, last.err)
 	}
-	l := c.logPublish(zerolog.WarnLevel, ev, trace, "unavailable", attempts, start).Err(ue.Err)
+	l := c.logPublish(zerolog.WarnLevel, e, "unavailable", attempts, o.BatchSize).Err(ue.Err)
 	if ue.Status != 0 {
 		l = l.Int("status", ue.Status).Str("sidecar_error_code", ue.Code)
 	}
@@ -100,15 +121,22 @@ func (c *Client) Publish(ctx context.Context, ev TaskCreated, trace TraceContext
 	return ue
 }
 
+// encodeEvent is the event as JSON, with "<" and "&" kept as they are so
+// that titles stay readable in the broker.
+func encodeEvent(ev TaskCreated) []byte {
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(ev) // three strings: cannot fail
+	return bytes.TrimSuffix(body.Bytes(), []byte("\n"))
+}
+
 func (c *Client) publishURL(taskID string) string {
-	q := url.Values{
-		"metadata.cloudevent.id":   {taskID},
-		"metadata.cloudevent.type": {EventTypeTaskCreated},
-		// Kafka keys by it (per-task ordering); other brokers ignore it or,
-		// like Redis, pass it on to the subscriber as a header.
-		"metadata.partitionKey": {taskID},
-	}
-	return c.publishPath + "?" + q.Encode()
+	// The query is built by hand, not with url.Values: a task id is a UUID
+	// (nothing to escape but, defensively, it is escaped anyway), and the
+	// fixed part is computed once in New.
+	id := url.QueryEscape(taskID)
+	return c.publishPath + "?metadata.cloudevent.id=" + id + c.publishQueryMid + id
 }
 
 // publishOnce makes one attempt: nil on 204, *ConfigError, or *retryable.
@@ -157,18 +185,19 @@ func (c *Client) setToken(req *http.Request) {
 	}
 }
 
-func (c *Client) logPublish(lvl zerolog.Level, ev TaskCreated, trace TraceContext, outcome string, attempts int, start time.Time) *zerolog.Event {
-	e := c.log.WithLevel(lvl).
-		Str("task_id", ev.TaskID).
+func (c *Client) logPublish(lvl zerolog.Level, e Entry, outcome string, attempts, batchSize int) *zerolog.Event {
+	l := c.log.WithLevel(lvl).
+		Str("task_id", e.Event.TaskID).
 		Str("topic", c.topic).
 		Str("pubsubname", c.pubsub).
 		Str("outcome", outcome).
 		Int("attempts", attempts).
-		Float64("duration_ms", float64(time.Since(start).Microseconds())/1000)
-	if trace.TraceParent != "" {
-		e = e.Str("traceparent", trace.TraceParent)
+		Int("batch_size", batchSize).
+		Float64("duration_ms", float64(time.Since(e.Start).Microseconds())/1000)
+	if e.Trace.TraceParent != "" {
+		l = l.Str("traceparent", e.Trace.TraceParent)
 	}
-	return e
+	return l
 }
 
 // readError reads a daprd error body: {"errorCode":"ERR_…","message":"…"}, or

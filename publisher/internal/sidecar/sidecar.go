@@ -119,15 +119,19 @@ type Options struct {
 
 // Client is the real Publisher. It is safe for concurrent use.
 type Client struct {
-	base           string
-	publishPath    string
-	token          string
-	pubsub, topic  string
-	publishTimeout time.Duration
-	attemptTimeout time.Duration
-	backoff        func(int) time.Duration
-	http           *http.Client
-	log            zerolog.Logger
+	base        string
+	publishPath string
+	// publishQueryMid is the constant middle of a single publish's query,
+	// between the cloudevent.id and the partitionKey values.
+	publishQueryMid string
+	bulkPath        string
+	token           string
+	pubsub, topic   string
+	publishTimeout  time.Duration
+	attemptTimeout  time.Duration
+	backoff         func(int) time.Duration
+	http            *http.Client
+	log             zerolog.Logger
 }
 
 var _ Publisher = (*Client)(nil)
@@ -150,17 +154,22 @@ func New(o Options) *Client {
 		o.HTTPClient = NewHTTPClient(o.MaxIdleConns)
 	}
 	base := strings.TrimRight(o.BaseURL, "/")
+	target := url.PathEscape(o.PubSubName) + "/" + escapeTopic(o.Topic)
 	return &Client{
-		base:           base,
-		publishPath:    base + "/v1.0/publish/" + url.PathEscape(o.PubSubName) + "/" + escapeTopic(o.Topic),
-		token:          o.APIToken,
-		pubsub:         o.PubSubName,
-		topic:          o.Topic,
-		publishTimeout: o.PublishTimeout,
-		attemptTimeout: o.AttemptTimeout,
-		backoff:        o.Backoff,
-		http:           o.HTTPClient,
-		log:            o.Logger,
+		base:        base,
+		publishPath: base + "/v1.0/publish/" + target,
+		// Kafka keys by partitionKey (per-task ordering); other brokers
+		// ignore it or, like Redis, pass it on to the subscriber.
+		publishQueryMid: "&metadata.cloudevent.type=" + EventTypeTaskCreated + "&metadata.partitionKey=",
+		bulkPath:        base + "/v1.0-alpha1/publish/bulk/" + target,
+		token:           o.APIToken,
+		pubsub:          o.PubSubName,
+		topic:           o.Topic,
+		publishTimeout:  o.PublishTimeout,
+		attemptTimeout:  o.AttemptTimeout,
+		backoff:         o.Backoff,
+		http:            o.HTTPClient,
+		log:             o.Logger,
 	}
 }
 

@@ -68,6 +68,10 @@ type Fake struct {
 	outbound   int // status of GET /v1.0/healthz/outbound
 	// Hang, when set, makes publish calls block until the client gives up.
 	hang atomic.Bool
+	// gate, when not nil, holds publish calls (single and bulk) until closed.
+	gate     chan struct{}
+	bulk     []BulkRequest
+	bulkFunc func([]BulkEntry) Response
 
 	outboundChecks atomic.Int32
 	metadataCalls  atomic.Int32
@@ -222,9 +226,12 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		f.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(md)
+	case (r.Method == http.MethodPost || r.Method == http.MethodPut) && strings.HasPrefix(r.URL.Path, "/v1.0-alpha1/publish/bulk/"):
+		f.bulkPublish(w, r)
 	case (r.Method == http.MethodPost || r.Method == http.MethodPut) && strings.HasPrefix(r.URL.Path, "/v1.0/publish/"):
 		body, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
+		gate := f.gate
 		f.publishes = append(f.publishes, Request{
 			Method: r.Method, RequestURI: r.RequestURI, Path: r.URL.EscapedPath(),
 			Query: r.URL.Query(), Header: r.Header.Clone(), Body: body,
@@ -241,6 +248,7 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 			<-r.Context().Done()
 			return
 		}
+		wait(r, gate)
 		if !f.authorized(w, r) {
 			return
 		}
@@ -381,4 +389,121 @@ func write(w http.ResponseWriter, resp Response) {
 	}
 	w.WriteHeader(resp.Status)
 	_, _ = io.WriteString(w, resp.Body)
+}
+
+// BulkEntry is one entry of a recorded bulk publish, as daprd decodes it.
+type BulkEntry struct {
+	EntryID     string            `json:"entryId"`
+	Event       json.RawMessage   `json:"event"`
+	ContentType string            `json:"contentType"`
+	Metadata    map[string]string `json:"metadata"`
+}
+
+// BulkRequest is a recorded POST /v1.0-alpha1/publish/bulk/... call.
+type BulkRequest struct {
+	Request
+	Entries []BulkEntry
+}
+
+// ScriptBulk sets how bulk publishes are answered: fn sees the entries of
+// each call. Without it every bulk publish is answered 204.
+func (f *Fake) ScriptBulk(fn func([]BulkEntry) Response) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.bulkFunc = fn
+}
+
+// BulkPublishes returns the bulk publish calls received so far.
+func (f *Fake) BulkPublishes() []BulkRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]BulkRequest(nil), f.bulk...)
+}
+
+// Hold makes publish calls (single and bulk) wait until the returned
+// release is called, so a test can let requests queue up behind them.
+func (f *Fake) Hold() (release func()) {
+	gate := make(chan struct{})
+	f.mu.Lock()
+	f.gate = gate
+	f.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			if f.gate == gate {
+				f.gate = nil
+			}
+			f.mu.Unlock()
+			close(gate)
+		})
+	}
+}
+
+// FailEntries is daprd's answer to a bulk publish whose broker writes failed
+// for the entries with these ids (the others were published).
+func FailEntries(ids ...string) Response {
+	type failed struct {
+		EntryID string `json:"entryId"`
+		Error   string `json:"error"`
+	}
+	body := struct {
+		FailedEntries []failed `json:"failedEntries"`
+		ErrorCode     string   `json:"errorCode"`
+	}{FailedEntries: []failed{}, ErrorCode: "ERR_PUBSUB_PUBLISH_MESSAGE"}
+	for _, id := range ids {
+		body.FailedEntries = append(body.FailedEntries, failed{EntryID: id, Error: "redis streams: error from publish: connection refused"})
+	}
+	b, _ := json.Marshal(body)
+	return Response{Status: http.StatusInternalServerError, Body: string(b)}
+}
+
+// bulkPublish follows daprd's onBulkPublish: the body is a JSON array of
+// entries, each with a unique, non-empty entryId.
+func (f *Fake) bulkPublish(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	var entries []BulkEntry
+	if err := json.Unmarshal(body, &entries); err != nil {
+		write(w, Response{Status: 400, Body: `{"errorCode":"ERR_PUBSUB_EVENTS_SER","message":` + quote(err.Error()) + `}`})
+		return
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		if e.EntryID == "" || seen[e.EntryID] {
+			write(w, Response{Status: 400, Body: `{"errorCode":"ERR_PUBSUB_EVENTS_SER","message":"entryId is duplicated or not present for entry"}`})
+			return
+		}
+		seen[e.EntryID] = true
+	}
+	f.mu.Lock()
+	f.bulk = append(f.bulk, BulkRequest{Request: Request{
+		Method: r.Method, RequestURI: r.RequestURI, Path: r.URL.EscapedPath(),
+		Query: r.URL.Query(), Header: r.Header.Clone(), Body: body,
+	}, Entries: entries})
+	gate, fn := f.gate, f.bulkFunc
+	f.mu.Unlock()
+	if f.hang.Load() {
+		<-r.Context().Done()
+		return
+	}
+	wait(r, gate)
+	if !f.authorized(w, r) {
+		return
+	}
+	resp := Published
+	if fn != nil {
+		resp = fn(entries)
+	}
+	write(w, resp)
+}
+
+// wait blocks until gate is closed (nil: not at all) or the caller gives up.
+func wait(r *http.Request, gate chan struct{}) {
+	if gate == nil {
+		return
+	}
+	select {
+	case <-gate:
+	case <-r.Context().Done():
+	}
 }
