@@ -21,6 +21,7 @@ import (
 	"github.com/taskevents/taskevents/worker/internal/fault"
 	"github.com/taskevents/taskevents/worker/internal/handler"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
+	"github.com/taskevents/taskevents/worker/internal/pprofserver"
 	"github.com/taskevents/taskevents/worker/internal/server"
 	"github.com/taskevents/taskevents/worker/internal/sidecar"
 )
@@ -42,6 +43,9 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		Bool("api_token_set", cfg.APIToken != "").
 		Bool("dapr_api_token_set", cfg.DaprAPIToken != "").
 		Int64("max_event_bytes", cfg.MaxEventBytes).
+		Int64("max_batch_bytes", cfg.MaxBatchBytes).
+		Int("bulk_concurrency", cfg.BulkConcurrency).
+		Str("pprof_addr", cfg.PprofAddr).
 		Str("dedupe_store", cfg.DedupeStore).
 		Str("dedupe_lease", cfg.DedupeLease.String()).
 		Str("dedupe_ttl", cfg.DedupeTTL.String()).
@@ -67,12 +71,14 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 
 	m := metrics.New()
 	opts := server.Options{
-		Logger:         logger,
-		Handler:        h,
-		Metrics:        m,
-		APIToken:       cfg.APIToken,
-		MaxEventBytes:  cfg.MaxEventBytes,
-		HandlerTimeout: cfg.HandlerTimeout,
+		Logger:          logger,
+		Handler:         h,
+		Metrics:         m,
+		APIToken:        cfg.APIToken,
+		MaxEventBytes:   cfg.MaxEventBytes,
+		MaxBatchBytes:   cfg.MaxBatchBytes,
+		BulkConcurrency: cfg.BulkConcurrency,
+		HandlerTimeout:  cfg.HandlerTimeout,
 	}
 	if cfg.UsesStateStore() {
 		state := sidecar.New(sidecar.Options{BaseURL: cfg.SidecarBaseURL(), Store: cfg.DedupeStore,
@@ -126,15 +132,39 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		ErrorLog:          errLog,
 	}
 
-	serveErr := make(chan error, 2)
-	go func() { serveErr <- srv.Serve(ln) }()
-	go func() { serveErr <- ops.Serve(opsLn) }()
+	servers := []*http.Server{srv, ops}
+	listeners := []net.Listener{ln, opsLn}
+	if cfg.PprofAddr != "" {
+		pprofLn, err := lc.Listen(ctx, "tcp", cfg.PprofAddr)
+		if err != nil {
+			_ = ln.Close()
+			_ = opsLn.Close()
+			return fmt.Errorf("listen on PPROF_ADDR %s: %w", cfg.PprofAddr, err)
+		}
+		if !pprofserver.IsLoopback(cfg.PprofAddr) {
+			logger.Warn().Str("pprof_addr", cfg.PprofAddr).
+				Msg("PPROF_ADDR is not a loopback address: anyone who can reach it can read profiles of this process")
+		}
+		debug := pprofserver.New()
+		debug.ErrorLog = errLog
+		servers, listeners = append(servers, debug), append(listeners, pprofLn)
+		logger.Info().Str("pprof_addr", pprofLn.Addr().String()).Msg("serving pprof")
+	}
+	closeAll := func() {
+		for _, s := range servers {
+			_ = s.Close()
+		}
+	}
+
+	serveErr := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() { serveErr <- s.Serve(listeners[i]) }()
+	}
 	logger.Info().Str("addr", ln.Addr().String()).Str("ops_addr", opsLn.Addr().String()).Msg("listening")
 
 	select {
 	case err := <-serveErr:
-		_ = srv.Close()
-		_ = ops.Close()
+		closeAll()
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -148,8 +178,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	case <-drain.C:
 	case err := <-serveErr:
 		drain.Stop()
-		_ = srv.Close()
-		_ = ops.Close()
+		closeAll()
 		return fmt.Errorf("serve: %w", err)
 	}
 
@@ -157,15 +186,17 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	defer cancel()
 	// Probes keep answering (503) until the event server has drained.
 	err = srv.Shutdown(shutdownCtx)
-	_ = ops.Shutdown(shutdownCtx)
+	for _, s := range servers[1:] {
+		// A profile still being taken is cut off at the deadline.
+		_ = s.Shutdown(shutdownCtx)
+	}
 	if err != nil {
 		// Handlers still running see their context end and answer RETRY.
 		stopRequests()
-		_ = srv.Close()
-		_ = ops.Close()
+		closeAll()
 		return fmt.Errorf("shutdown: in-flight requests did not finish within SHUTDOWN_TIMEOUT (%s): %w", cfg.ShutdownTimeout, err)
 	}
-	for range 2 {
+	for range servers {
 		if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -196,5 +197,53 @@ func TestRunPortInUse(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("run: %v", err)
+	}
+}
+
+// PPROF_ADDR serves profiles on a listener of its own, warns off loopback, and stops
+// with the rest; unset, nothing listens.
+func TestRunPprof(t *testing.T) {
+	tests := []struct {
+		addr     string
+		wantWarn bool
+	}{
+		{"", false},
+		{"127.0.0.1:0", false},
+		{"0.0.0.0:0", true},
+	}
+	for _, tt := range tests {
+		t.Run("PPROF_ADDR="+tt.addr, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			out := &logbuf.Buffer{}
+			done := make(chan error, 1)
+			go func() {
+				done <- run(ctx, []string{"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "OPS_PORT=0", "OPS_LISTEN_HOST=127.0.0.1",
+					"DRAIN_DELAY=0s", "DEDUPE_STORE=memory", "PPROF_ADDR=" + tt.addr}, out)
+			}()
+			waitFor(t, `the "listening" line`, func() bool { return len(logLines(t, out, "listening")) == 1 })
+			serving := logLines(t, out, "serving pprof")
+			if tt.addr == "" {
+				if len(serving) != 0 {
+					t.Fatalf("pprof served with PPROF_ADDR unset: %v", serving)
+				}
+			} else {
+				if len(serving) != 1 {
+					t.Fatalf(`"serving pprof" lines = %v`, serving)
+				}
+				_, port, _ := net.SplitHostPort(serving[0]["pprof_addr"].(string))
+				if code, body := get("http://127.0.0.1:" + port + "/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
+					t.Errorf("GET /debug/pprof/ = %d", code)
+				}
+			}
+			warned := len(logLines(t, out, "PPROF_ADDR is not a loopback address: anyone who can reach it can read profiles of this process")) == 1
+			if warned != tt.wantWarn {
+				t.Errorf("non-loopback warning logged = %v, want %v", warned, tt.wantWarn)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("run: %v", err)
+			}
+		})
 	}
 }

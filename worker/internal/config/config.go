@@ -35,6 +35,16 @@ type Config struct {
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 
 	MaxEventBytes int64 `env:"MAX_EVENT_BYTES" envDefault:"1048576"`
+	// MaxBatchBytes caps a bulk delivery's body (subscriptions/bulk): a
+	// batch of 100 task events is about 100 KB; each event in it is still
+	// held to MAX_EVENT_BYTES.
+	MaxBatchBytes int64 `env:"MAX_BATCH_BYTES" envDefault:"4194304"`
+	// BulkConcurrency is how many entries of one bulk delivery are handled
+	// at once.
+	BulkConcurrency int `env:"BULK_CONCURRENCY" envDefault:"16"`
+	// PprofAddr, when set (host:port), serves net/http/pprof there on a
+	// listener of its own. Off by default: profiles expose internals.
+	PprofAddr string `env:"PPROF_ADDR"`
 	// DedupeStore is the Dapr state store component that keeps dedupe
 	// records, handled tasks and dead letters, or "memory" to keep dedupe
 	// records in this process (lost on restart) and only log dead letters.
@@ -117,6 +127,17 @@ func (c Config) validate() error {
 	}
 	if c.MaxEventBytes <= 0 {
 		bad("MAX_EVENT_BYTES must be positive, got %d", c.MaxEventBytes)
+	}
+	if c.MaxBatchBytes <= 0 {
+		bad("MAX_BATCH_BYTES must be positive, got %d", c.MaxBatchBytes)
+	}
+	if c.BulkConcurrency < 1 {
+		bad("BULK_CONCURRENCY must be at least 1, got %d", c.BulkConcurrency)
+	}
+	if c.PprofAddr != "" {
+		if _, port, err := net.SplitHostPort(c.PprofAddr); err != nil || port == "" {
+			bad("PPROF_ADDR must be host:port (for example 127.0.0.1:6060), got %q", c.PprofAddr)
+		}
 	}
 	if c.DedupeMaxEntries <= 0 {
 		bad("DEDUPE_MAX_ENTRIES must be positive, got %d", c.DedupeMaxEntries)

@@ -19,6 +19,7 @@ func TestDefaults(t *testing.T) {
 	}
 	want := Config{
 		Port: 8001, OpsPort: 8002, DaprHost: "127.0.0.1", DaprHTTPPort: 3500, LogLevel: "info", MaxEventBytes: 1 << 20,
+		MaxBatchBytes: 4 << 20, BulkConcurrency: 16,
 		DedupeStore: "statestore", DedupeLease: 15 * time.Second,
 		DedupeMaxEntries: 100000, DedupeTTL: 24 * time.Hour, HandlerTimeout: 4 * time.Second,
 		DrainDelay: 5 * time.Second, ShutdownTimeout: 15 * time.Second,
@@ -38,6 +39,7 @@ func TestValues(t *testing.T) {
 		"FAULT_RETRY_RATE=0.25", "FAULT_RETRY_FIRST=2", "FAULT_DELAY=10ms", "DRAIN_DELAY=0s", "SHUTDOWN_TIMEOUT=3s",
 		"OPS_PORT=9000", "OPS_LISTEN_HOST=0.0.0.0", "DAPR_HOST=::1", "DAPR_HTTP_PORT=3600", "DAPR_API_TOKEN=d4pr",
 		"DEDUPE_STORE=memory", "DEDUPE_LEASE=1m", "FAULT_DROP_TITLE=poison",
+		"MAX_BATCH_BYTES=65536", "BULK_CONCURRENCY=4", "PPROF_ADDR=127.0.0.1:6060",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +51,7 @@ func TestValues(t *testing.T) {
 		DedupeMaxEntries: 5, DedupeTTL: time.Minute, HandlerTimeout: 2 * time.Second,
 		FaultRetryRate: 0.25, FaultRetryFirst: 2, FaultDelay: 10 * time.Millisecond,
 		DrainDelay: 0, ShutdownTimeout: 3 * time.Second,
+		MaxBatchBytes: 65536, BulkConcurrency: 4, PprofAddr: "127.0.0.1:6060",
 	}
 	if cfg != want {
 		t.Errorf("got %+v\nwant %+v", cfg, want)
@@ -90,6 +93,11 @@ func TestInvalid(t *testing.T) {
 		{"DAPR_HTTP_PORT=0", "DAPR_HTTP_PORT must be between 1 and 65535"},
 		{"DEDUPE_LEASE=5s", "DEDUPE_LEASE (5s) must be at least twice HANDLER_TIMEOUT (4s)"},
 		{"DEDUPE_LEASE=soon", "DEDUPE_LEASE"},
+		{"MAX_BATCH_BYTES=0", "MAX_BATCH_BYTES must be positive"},
+		{"BULK_CONCURRENCY=0", "BULK_CONCURRENCY must be at least 1"},
+		{"BULK_CONCURRENCY=many", "BULK_CONCURRENCY"},
+		{"PPROF_ADDR=6060", "PPROF_ADDR must be host:port"},
+		{"PPROF_ADDR=localhost:", "PPROF_ADDR must be host:port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {

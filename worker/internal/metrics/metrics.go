@@ -24,6 +24,7 @@ type Metrics struct {
 
 	events       *prometheus.CounterVec
 	handling     *prometheus.HistogramVec
+	batches      prometheus.Histogram
 	duplicates   prometheus.Counter
 	deadLetters  prometheus.Counter
 	unauthorized prometheus.Counter
@@ -48,6 +49,11 @@ func New() *Metrics {
 			Help:    "Time from receiving a delivery to answering it, by the status answered.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"outcome"}),
+		batches: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "taskevents_worker_bulk_batch_entries",
+			Help:    "Entries per bulk delivery (subscriptions with bulkSubscribe).",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
+		}),
 		duplicates: f.NewCounter(prometheus.CounterOpts{
 			Name: "taskevents_worker_duplicates_total",
 			Help: "Deliveries of an event that was already handled or is being handled; the handler was not called.",
@@ -75,6 +81,10 @@ func (m *Metrics) Delivery(outcome string, took time.Duration) {
 	m.events.WithLabelValues(outcome).Inc()
 	m.handling.WithLabelValues(outcome).Observe(took.Seconds())
 }
+
+// Batch records one bulk delivery of n entries; each entry is also
+// recorded by Delivery.
+func (m *Metrics) Batch(n int) { m.batches.Observe(float64(n)) }
 
 // Duplicate records a delivery answered from the dedupe store.
 func (m *Metrics) Duplicate() { m.duplicates.Inc() }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/worker/internal/bulk"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
@@ -34,7 +35,8 @@ var statusBodies = map[string][]byte{
 	metrics.OutcomeDrop:    []byte(`{"status":"DROP"}` + "\n"),
 }
 
-// delivery is what happened to one request on the event route.
+// delivery is what happened to one event on the event route: a request of
+// its own, or one entry of a bulk delivery.
 type delivery struct {
 	// rejected: the envelope could not be parsed, so most fields are unknown.
 	rejected  bool
@@ -43,34 +45,64 @@ type delivery struct {
 	outcome   string
 	duplicate bool
 	reason    string
+	// entry is set for an entry of a bulk delivery.
+	entry *batchEntry
 }
 
 // handleEvent always answers 200 with a status: daprd retries any other
 // code except 404, which it drops without dead-lettering before 1.18.
+// A bulk delivery on the same route gets one status per entry (bulk.go).
 func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	d := s.deliver(w, r)
+	body, d, ok := s.readBody(w, r)
+	if ok && mayBeBatch(r.Header, body) {
+		if b, err := bulk.Parse(body); !errors.Is(err, bulk.ErrNotBatch) {
+			s.handleBatch(r.Context(), w, b, err)
+			return
+		}
+	}
+	if ok {
+		d = s.deliverOne(r.Context(), r.Header, body)
+	}
 	took := time.Since(start)
 	s.metrics.Delivery(d.outcome, took)
 	s.logDelivery(d, took)
 	writeStatus(w, d.outcome)
 }
 
-func (s *Server) deliver(w http.ResponseWriter, r *http.Request) delivery {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxEventBytes))
-	if err != nil {
+// readBody reads the whole body, up to the larger of the single-event and
+// the batch limit (deliverOne holds each event to MAX_EVENT_BYTES). When ok
+// is false, d is the answer.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, d delivery, ok bool) {
+	limit := max(s.maxEventBytes, s.maxBatchBytes)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
 		meta, task := taskevent.Peek(r.Header, nil)
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return delivery{rejected: true, meta: meta, task: task, outcome: metrics.OutcomeDrop,
-				reason: fmt.Sprintf("body exceeds MAX_EVENT_BYTES (%d bytes)", s.maxEventBytes)}
+		reason := fmt.Sprintf("body exceeds MAX_EVENT_BYTES (%d bytes)", s.maxEventBytes)
+		if limit > s.maxEventBytes {
+			reason = fmt.Sprintf("body exceeds MAX_BATCH_BYTES (%d bytes), the limit of a bulk delivery; a single event is limited to MAX_EVENT_BYTES (%d bytes)", limit, s.maxEventBytes)
 		}
+		return nil, delivery{rejected: true, meta: meta, task: task, outcome: metrics.OutcomeDrop, reason: reason}, false
+	case err != nil:
 		// The connection broke mid-body; the message itself may be fine.
-		return delivery{rejected: true, meta: meta, task: task, outcome: metrics.OutcomeRetry,
-			reason: "reading body: " + err.Error()}
+		meta, task := taskevent.Peek(r.Header, nil)
+		return nil, delivery{rejected: true, meta: meta, task: task, outcome: metrics.OutcomeRetry,
+			reason: "reading body: " + err.Error()}, false
 	}
+	return body, delivery{}, true
+}
 
-	ev, err := taskevent.Parse(r.Header, body)
+// deliverOne parses, claims, handles and records one event. ctx is the
+// delivery's request context.
+func (s *Server) deliverOne(ctx context.Context, header http.Header, body []byte) delivery {
+	if int64(len(body)) > s.maxEventBytes {
+		meta, task := taskevent.Peek(header, nil)
+		return delivery{rejected: true, meta: meta, task: task, outcome: metrics.OutcomeDrop,
+			reason: fmt.Sprintf("body exceeds MAX_EVENT_BYTES (%d bytes)", s.maxEventBytes)}
+	}
+	ev, err := taskevent.Parse(header, body)
 	if err != nil {
 		d := delivery{outcome: metrics.OutcomeDrop, reason: err.Error()}
 		var perr *taskevent.Error
@@ -82,7 +114,6 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request) delivery {
 	}
 
 	d := delivery{meta: ev.Meta, task: ev.Task}
-	ctx := r.Context()
 	key := ev.Key()
 	claim, err := s.claim(ctx, key)
 	if err != nil {
@@ -209,6 +240,7 @@ func (s *Server) logDelivery(d delivery, took time.Duration) {
 		strIf(e, "pubsubname", d.meta.PubsubName)
 		strIf(e, "traceparent", d.meta.Traceparent)
 		strIf(e, "task_id", d.task.TaskID)
+		d.entry.log(e)
 		e.Str("outcome", d.outcome).
 			Str("reason", d.reason).
 			Float64("duration_ms", durationMS).
@@ -231,6 +263,7 @@ func (s *Server) logDelivery(d delivery, took time.Duration) {
 		Str("outcome", d.outcome).
 		Bool("duplicate", d.duplicate).
 		Float64("duration_ms", durationMS)
+	d.entry.log(e)
 	if d.reason != "" {
 		e.Str("reason", d.reason)
 	}

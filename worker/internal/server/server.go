@@ -40,23 +40,31 @@ type Options struct {
 	DeadLetters *deadletter.Store
 	Metrics     *metrics.Metrics
 	// APIToken, when not empty, is required on /events/*.
-	APIToken       string
-	MaxEventBytes  int64
-	HandlerTimeout time.Duration
+	APIToken      string
+	MaxEventBytes int64
+	// MaxBatchBytes caps the body of a bulk delivery; each of its events
+	// is still held to MaxEventBytes. Zero: MaxEventBytes.
+	MaxBatchBytes int64
+	// BulkConcurrency is how many entries of one bulk delivery are handled
+	// at once. Zero: one at a time.
+	BulkConcurrency int
+	HandlerTimeout  time.Duration
 	// Ready reports whether to answer /readyz with 200.
 	Ready func() bool
 }
 
 // Server is an http.Handler.
 type Server struct {
-	log            zerolog.Logger
-	handler        handler.Handler
-	ledger         dedupe.Ledger
-	deadLetters    *deadletter.Store
-	metrics        *metrics.Metrics
-	maxEventBytes  int64
-	handlerTimeout time.Duration
-	ready          func() bool
+	log             zerolog.Logger
+	handler         handler.Handler
+	ledger          dedupe.Ledger
+	deadLetters     *deadletter.Store
+	metrics         *metrics.Metrics
+	maxEventBytes   int64
+	maxBatchBytes   int64
+	bulkConcurrency int
+	handlerTimeout  time.Duration
+	ready           func() bool
 
 	checkToken bool
 	tokenHash  [sha256.Size]byte
@@ -68,18 +76,20 @@ type Server struct {
 // New wires the routes.
 func New(o Options) *Server {
 	s := &Server{
-		log:            o.Logger,
-		handler:        o.Handler,
-		ledger:         o.Ledger,
-		deadLetters:    o.DeadLetters,
-		metrics:        o.Metrics,
-		maxEventBytes:  o.MaxEventBytes,
-		handlerTimeout: o.HandlerTimeout,
-		ready:          o.Ready,
-		checkToken:     o.APIToken != "",
-		tokenHash:      sha256.Sum256([]byte(o.APIToken)),
-		mux:            http.NewServeMux(),
-		ops:            http.NewServeMux(),
+		log:             o.Logger,
+		handler:         o.Handler,
+		ledger:          o.Ledger,
+		deadLetters:     o.DeadLetters,
+		metrics:         o.Metrics,
+		maxEventBytes:   o.MaxEventBytes,
+		maxBatchBytes:   o.MaxBatchBytes,
+		bulkConcurrency: max(o.BulkConcurrency, 1),
+		handlerTimeout:  o.HandlerTimeout,
+		ready:           o.Ready,
+		checkToken:      o.APIToken != "",
+		tokenHash:       sha256.Sum256([]byte(o.APIToken)),
+		mux:             http.NewServeMux(),
+		ops:             http.NewServeMux(),
 	}
 	if s.ready == nil {
 		s.ready = func() bool { return true }
