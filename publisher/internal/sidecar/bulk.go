@@ -14,14 +14,6 @@ import (
 // every failed entry with its error message, a few hundred bytes each.
 const bulkErrorLimit = 1 << 20
 
-// bulkEntry is one element of daprd's bulk publish request body.
-type bulkEntry struct {
-	EntryID     string            `json:"entryId"`
-	Event       json.RawMessage   `json:"event"`
-	ContentType string            `json:"contentType"`
-	Metadata    map[string]string `json:"metadata"`
-}
-
 // PublishBulk makes one attempt to publish entries in a single request to
 // daprd's bulk publish API. It returns one error per entry, in order: nil
 // (accepted), a *ConfigError (the whole request was refused), or an error
@@ -39,10 +31,7 @@ func (c *Client) PublishBulk(ctx context.Context, entries []Entry) []error {
 		}
 		return errs
 	}
-	body, err := encodeBulk(entries)
-	if err != nil {
-		return setAll(fmt.Errorf("encode bulk request: %w", err))
-	}
+	body := encodeBulk(entries)
 	ctx, cancel := context.WithTimeout(ctx, c.attemptTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.bulkPath, bytes.NewReader(body))
@@ -81,28 +70,6 @@ func (c *Client) PublishBulk(ctx context.Context, entries []Entry) []error {
 			err: fmt.Errorf("sidecar answered %d %s for the entry: %s", resp.StatusCode, code, reason)}
 	}
 	return errs
-}
-
-// encodeBulk builds the request body; entry ids are the indexes, unique
-// within a request even when two entries carry the same task id (an
-// idempotent retry racing its original).
-func encodeBulk(entries []Entry) ([]byte, error) {
-	out := make([]bulkEntry, len(entries))
-	for i, e := range entries {
-		md := map[string]string{
-			"cloudevent.id":   e.Event.TaskID,
-			"cloudevent.type": EventTypeTaskCreated,
-			"partitionKey":    e.Event.TaskID,
-		}
-		if e.Trace.TraceParent != "" {
-			md["cloudevent.traceparent"] = e.Trace.TraceParent
-			if e.Trace.TraceState != "" {
-				md["cloudevent.tracestate"] = e.Trace.TraceState
-			}
-		}
-		out[i] = bulkEntry{EntryID: strconv.Itoa(i), Event: encodeEvent(e.Event), ContentType: "application/json", Metadata: md}
-	}
-	return json.Marshal(out)
 }
 
 // parseBulkError reads daprd's answer to a failed bulk publish:

@@ -121,16 +121,6 @@ func (c *Client) Finish(ctx context.Context, e Entry, o Outcome) error {
 	return ue
 }
 
-// encodeEvent is the event as JSON, with "<" and "&" kept as they are so
-// that titles stay readable in the broker.
-func encodeEvent(ev TaskCreated) []byte {
-	var body bytes.Buffer
-	enc := json.NewEncoder(&body)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(ev) // three strings: cannot fail
-	return bytes.TrimSuffix(body.Bytes(), []byte("\n"))
-}
-
 func (c *Client) publishURL(taskID string) string {
 	// The query is built by hand, not with url.Values: a task id is a UUID
 	// (nothing to escape but, defensively, it is escaped anyway), and the
