@@ -1,0 +1,111 @@
+package bench
+
+// series returns one figure of the publisher runs of variant at conns, round by round.
+func (b *bench) series(variant string, conns int, figure func(pubRun) float64) []float64 {
+	var out []float64
+	for _, r := range b.pubRuns {
+		if r.Variant == variant && r.Connections == conns {
+			out = append(out, figure(r))
+		}
+	}
+	return out
+}
+
+func (b *bench) drainSeries(handler, mode string) []float64 {
+	var out []float64
+	for _, d := range b.drains {
+		if d.Handler == handler && d.Mode == mode {
+			out = append(out, d.Rate)
+		}
+	}
+	return out
+}
+
+func rps(r pubRun) float64 { return r.RPS }
+
+// atLeast and atMost build a Met for a goal on the median.
+func atLeast(v, goal float64) *bool { ok := v >= goal; return &ok }
+func atMost(v, goal float64) *bool  { ok := v <= goal; return &ok }
+
+// compare is a ratio measure: ours and anchor round by round.
+func compare(name, unit, goal string, ours, anchor []float64) Result {
+	r := Result{Name: name, Unit: unit, Goal: goal, Ours: Summarize(ours), Anchor: Summarize(anchor), Ratio: Summarize(ratios(ours, anchor))}
+	if len(ours) == 0 || len(anchor) == 0 {
+		r.Skipped = "no runs"
+	}
+	return r
+}
+
+// bound is a measure against a fixed goal (a latency or a memory bound): the anchor is
+// the goal itself.
+func bound(name, unit, goal string, limit float64, ours []float64) Result {
+	r := Result{Name: name, Unit: unit, Goal: goal, Ours: Summarize(ours), Anchor: Summarize([]float64{limit})}
+	var rs []float64
+	for _, v := range ours {
+		rs = append(rs, v/limit)
+	}
+	r.Ratio = Summarize(rs)
+	r.Met = atMost(r.Ours.Median, limit)
+	return r
+}
+
+// results turns the runs into the measures of issue 10's goals table, in its order.
+func (b *bench) results(rss map[string]float64) []Result {
+	c := b.cfg.Connections
+	var out []Result
+	add := func(r Result, met func(float64) *bool, missing string) {
+		if missing != "" && r.Skipped != "" {
+			r.Skipped = missing
+		}
+		if r.Skipped == "" && met != nil {
+			r.Met = met(r.Ratio.Median)
+		}
+		out = append(out, r)
+	}
+	ours := b.series("ours", c, rps)
+	add(compare("publisher-vs-direct", "req/s", "≥ 1.3", ours, b.series("direct", c, rps)),
+		func(v float64) *bool { return atLeast(v, 1.3) }, "")
+	add(compare("publisher-vs-gosdk", "req/s", "≥ 1.5", ours, b.series("gosdk", c, rps)),
+		func(v float64) *bool { return atLeast(v, 1.5) }, "GOSDK_PUBLISHER_BIN not set")
+	add(compare("publisher-vs-seed", "req/s", "≥ 50", ours, b.series("python", c, rps)),
+		func(v float64) *bool { return atLeast(v, 50) }, "SEED_UVICORN not set")
+
+	p50 := func(r pubRun) float64 { return r.P50ms }
+	lat := compare("publisher-p50-minus-direct", "ms", "≤ 0.3 ms", b.series("ours", 1, p50), b.series("direct", 1, p50))
+	lat.Diff, lat.Ratio = true, Summarize(diffs(lat.Ours.Values, lat.Anchor.Values))
+	add(lat, func(v float64) *bool { return atMost(v, 0.3) }, "")
+
+	app := func(r pubRun) float64 { return r.AppCPUus }
+	daprd := func(r pubRun) float64 { return r.DaprdCPUus }
+	cpu := compare("publisher-cpu-vs-daprd-single", "µs/event", "≤ 0.35", b.series("ours-single", c, app), b.series("ours-single", c, daprd))
+	add(cpu, func(v float64) *bool { return atMost(v, 0.35) }, "")
+	add(compare("publisher-cpu-vs-daprd-coalesced", "µs/event", "reported", b.series("ours", c, app), b.series("ours", c, daprd)), nil, "")
+
+	noop := "NOOP_WORKER_BIN not set"
+	add(compare("worker-vs-noop-single", "events/s", "≥ 0.95", b.drainSeries("worker", modeSingle), b.drainSeries("noop", modeSingle)),
+		func(v float64) *bool { return atLeast(v, 0.95) }, noop)
+	add(compare("worker-vs-noop-bulk", "events/s", "≥ 0.95", b.drainSeries("worker", modeBulk), b.drainSeries("noop", modeBulk)),
+		func(v float64) *bool { return atLeast(v, 0.95) }, noop)
+	add(compare("worker-ledger-vs-noop-single", "events/s", "reported", b.drainSeries("worker-ledger", modeSingle), b.drainSeries("noop", modeSingle)),
+		nil, noop)
+	add(compare("worker-bulk-vs-single", "events/s", "≥ 2", b.drainSeries("worker", modeBulk), b.drainSeries("worker", modeSingle)),
+		func(v float64) *bool { return atLeast(v, 2) }, "")
+
+	e := bound("e2e-p99", "ms", "≤ 20 ms", 20, []float64{b.e2e.P99})
+	e.Note = "p50 " + num(b.e2e.P50) + " ms, max " + num(b.e2e.Max) + " ms; " + itoa(b.e2e.Handled) + " of " + itoa(b.e2e.Sent) + " handled"
+	if b.e2e.Handled < b.e2e.Sent {
+		f := false
+		e.Met = &f
+	}
+	out = append(out, e)
+	out = append(out, bound("rss-publisher", "MB", "≤ 25 MB", 25, []float64{rss["publisher"]}))
+	out = append(out, bound("rss-worker", "MB", "≤ 25 MB", 25, []float64{rss["worker-ledger"]}))
+	full := bound("rss-worker-dedupe-full", "MB", "≤ 40 MB", 40, []float64{b.dedupeRSS})
+	full.Note = "VmRSS with " + itoa(b.logs["worker"].handled()) + " ids handled (DEDUPE_STORE=memory); peak " + num(b.dedupeHWM) + " MB"
+	out = append(out, full)
+	add(compare("worker-vs-seed", "events/s", "reported", b.drainSeries("worker", modeSingle), b.drainSeries("python", modeSingle)),
+		nil, "SEED_UVICORN not set")
+	return out
+}
+
+func itoa(n int) string { return num(float64(n)) }
