@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds the bench's go-sdk publisher anchor once per machine into a cache outside the work
 # tree and prints its path. The cache entry is keyed by a hash of go.mod, go.sum and the Go
-# sources, so an edit builds again; a warm call returns at once. GOWORK=off: this module is
+# sources (not the tests), so an edit builds again; a warm call returns at once. GOWORK=off: this module is
 # outside go.work on purpose (the go-sdk pins its own grpc and dapr/dapr).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${TASKEVENTS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/taskevents}
 sdk=$(cd "$here" && GOWORK=off GOFLAGS=-mod=readonly go list -m -f '{{.Version}}' github.com/dapr/go-sdk)
-hash=$(cd "$here" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-12)
+hash=$(cd "$here" && ls ./*.go | grep -v '_test\.go$' | xargs cat go.mod go.sum | sha256sum | cut -c1-12)
 dir=$cache/gosdk-publisher-$sdk-$hash
 out=$dir/gosdk-publisher
 if [ -x "$out" ]; then
