@@ -38,7 +38,7 @@ type bench struct {
 	pubRuns []pubRun
 	sweep   []SweepPoint
 	drains  []DrainRun
-	e2e     e2eResult
+	e2e     map[string]e2eResult // by worker
 	notes   []string
 	// The in-memory worker's resident set once its dedupe window is full, MB.
 	dedupeRSS, dedupeHWM float64
@@ -104,7 +104,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (err error) {
 		return err
 	}
 	b := &bench{cfg: cfg, rig: r, stdout: stdout, dir: dir, publishers: map[string]*app{},
-		workers: map[string]handler{}, logs: map[string]*handledLog{}}
+		workers: map[string]handler{}, logs: map[string]*handledLog{}, e2e: map[string]e2eResult{}}
 	b.rdb = redis.NewClient(&redis.Options{Addr: r.redisAddr})
 	defer func() {
 		err = errors.Join(err, b.rdb.Close(), r.Close())
@@ -417,18 +417,37 @@ func (b *bench) drainPhase(ctx context.Context) error {
 }
 
 // e2ePhase: the open-loop generator, a second process, POSTs tasks to our publisher at a
-// fixed rate while the worker (durable ledger, single delivery: the defaults) handles
-// them; a task's latency runs from when its request was due to when the worker's log
-// line for it arrived.
+// fixed rate while a worker handles them (single delivery); a task's latency runs from
+// when its request was due to when the worker's log line for it arrived. Once with the
+// durable ledger (the default), once with the in-memory dedupe.
 func (b *bench) e2ePhase(ctx context.Context) error {
-	w := b.workers["worker-ledger"]
-	l := b.logs["worker-ledger"]
-	if err := resetStream(ctx, b.rdb); err != nil {
-		return err
+	for _, name := range []string{"worker-ledger", "worker"} {
+		res, err := b.e2eRun(ctx, name)
+		if err != nil {
+			return err
+		}
+		b.e2e[name] = res
+		if res.Handled < res.Sent {
+			b.note("end to end (%s): %d sent, %d accepted, %d handled within 60s", name, res.Sent, res.Accepted, res.Handled)
+		}
+		b.logf("  %-13s %d sent, %d handled: p50 %.2f ms p99 %.2f ms max %.2f ms", name, res.Sent, res.Handled, res.P50, res.P99, res.Max)
 	}
-	sc, err := b.rig.startSidecar(ctx, "daprd-e2e", "task-worker", w.daprHTTPPort, w.app.port, modeSingle)
+	return nil
+}
+
+func (b *bench) e2eRun(ctx context.Context, name string) (e2eResult, error) {
+	var res e2eResult
+	w := b.workers[name]
+	l := b.logs[name]
+	if err := quiesce(ctx, b.rdb); err != nil {
+		return res, err
+	}
+	if err := resetStream(ctx, b.rdb); err != nil {
+		return res, err
+	}
+	sc, err := b.rig.startSidecar(ctx, "daprd-e2e-"+name, "task-worker", w.daprHTTPPort, w.app.port, modeSingle)
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer func() { _ = sc.stop(15 * time.Second) }()
 	// daprd is healthy before its subscription reads: wait for one task to go through.
@@ -436,10 +455,10 @@ func (b *bench) e2ePhase(ctx context.Context) error {
 	probe := time.Now().Add(30 * time.Second)
 	for l.handled() == base {
 		if time.Now().After(probe) {
-			return fmt.Errorf("no task reached the worker within 30s of its sidecar starting\n%s", sc.Tail())
+			return res, fmt.Errorf("no task reached %s within 30s of its sidecar starting\n%s", name, sc.Tail())
 		}
 		if err := postTask(ctx, b.publishers["ours"].url+"/tasks"); err != nil {
-			return err
+			return res, err
 		}
 		for wait := time.Now().Add(2 * time.Second); l.handled() == base && time.Now().Before(wait); {
 			time.Sleep(20 * time.Millisecond)
@@ -455,7 +474,7 @@ func (b *bench) e2ePhase(ctx context.Context) error {
 	}()
 	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return res, err
 	}
 	out := filepath.Join(b.dir, "loadgen.txt")
 	cmd := exec.CommandContext(ctx, exe)
@@ -463,16 +482,16 @@ func (b *bench) e2ePhase(ctx context.Context) error {
 		"LOADGEN_RATE="+strconv.Itoa(b.cfg.E2ERate), "LOADGEN_DURATION="+b.cfg.E2EDuration.String(), "LOADGEN_OUT="+out,
 		fmt.Sprintf("LOADGEN_TAG=%08x", rand.Uint32()))
 	if msg, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("loadgen: %w\n%s", err, msg)
+		return res, fmt.Errorf("loadgen: %w\n%s", err, msg)
 	}
 	f, err := os.Open(out)
 	if err != nil {
-		return err
+		return res, err
 	}
 	recs, err := ParseLoadgen(f)
 	_ = f.Close()
 	if err != nil {
-		return err
+		return res, err
 	}
 	want := map[string]time.Time{}
 	for _, r := range recs {
@@ -497,16 +516,11 @@ func (b *bench) e2ePhase(ctx context.Context) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	slices.Sort(lat)
-	b.e2e = e2eResult{Sent: len(recs), Accepted: len(want), Handled: len(lat),
-		P50: Percentile(lat, 50), P99: Percentile(lat, 99)}
+	res = e2eResult{Sent: len(recs), Accepted: len(want), Handled: len(lat), P50: Percentile(lat, 50), P99: Percentile(lat, 99)}
 	if len(lat) > 0 {
-		b.e2e.Max = lat[len(lat)-1]
+		res.Max = lat[len(lat)-1]
 	}
-	if b.e2e.Handled < b.e2e.Sent {
-		b.note("end to end: %d sent, %d accepted, %d handled within 60s", b.e2e.Sent, b.e2e.Accepted, b.e2e.Handled)
-	}
-	b.logf("  %d sent, %d handled: p50 %.2f ms p99 %.2f ms max %.2f ms", b.e2e.Sent, b.e2e.Handled, b.e2e.P50, b.e2e.P99, b.e2e.Max)
-	return nil
+	return res, nil
 }
 
 // dedupePhase tops the in-memory worker up to BENCH_DEDUPE_IDS distinct ids handled, so

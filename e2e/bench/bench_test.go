@@ -255,3 +255,20 @@ func TestLoadConfig(t *testing.T) {
 		t.Errorf("no binaries: %v", err)
 	}
 }
+
+func TestIDBefore(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"1796179485121-18", "1796179485323-0", true},
+		{"1796179485323-0", "1796179485121-18", false},
+		{"5-2", "5-10", true},
+		{"5-10", "5-10", false},
+		{"999-0", "1000-0", true},
+	} {
+		if got := idBefore(tc.a, tc.b); got != tc.want {
+			t.Errorf("idBefore(%s, %s) = %v", tc.a, tc.b, got)
+		}
+	}
+}

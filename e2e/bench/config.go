@@ -29,10 +29,10 @@ type Config struct {
 
 	Backlog     int `env:"BENCH_BACKLOG" envDefault:"10000"`     // events per drain
 	SeedBacklog int `env:"BENCH_SEED_BACKLOG" envDefault:"1000"` // events per drain of the Python worker
-	// BulkMaxMessages and BulkAwaitMs are the bulk Subscription's maxMessagesCount and
-	// maxAwaitDurationMs.
-	BulkMaxMessages int `env:"BENCH_BULK_MAX_MESSAGES" envDefault:"100"`
-	BulkAwaitMs     int `env:"BENCH_BULK_AWAIT_MS" envDefault:"20"`
+	// BulkMaxMessages and BulkAwaitMs replace the bulk Subscription's maxMessagesCount and
+	// maxAwaitDurationMs; 0 keeps subscriptions/bulk/'s (or 100 and 50 without it).
+	BulkMaxMessages int `env:"BENCH_BULK_MAX_MESSAGES"`
+	BulkAwaitMs     int `env:"BENCH_BULK_AWAIT_MS"`
 
 	E2ERate     int           `env:"BENCH_E2E_RATE" envDefault:"1000"`
 	E2EDuration time.Duration `env:"BENCH_E2E_DURATION" envDefault:"10s"`
@@ -68,8 +68,8 @@ func LoadConfig(environ []string) (Config, error) {
 		return Config{}, fmt.Errorf("config: BENCH_CONNECTIONS must be at least 1, got %d", cfg.Connections)
 	case cfg.Backlog < 100 || cfg.SeedBacklog < 100:
 		return Config{}, fmt.Errorf("config: BENCH_BACKLOG and BENCH_SEED_BACKLOG must be at least 100")
-	case cfg.BulkMaxMessages < 1 || cfg.BulkAwaitMs < 1:
-		return Config{}, fmt.Errorf("config: BENCH_BULK_MAX_MESSAGES and BENCH_BULK_AWAIT_MS must be at least 1")
+	case cfg.BulkMaxMessages < 0 || cfg.BulkAwaitMs < 0:
+		return Config{}, fmt.Errorf("config: BENCH_BULK_MAX_MESSAGES and BENCH_BULK_AWAIT_MS must not be negative")
 	case cfg.E2ERate < 1 || cfg.E2EDuration < time.Second:
 		return Config{}, fmt.Errorf("config: BENCH_E2E_RATE must be at least 1 and BENCH_E2E_DURATION at least 1s")
 	}

@@ -14,7 +14,7 @@ import (
 // tailLines is how many output lines a process keeps for error messages. The harness's
 // Process keeps every line, which a bench cannot afford: the publisher logs one line per
 // event, millions over a run.
-const tailLines = 40
+const tailLines = 12
 
 // proc is one child process whose output lines go to a callback and a short tail.
 type proc struct {
@@ -55,6 +55,9 @@ func startProc(name, dir string, env []string, onLine func(at time.Time, line st
 			p.mu.Lock()
 			if len(p.tail) == tailLines {
 				p.tail = p.tail[1:]
+			}
+			if len(line) > 400 {
+				line = line[:400] + "…"
 			}
 			p.tail = append(p.tail, line)
 			p.mu.Unlock()

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -82,12 +83,11 @@ func (r *rig) start(name, dir string, env []string, onLine func(time.Time, strin
 	return p, nil
 }
 
-// writeResources copies components/ (pub/sub, state store, resiliency) and subscriptions/
-// with redisHost patched. The bulk mode adds spec.bulkSubscribe to the task-events
-// Subscription and raises the Redis component's concurrency to at least
-// maxMessagesCount: below it a batch never fills and every delivery waits out
-// maxAwaitDurationMs. The seed mode has no task-events Subscription: the Python worker
-// subscribes programmatically, and a declarative one would replace its route.
+// writeResources copies components/ (pub/sub, state store, resiliency) with redisHost
+// patched, and the Subscriptions of the mode (subscriptions). The bulk mode raises the
+// Redis component's concurrency to at least the Subscription's maxMessagesCount. The seed
+// mode has no task-events Subscription: the Python worker subscribes programmatically,
+// and a declarative one would replace its route.
 func (r *rig) writeResources(mode string) (string, error) {
 	dir := filepath.Join(r.dir, "resources-"+mode)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -103,12 +103,22 @@ func (r *rig) writeResources(mode string) (string, error) {
 		return "", err
 	}
 	if mode == modeBulk {
+		// Below maxMessagesCount deliveries in flight a batch never fills, and every one
+		// waits out maxAwaitDurationMs.
 		conc, err := componentValue(raw, "concurrency")
 		if err != nil {
 			return "", fmt.Errorf("components/redis.yaml: %w", err)
 		}
-		if n, _ := strconv.Atoi(conc); n < r.cfg.BulkMaxMessages {
-			overrides["concurrency"] = strconv.Itoa(r.cfg.BulkMaxMessages)
+		subs, err := r.subscriptions(modeBulk)
+		if err != nil {
+			return "", err
+		}
+		want, err := bulkMaxMessages(subs["task-events.yaml"])
+		if err != nil {
+			return "", err
+		}
+		if n, _ := strconv.Atoi(conc); n < want {
+			overrides["concurrency"] = strconv.Itoa(want)
 		}
 	}
 	if raw, err = harness.OverrideMetadata(raw, overrides); err != nil {
@@ -126,24 +136,12 @@ func (r *rig) writeResources(mode string) (string, error) {
 		return "", err
 	}
 	if mode != modeSeed {
-		subs, err := filepath.Glob(filepath.Join(r.cfg.Root, "subscriptions", "*.yaml"))
+		subs, err := r.subscriptions(mode)
 		if err != nil {
 			return "", err
 		}
-		for _, s := range subs {
-			if filepath.Base(s) == "kustomization.yaml" {
-				continue
-			}
-			raw, err := os.ReadFile(s)
-			if err != nil {
-				return "", err
-			}
-			if mode == modeBulk && filepath.Base(s) == "task-events.yaml" {
-				if raw, err = enableBulk(raw, r.cfg.BulkMaxMessages, r.cfg.BulkAwaitMs); err != nil {
-					return "", fmt.Errorf("%s: %w", s, err)
-				}
-			}
-			files["sub-"+filepath.Base(s)] = raw
+		for name, raw := range subs {
+			files["sub-"+name] = raw
 		}
 	}
 	for name, content := range files {
@@ -175,7 +173,66 @@ func componentValue(manifest []byte, name string) (string, error) {
 	return "", fmt.Errorf("no metadata entry %q", name)
 }
 
-// enableBulk sets spec.bulkSubscribe on a Subscription manifest.
+// subscriptions returns the Subscription manifests of mode by file name: subscriptions/
+// for single delivery; for bulk, the project's bulk variant (subscriptions/bulk/) when it
+// exists, else subscriptions/ with bulkSubscribe added. BENCH_BULK_MAX_MESSAGES and
+// BENCH_BULK_AWAIT_MS, when set, replace the variant's batch settings.
+func (r *rig) subscriptions(mode string) (map[string][]byte, error) {
+	dir := filepath.Join(r.cfg.Root, "subscriptions")
+	bulkDir := filepath.Join(dir, "bulk")
+	useVariant := false
+	if mode == modeBulk {
+		if _, err := os.Stat(filepath.Join(bulkDir, "task-events.yaml")); err == nil {
+			dir, useVariant = bulkDir, true
+		}
+	}
+	paths, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for _, path := range paths {
+		name := filepath.Base(path)
+		if name == "kustomization.yaml" {
+			continue
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		if mode == modeBulk && name == "task-events.yaml" {
+			maxMessages, awaitMs := r.cfg.BulkMaxMessages, r.cfg.BulkAwaitMs
+			if !useVariant {
+				maxMessages, awaitMs = cmp.Or(maxMessages, 100), cmp.Or(awaitMs, 50)
+			}
+			if maxMessages != 0 || awaitMs != 0 {
+				if raw, err = enableBulk(raw, maxMessages, awaitMs); err != nil {
+					return nil, fmt.Errorf("%s: %w", path, err)
+				}
+			}
+		}
+		out[name] = raw
+	}
+	return out, nil
+}
+
+// bulkMaxMessages reads spec.bulkSubscribe.maxMessagesCount (daprd's default: 100).
+func bulkMaxMessages(manifest []byte) (int, error) {
+	var s struct {
+		Spec struct {
+			BulkSubscribe struct {
+				MaxMessagesCount int `yaml:"maxMessagesCount"`
+			} `yaml:"bulkSubscribe"`
+		} `yaml:"spec"`
+	}
+	if err := yaml.Unmarshal(manifest, &s); err != nil {
+		return 0, fmt.Errorf("bulk Subscription: %w", err)
+	}
+	return cmp.Or(s.Spec.BulkSubscribe.MaxMessagesCount, 100), nil
+}
+
+// enableBulk sets spec.bulkSubscribe (enabled, and each of maxMessages and awaitMs that is
+// not 0), keeping what the manifest already sets otherwise. on a Subscription manifest.
 func enableBulk(manifest []byte, maxMessages, awaitMs int) ([]byte, error) {
 	var doc map[string]any
 	if err := yaml.Unmarshal(manifest, &doc); err != nil {
@@ -185,7 +242,18 @@ func enableBulk(manifest []byte, maxMessages, awaitMs int) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("no spec")
 	}
-	spec["bulkSubscribe"] = map[string]any{"enabled": true, "maxMessagesCount": maxMessages, "maxAwaitDurationMs": awaitMs}
+	bulk, _ := spec["bulkSubscribe"].(map[string]any)
+	if bulk == nil {
+		bulk = map[string]any{}
+	}
+	bulk["enabled"] = true
+	if maxMessages != 0 {
+		bulk["maxMessagesCount"] = maxMessages
+	}
+	if awaitMs != 0 {
+		bulk["maxAwaitDurationMs"] = awaitMs
+	}
+	spec["bulkSubscribe"] = bulk
 	return yaml.Marshal(doc)
 }
 
