@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 
@@ -14,6 +15,12 @@ import (
 // stateRedis) and the shared Resiliency policy into a fresh directory for daprd's
 // --resources-path. Subscriptions are not copied: daprd reads subscriptions/ as it is.
 func (h *Harness) ComponentsDir(b *Broker, stateRedis string) (string, error) {
+	return h.ComponentsDirWith(b, stateRedis, nil)
+}
+
+// ComponentsDirWith is ComponentsDir with extra overrides of the broker component's
+// metadata (for example "concurrency"), applied after the broker's own address overrides.
+func (h *Harness) ComponentsDirWith(b *Broker, stateRedis string, extra map[string]string) (string, error) {
 	dir, err := os.MkdirTemp(h.Dir, "components-"+b.Name+"-")
 	if err != nil {
 		return "", err
@@ -23,7 +30,12 @@ func (h *Harness) ComponentsDir(b *Broker, stateRedis string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	patched, err := OverrideMetadata(raw, b.Overrides)
+	overrides := maps.Clone(b.Overrides)
+	if overrides == nil {
+		overrides = map[string]string{}
+	}
+	maps.Copy(overrides, extra)
+	patched, err := OverrideMetadata(raw, overrides)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", src, err)
 	}

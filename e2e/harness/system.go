@@ -81,6 +81,12 @@ type SystemOptions struct {
 	WorkerEnv    []string // extra environment for every worker (e.g. fault injection)
 	DaprAPIToken string   // app → sidecar token, set on both sides when not empty
 	AppAPIToken  string   // sidecar → app token, set on both sides when not empty
+	// Subscriptions is the directory of Subscription files daprd loads, relative to the
+	// repository root: "subscriptions" when empty, "subscriptions/bulk" for bulk subscribe.
+	Subscriptions string
+	// ComponentMetadata overrides entries of the broker component's metadata (for example
+	// {"concurrency": "10"}); every name must exist in the component file.
+	ComponentMetadata map[string]string
 	// Fixed ports for `make run`; zero values pick free ports.
 	PublisherPort, WorkerPort, WorkerOpsPort, PublisherDaprPort, WorkerDaprPort int
 }
@@ -113,11 +119,14 @@ func (h *Harness) StartSystem(ctx context.Context, b *Broker, o SystemOptions) (
 		sys.StateRedis = r
 	}
 	sys.StateRedisAddr = sys.StateRedis.Overrides["redisHost"]
-	components, err := h.ComponentsDir(b, sys.StateRedisAddr)
+	components, err := h.ComponentsDirWith(b, sys.StateRedisAddr, o.ComponentMetadata)
 	if err != nil {
 		return nil, err
 	}
-	resources := []string{components, filepath.Join(h.Root, "subscriptions")}
+	if o.Subscriptions == "" {
+		o.Subscriptions = "subscriptions"
+	}
+	resources := []string{components, filepath.Join(h.Root, o.Subscriptions)}
 	var sidecarEnv, appEnv []string
 	if o.DaprAPIToken != "" {
 		sidecarEnv = append(sidecarEnv, "DAPR_API_TOKEN="+o.DaprAPIToken)
