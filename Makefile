@@ -147,10 +147,10 @@ chaos: prereqs ## Chaos at full size (SIGKILLed worker, sidecar and replica, Red
 
 .PHONY: bench
 bench: prereqs build ## Both apps against their anchors (direct daprd, go-sdk, seed Python, no-op handler) on Redis, ~8 min: a line per measure, bin/bench/results.*, docs/benchmarks/*.png.
-	@go build -o $(BIN)/bench ./e2e/cmd/bench && go build -o $(BIN)/noop-worker ./e2e/cmd/noop-worker
+	@go build -o $(BIN)/taskevents-bench ./e2e/cmd/bench && go build -o $(BIN)/noop-worker ./e2e/cmd/noop-worker
 	@daprd=$$(tools/daprd/build.sh) && gosdk=$$(tools/bench/gosdk-publisher/build.sh) && uvicorn=$$(tools/bench/seed/install.sh) \
 		&& DAPRD=$$daprd GOSDK_PUBLISHER_BIN=$$gosdk SEED_UVICORN=$$uvicorn PUBLISHER_BIN=$(BIN)/publisher \
-		WORKER_BIN=$(BIN)/worker NOOP_WORKER_BIN=$(BIN)/noop-worker $(BIN)/bench
+		WORKER_BIN=$(BIN)/worker NOOP_WORKER_BIN=$(BIN)/noop-worker $(BIN)/taskevents-bench
 
 .PHONY: bench-micro
 bench-micro: ## Go microbenchmarks (-benchmem) of both apps.

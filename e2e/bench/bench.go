@@ -91,6 +91,12 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (err error) {
 	if cfg.SeedDir == "" {
 		cfg.SeedDir = filepath.Join(cfg.Root, "tools", "bench", "seed")
 	}
+	// Both output directories must be writable before minutes of measuring, not after.
+	for _, d := range []string{cfg.Out, cfg.Plots} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return fmt.Errorf("BENCH_OUT / BENCH_PLOTS: %w", err)
+		}
+	}
 	if _, err := exec.LookPath(cfg.Wrk); err != nil {
 		return fmt.Errorf("wrk is not installed (WRK=%s): run `make prereqs`", cfg.Wrk)
 	}

@@ -28,7 +28,7 @@ type Config struct {
 	SweepDuration time.Duration `env:"BENCH_SWEEP_DURATION" envDefault:"2s"`
 
 	Backlog     int `env:"BENCH_BACKLOG" envDefault:"10000"`     // events per drain
-	SeedBacklog int `env:"BENCH_SEED_BACKLOG" envDefault:"1000"` // events per drain of the Python worker
+	SeedBacklog int `env:"BENCH_SEED_BACKLOG" envDefault:"5000"` // events per drain of the Python worker
 	// BulkMaxMessages and BulkAwaitMs replace the bulk Subscription's maxMessagesCount and
 	// maxAwaitDurationMs; 0 keeps subscriptions/bulk/'s (or 100 and 50 without it).
 	BulkMaxMessages int `env:"BENCH_BULK_MAX_MESSAGES"`
