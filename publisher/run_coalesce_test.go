@@ -31,7 +31,7 @@ func burst(t *testing.T, a *app, fake *sidecartest.Fake, n int) []int {
 			statuses[i] = resp.StatusCode
 		})
 	}
-	// With coalescing on, 4 publishes are in flight and the rest queue; with
+	// With coalescing on, PUBLISH_MAX_IN_FLIGHT publishes are in flight and the rest queue; with
 	// it off, all n reach the sidecar. Either way, wait for the first.
 	eventually(t, "the first publish to reach the sidecar", func() bool {
 		return len(fake.Publishes())+len(fake.BulkPublishes()) > 0

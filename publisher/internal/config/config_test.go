@@ -21,7 +21,7 @@ func TestLoadDefaults(t *testing.T) {
 		SidecarMaxIdleConns: 256, ReadinessInterval: 2 * time.Second, DrainDelay: 5 * time.Second,
 		ShutdownTimeout: 10 * time.Second, LogLevel: "info",
 		IdempotencyStore: "statestore", IdempotencyKeyTTL: 24 * time.Hour,
-		PublishCoalesce: true, PublishBatchMax: 100, PublishMaxInFlight: 4,
+		PublishCoalesce: true, PublishBatchMax: 100, PublishMaxInFlight: 2,
 	}
 	if cfg != want {
 		t.Errorf("defaults = %+v\nwant       %+v", cfg, want)
