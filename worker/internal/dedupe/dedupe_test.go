@@ -2,6 +2,7 @@ package dedupe
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -217,5 +218,37 @@ func BenchmarkClaimComplete(b *testing.B) {
 		i++
 		s.TryClaim(k)
 		s.Complete(k)
+	}
+}
+
+// The in-memory window full (DEDUPE_MAX_ENTRIES, 100,000 by default) must fit the worker's
+// memory goal: RSS at most 40 MB, the Go runtime and everything else included. The store's
+// share is measured as live heap, after GC, with keys as the worker builds them.
+func TestMemoryOfFullWindow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates 100,000 entries")
+	}
+	const n = 100_000
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	s := New(n, time.Hour, time.Now)
+	for i := range n {
+		k := fmt.Sprintf("pubsub/task-events/%08x-6b7e-4d2a-9c1e-2b5d7f9a0c11", i)
+		s.TryClaim(k)
+		s.Complete(k)
+	}
+	used := heap() - before
+	runtime.KeepAlive(s)
+	t.Logf("dedupe store with %d entries: %.1f MB live heap (%d bytes per entry)", s.Len(), float64(used)/(1<<20), used/n)
+	if s.Len() != n {
+		t.Fatalf("Len() = %d", s.Len())
+	}
+	if used > 16<<20 {
+		t.Errorf("a full window holds %.1f MB of heap: with the runtime's own and GC headroom that is past a 40 MB RSS", float64(used)/(1<<20))
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/taskevents/taskevents/worker/internal/bulk"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
+	"github.com/taskevents/taskevents/worker/internal/logbuf"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/server"
 	"github.com/taskevents/taskevents/worker/internal/taskevent"
@@ -25,7 +26,8 @@ import (
 // event parses and DROP when it does not (the handler never fails, so RETRY would
 // redeliver a malformed entry forever); every log line is JSON.
 func FuzzDeliverBatch(f *testing.F) {
-	var logs bytes.Buffer
+	// Entries of a batch log from several goroutines.
+	var logs logbuf.Buffer
 	srv := server.New(server.Options{
 		Logger:          zerolog.New(&logs),
 		Handler:         handler.Accept{},

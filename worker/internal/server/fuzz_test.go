@@ -18,6 +18,7 @@ import (
 	"github.com/taskevents/taskevents/worker/internal/bulk"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
+	"github.com/taskevents/taskevents/worker/internal/logbuf"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/server"
 	"github.com/taskevents/taskevents/worker/internal/taskevent"
@@ -36,7 +37,8 @@ func FuzzDeliverEvent(f *testing.F) {
 		token    = "fuzz-app-token-5f2c9e"
 		maxBytes = 4 << 10 // small, so the fuzzer reaches the limit too
 	)
-	var logs bytes.Buffer
+	// Entries of a batch log from several goroutines.
+	var logs logbuf.Buffer
 	calls := 0
 	srv := server.New(server.Options{
 		Logger: zerolog.New(&logs),
