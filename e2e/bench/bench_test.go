@@ -272,3 +272,28 @@ func TestIDBefore(t *testing.T) {
 		}
 	}
 }
+
+func TestMarkdownNotes(t *testing.T) {
+	md := Markdown([]Result{{Name: "e2e-p99", Goal: "≤ 20 ms", Ours: Summarize([]float64{12}), Note: "p50 3 ms"},
+		{Name: "x", Skipped: "no runs", Note: "hidden"}})
+	if !strings.Contains(md, "\n- `e2e-p99`: p50 3 ms\n") || strings.Contains(md, "hidden") {
+		t.Fatalf("notes:\n%s", md)
+	}
+}
+
+func TestEnableBulkKeepsTheVariant(t *testing.T) {
+	variant := "kind: Subscription\nspec:\n  topic: t\n  bulkSubscribe:\n    enabled: true\n    maxMessagesCount: 100\n    maxAwaitDurationMs: 50\n"
+	out, err := enableBulk([]byte(variant), 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "maxMessagesCount: 100") || !strings.Contains(string(out), "maxAwaitDurationMs: 10") {
+		t.Fatalf("got:\n%s", out)
+	}
+	if n, err := bulkMaxMessages(out); err != nil || n != 100 {
+		t.Fatalf("bulkMaxMessages = %d, %v", n, err)
+	}
+	if n, _ := bulkMaxMessages([]byte("spec: {}\n")); n != 100 {
+		t.Fatalf("daprd's default: got %d", n)
+	}
+}

@@ -1,6 +1,9 @@
 package bench
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // series returns one figure of the publisher runs of variant at conns, round by round.
 func (b *bench) series(variant string, conns int, figure func(pubRun) float64) []float64 {
@@ -52,7 +55,7 @@ func bound(name, unit, goal string, limit float64, ours []float64) Result {
 }
 
 // results turns the runs into the measures of issue 10's goals table, in its order.
-func (b *bench) results(rss map[string]float64) []Result {
+func (b *bench) results(rss map[string]map[string]float64) []Result {
 	c := b.cfg.Connections
 	var out []Result
 	add := func(r Result, met func(float64) *bool, missing string) {
@@ -104,8 +107,13 @@ func (b *bench) results(rss map[string]float64) []Result {
 		}
 		out = append(out, e)
 	}
-	out = append(out, bound("rss-publisher", "MB", "≤ 25 MB", 25, []float64{rss["publisher"]}))
-	out = append(out, bound("rss-worker", "MB", "≤ 25 MB", 25, []float64{rss["worker-ledger"]}))
+	for _, a := range []struct{ name, app, what string }{
+		{"rss-publisher", "publisher", "the publisher (coalescing)"}, {"rss-worker", "worker-ledger", "the worker (durable ledger)"}} {
+		r := bound(a.name, "MB", "≤ 25 MB", 25, []float64{rss["load"][a.app]})
+		r.Note = fmt.Sprintf("VmHWM of %s after wrk at 1 to %d connections and the drains; %s MB after the open-loop run",
+			a.what, slices.Max(append([]int{b.cfg.Connections}, b.cfg.Sweep...)), num(rss["open-loop"][a.app]))
+		out = append(out, r)
+	}
 	full := bound("rss-worker-dedupe-full", "MB", "≤ 40 MB", 40, []float64{b.dedupeRSS})
 	full.Note = "VmRSS with " + itoa(b.logs["worker"].handled()) + " ids handled (DEDUPE_STORE=memory); peak " + num(b.dedupeHWM) + " MB"
 	out = append(out, full)

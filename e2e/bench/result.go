@@ -104,6 +104,16 @@ func Markdown(results []Result) string {
 		fmt.Fprintf(&b, "| %s | %s | %s%s | %s%s | %s | %s |\n", r.Name, r.Goal,
 			spread(r.Ours), unit, spread(r.Anchor), unit, spread(r.Ratio), met)
 	}
+	first := true
+	for _, r := range results {
+		if r.Note != "" && r.Skipped == "" {
+			if first {
+				b.WriteString("\n")
+				first = false
+			}
+			fmt.Fprintf(&b, "- `%s`: %s\n", r.Name, r.Note)
+		}
+	}
 	return b.String()
 }
 
@@ -121,7 +131,10 @@ type Report struct {
 	Results  []Result       `json:"results"`
 	Sweep    []SweepPoint   `json:"sweep,omitempty"`
 	Drains   []DrainRun     `json:"drains,omitempty"`
-	Seconds  float64        `json:"seconds"`
+	// PeakRSS is VmHWM in MB by phase ("load": after the fixed-concurrency phases and the
+	// drains; "open-loop": after the end-to-end run) and app.
+	PeakRSS map[string]map[string]float64 `json:"peak_rss_mb,omitempty"`
+	Seconds float64                       `json:"seconds"`
 }
 
 // write saves results.txt (the bench lines), results.json (everything) and results.md
