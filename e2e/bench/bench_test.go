@@ -1,6 +1,9 @@
 package bench
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -295,5 +298,25 @@ func TestEnableBulkKeepsTheVariant(t *testing.T) {
 	}
 	if n, _ := bulkMaxMessages([]byte("spec: {}\n")); n != 100 {
 		t.Fatalf("daprd's default: got %d", n)
+	}
+}
+
+func TestPlots(t *testing.T) {
+	dir := t.TempDir()
+	b := &bench{cfg: Config{Plots: dir},
+		sweep: []SweepPoint{{"ours", 1, 900}, {"ours", 2, 1700}, {"direct", 1, 1000}, {"direct", 2, 1500}},
+		drains: []DrainRun{{Handler: "worker", Mode: modeSingle, Rate: 3000}, {Handler: "worker", Mode: modeSingle, Rate: 3300},
+			{Handler: "worker", Mode: modeBulk, Rate: 7000}, {Handler: "noop", Mode: modeSingle, Rate: 3400}}}
+	if err := b.plots(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"throughput-vs-concurrency.png", "drain-single-vs-bulk.png"} {
+		raw, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(raw, []byte("\x89PNG")) {
+			t.Errorf("%s is not a PNG", name)
+		}
 	}
 }

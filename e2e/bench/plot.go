@@ -69,7 +69,13 @@ func sweepPlot(points []SweepPoint, path string) error {
 		i++
 	}
 	p.Add(plotter.NewGrid())
+	headroom(p)
 	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+}
+
+// headroom raises the y axis by a third so the legend, top left, covers no data.
+func headroom(p *plot.Plot) {
+	p.Y.Max *= 4.0 / 3
 }
 
 // drainPlot draws each handler's median drain rate, single beside bulk delivery, with the
@@ -126,6 +132,7 @@ func drainPlot(runs []DrainRun, path string) error {
 	p.Legend.Top = true
 	p.Legend.Left = true
 	p.Add(plotter.NewGrid())
+	headroom(p)
 	return p.Save(8*vg.Inch, 5*vg.Inch, path)
 }
 
