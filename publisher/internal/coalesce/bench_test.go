@@ -22,7 +22,9 @@ func (s instantSender) PublishBulk(_ context.Context, es []sidecar.Entry) []erro
 	return make([]error, len(es))
 }
 
-func (instantSender) Finish(_ context.Context, _ sidecar.Entry, o sidecar.Outcome) error { return o.Err }
+func (instantSender) Finish(_ context.Context, _ sidecar.Entry, o sidecar.Outcome) error {
+	return o.Err
+}
 
 func BenchmarkCoalescer(b *testing.B) {
 	for _, bc := range []struct {
