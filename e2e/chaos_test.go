@@ -428,11 +428,11 @@ func (r *rig) backlog(ctx context.Context) (string, error) {
 		return "stream task-events has no group task-worker", nil
 	case "kafka":
 		addr := r.sys.Broker.Overrides["brokers"]
-		end, err := harness.KafkaEndOffsets(ctx, addr, "task-events", harness.KafkaPartitions)
+		end, err := harness.KafkaEndOffsets(ctx, addr, "task-events")
 		if err != nil {
 			return "", err
 		}
-		committed, err := harness.KafkaCommitted(ctx, addr, "task-worker", "task-events", harness.KafkaPartitions)
+		committed, err := harness.KafkaCommitted(ctx, addr, "task-worker", "task-events")
 		if err != nil {
 			return "", err
 		}

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -42,31 +43,28 @@ func WaitHTTP(ctx context.Context, url string, want int) error {
 	return pollHTTP(ctx, &http.Client{Timeout: 2 * time.Second}, url, nil, want, 50*time.Millisecond)
 }
 
-// pollHTTP GETs url with header every interval until it answers want or ctx ends; the
-// error names the last answer, which is what a person debugging a slow start needs.
+// pollHTTP GETs url with header every interval until it answers want or ctx ends.
 func pollHTTP(ctx context.Context, client *http.Client, url string, header http.Header, want int, interval time.Duration) error {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	var last string
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	err := Poll(ctx, 0, interval, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return Stop(err)
+		}
 		for k, v := range header {
 			req.Header[k] = v
 		}
 		resp, err := client.Do(req)
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == want {
-				return nil
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
+		if err != nil {
+			return err
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("GET %s never answered %d (last: %s): %w", url, want, last, ctx.Err())
-		case <-tick.C:
+		_ = resp.Body.Close()
+		if resp.StatusCode != want {
+			return errors.New(resp.Status)
 		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("GET %s never answered %d: %w", url, want, err)
 	}
+	return nil
 }

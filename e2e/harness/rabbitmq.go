@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // rabbitmqScripts is where Debian's rabbitmq-server package keeps the real start script;
@@ -24,8 +26,8 @@ const rabbitmqScripts = "/usr/lib/rabbitmq/bin"
 // StartRabbitMQ runs a RabbitMQ node from Debian's rabbitmq-server package on loopback: its
 // own node name, AMQP and distribution ports, its own epmd on a free port (so no epmd
 // daemon outlives the harness), data and logs in a scratch directory, no plugins. It waits
-// until the AMQP port answers the protocol header with Connection.Start. port 0 picks a
-// free one.
+// until an AMQP client can open a connection with the broker's credentials. port 0 picks
+// a free one.
 func (h *Harness) StartRabbitMQ(ctx context.Context, port int) (*Broker, error) {
 	return h.startRabbitMQ(ctx, port, "127.0.0.1", "", "")
 }
@@ -167,25 +169,25 @@ func (h *Harness) startRabbitMQ(ctx context.Context, port int, ip, username, pas
 		}
 	}()
 	addr := net.JoinHostPort(ip, strconv.Itoa(port))
-	if err := waitAMQP(ctx, addr, p); err != nil {
+	creds := url.UserPassword("guest", "guest")
+	if username != "" {
+		creds = url.UserPassword(username, password)
+	}
+	conn := (&url.URL{Scheme: "amqp", User: creds, Host: addr}).String()
+	if err := waitAMQP(ctx, conn, addr, p); err != nil {
 		return nil, err
 	}
-	creds := "guest:guest"
-	if username != "" {
-		creds = username + ":" + password
-	}
 	return &Broker{Process: p, Name: "rabbitmq", ComponentFile: "rabbitmq.yaml",
-		Overrides: map[string]string{"connectionString": "amqp://" + creds + "@" + addr}}, nil
+		Overrides: map[string]string{"connectionString": conn}}, nil
 }
 
-// waitEPMD polls epmd on port with a NAMES_REQ until it answers with its own port.
+// waitEPMD polls epmd on port with a NAMES_REQ until it answers with its own port. (No Go
+// library speaks epmd; the request is three bytes.)
 func waitEPMD(ctx context.Context, port int) error {
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	names := func() error {
+	err := Poll(ctx, 10*time.Second, 20*time.Millisecond, func(ctx context.Context) error {
 		d := net.Dialer{Timeout: time.Second}
-		conn, err := d.DialContext(wctx, "tcp", addr)
+		conn, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return err
 		}
@@ -202,63 +204,30 @@ func waitEPMD(ctx context.Context, port int) error {
 			return fmt.Errorf("answers as port %d", got)
 		}
 		return nil
-	}
-	for {
-		err := names()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-wctx.Done():
-			return fmt.Errorf("epmd on %s never answered NAMES_REQ (last: %w): %w", addr, err, wctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// waitAMQP polls addr until it answers the AMQP 0-9-1 protocol header with a
-// Connection.Start method frame; a node still booting refuses or closes the connection.
-func waitAMQP(ctx context.Context, addr string, p *Process) error {
-	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	for {
-		if exited, _ := p.Exited(); exited {
-			return fmt.Errorf("rabbitmq exited before it accepted AMQP:\n%s", p.Tail(30))
-		}
-		last := amqpHandshake(wctx, addr)
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-wctx.Done():
-			return fmt.Errorf("rabbitmq at %s never answered AMQP (last: %w): %w\n%s", addr, last, wctx.Err(), p.Tail(30))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func amqpHandshake(ctx context.Context, addr string) error {
-	d := net.Dialer{Timeout: time.Second}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("epmd on %s never answered NAMES_REQ: %w", addr, err)
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := conn.Write([]byte("AMQP\x00\x00\x09\x01")); err != nil {
-		return err
-	}
-	// Frame: type (1 = method), channel (0), size, then class 10 (connection), method 10 (start).
-	var hdr [11]byte
-	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
-		return fmt.Errorf("read Connection.Start: %w", err)
-	}
-	if bytes.HasPrefix(hdr[:], []byte("AMQP")) {
-		return fmt.Errorf("server refused protocol 0-9-1, offers %x", hdr[4:8])
-	}
-	class, method := binary.BigEndian.Uint16(hdr[7:9]), binary.BigEndian.Uint16(hdr[9:11])
-	if hdr[0] != 1 || binary.BigEndian.Uint16(hdr[1:3]) != 0 || class != 10 || method != 10 {
-		return fmt.Errorf("first frame is type %d class %d method %d, want Connection.Start (1, 10, 10)", hdr[0], class, method)
+	return nil
+}
+
+// waitAMQP waits until the node at addr accepts an AMQP 0-9-1 connection to conn (the
+// connection string daprd gets: its user and vhost); a node still booting refuses or
+// closes the connection.
+func waitAMQP(ctx context.Context, conn, addr string, p *Process) error {
+	err := Poll(ctx, 90*time.Second, 100*time.Millisecond, func(context.Context) error {
+		if err := p.exitedErr("accepted AMQP"); err != nil {
+			return err
+		}
+		c, err := amqp.DialConfig(conn, amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+	if err != nil {
+		// addr, not conn: the error must not carry the password.
+		return fmt.Errorf("rabbitmq at %s never accepted an AMQP connection: %w\n%s", addr, err, p.Tail(30))
 	}
 	return nil
 }

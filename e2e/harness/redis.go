@@ -1,35 +1,16 @@
 package harness
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
-
-// Broker is a running message broker and the component metadata that points Dapr at it.
-type Broker struct {
-	*Process
-	Name string
-	// ComponentFile is the file under components/ describing this broker for the cluster.
-	ComponentFile string
-	// Overrides replace component metadata values for the local run (host names, ports).
-	Overrides map[string]string
-	// WaitSubscribers, when not nil, waits until replicas subscribers of appID share the
-	// topics as the broker will deliver to them (Kafka: the consumer group has rebalanced
-	// and every member holds partitions; SNS: each topic delivers to the app's SQS queue,
-	// without which SNS drops what is published). Brokers that hand each message to
-	// whichever subscriber asks next need no wait.
-	WaitSubscribers func(ctx context.Context, appID string, replicas int) error
-
-	// relaunch starts the broker again on the same port and data directory (Relaunch).
-	relaunch func(ctx context.Context) (*Process, error)
-}
 
 // RedisOptions choose how StartRedisWith runs redis-server.
 type RedisOptions struct {
@@ -79,25 +60,19 @@ func (h *Harness) StartRedisWith(ctx context.Context, port int, o RedisOptions) 
 		Overrides: map[string]string{"redisHost": addr}, relaunch: launch}, nil
 }
 
+// waitRedis waits until redis-server at addr answers PING.
 func waitRedis(ctx context.Context, addr string, p *Process) error {
-	for {
-		if exited, _ := p.Exited(); exited {
-			return fmt.Errorf("redis-server exited:\n%s", p.Tail(20))
+	rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second,
+		ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1})
+	defer rdb.Close()
+	err := Poll(ctx, 0, 50*time.Millisecond, func(ctx context.Context) error {
+		if err := p.exitedErr("answered PING"); err != nil {
+			return err
 		}
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			_ = conn.SetDeadline(time.Now().Add(time.Second))
-			_, _ = conn.Write([]byte("PING\r\n"))
-			line, rerr := bufio.NewReader(conn).ReadString('\n')
-			_ = conn.Close()
-			if rerr == nil && line == "+PONG\r\n" {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("redis at %s never answered PING: %w", addr, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+		return rdb.Ping(ctx).Err()
+	})
+	if err != nil {
+		return fmt.Errorf("redis at %s never answered PING: %w", addr, err)
 	}
+	return nil
 }

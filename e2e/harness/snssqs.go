@@ -3,12 +3,10 @@ package harness
 import (
 	"bytes"
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +15,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"gopkg.in/yaml.v3"
 )
 
@@ -61,7 +63,7 @@ func (h *Harness) StartSNSSQS(ctx context.Context, port int) (*Broker, error) {
 			// moto accepts any key and checks no signature, but the AWS SDK signs every
 			// request and, without keys, would look for credentials on an EC2 metadata
 			// endpoint that is not there.
-			"accessKey": "taskevents-local", "secretKey": "taskevents-local",
+			"accessKey": motoKey, "secretKey": motoKey,
 		},
 		// SNS keeps nothing for a topic without subscribers: a task published before the
 		// worker's sidecar has subscribed its queue is dropped (daprd reports the sidecar
@@ -115,120 +117,85 @@ func (h *Harness) subscribedTopics(appID string) ([]string, error) {
 	return topics, nil
 }
 
-// waitSQSSubscriptions polls SNS ListSubscriptions until every topic delivers to the SQS
-// queue daprd names after the app-id (its default consumerID).
-func waitSQSSubscriptions(ctx context.Context, endpoint, appID string, topics []string) error {
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	var last error
-	for {
-		subs, err := sqsSubscriptions(wctx, endpoint, appID)
-		if last = err; err == nil {
-			var missing []string
-			for _, t := range topics {
-				if !subs[t] {
-					missing = append(missing, t)
-				}
-			}
-			if len(missing) == 0 {
-				return nil
-			}
-			last = fmt.Errorf("topics %v have none yet", missing)
-		}
-		select {
-		case <-wctx.Done():
-			return fmt.Errorf("SNS topics %v never all got a subscription to SQS queue %s (last: %w): %w",
-				topics, appID, last, wctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
+// awsConfig points the AWS SDK at moto: a fixed region, the same static keys daprd gets
+// (moto accepts any and checks no signature), and no retries inside one call, since every
+// caller polls.
+func awsConfig(endpoint string) aws.Config {
+	return aws.Config{
+		Region:           "us-east-1",
+		BaseEndpoint:     aws.String(endpoint),
+		Credentials:      credentials.NewStaticCredentialsProvider(motoKey, motoKey, ""),
+		HTTPClient:       &http.Client{Timeout: 2 * time.Second},
+		RetryMaxAttempts: 1,
 	}
 }
 
-// sqsSubscriptions returns the names of the SNS topics subscribed to the SQS queue named queue.
-func sqsSubscriptions(ctx context.Context, endpoint, queue string) (map[string]bool, error) {
-	topics := map[string]bool{}
-	next := ""
-	for {
-		form := url.Values{"Action": {"ListSubscriptions"}, "Version": {"2010-03-31"}}
-		if next != "" {
-			form.Set("NextToken", next)
+// motoKey is the access and secret key the harness and daprd give moto.
+const motoKey = "taskevents-local"
+
+func waitMoto(ctx context.Context, endpoint string, p *Process) error {
+	client := sts.NewFromConfig(awsConfig(endpoint))
+	err := Poll(ctx, 60*time.Second, 100*time.Millisecond, func(ctx context.Context) error {
+		if err := p.exitedErr("answered"); err != nil {
+			return err
 		}
-		body, err := awsQuery(ctx, endpoint, "sns", form)
+		out, err := client.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+		if err == nil && aws.ToString(out.Account) == "" {
+			return errors.New("GetCallerIdentity names no account")
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("moto at %s never answered GetCallerIdentity: %w\n%s", endpoint, err, p.Tail(30))
+	}
+	return nil
+}
+
+// waitSQSSubscriptions polls SNS ListSubscriptions until every topic delivers to the SQS
+// queue daprd names after the app-id (its default consumerID).
+func waitSQSSubscriptions(ctx context.Context, endpoint, appID string, topics []string) error {
+	client := sns.NewFromConfig(awsConfig(endpoint))
+	err := Poll(ctx, 60*time.Second, 100*time.Millisecond, func(ctx context.Context) error {
+		subs, err := sqsSubscriptions(ctx, client, appID)
+		if err != nil {
+			return err
+		}
+		var missing []string
+		for _, t := range topics {
+			if !subs[t] {
+				missing = append(missing, t)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("topics %v have none yet", missing)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("SNS topics %v never all got a subscription to SQS queue %s: %w", topics, appID, err)
+	}
+	return nil
+}
+
+// sqsSubscriptions returns the names of the SNS topics subscribed to the SQS queue named queue.
+func sqsSubscriptions(ctx context.Context, client *sns.Client, queue string) (map[string]bool, error) {
+	topics := map[string]bool{}
+	pages := sns.NewListSubscriptionsPaginator(client, &sns.ListSubscriptionsInput{})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
 		if err != nil {
 			return nil, err
 		}
-		var resp struct {
-			Members []struct {
-				Protocol string `xml:"Protocol"`
-				Endpoint string `xml:"Endpoint"`
-				TopicArn string `xml:"TopicArn"`
-			} `xml:"ListSubscriptionsResult>Subscriptions>member"`
-			NextToken string `xml:"ListSubscriptionsResult>NextToken"`
-		}
-		if err := xml.Unmarshal(body, &resp); err != nil {
-			return nil, fmt.Errorf("ListSubscriptions: %w", err)
-		}
-		for _, m := range resp.Members {
-			if m.Protocol == "sqs" && arnName(m.Endpoint) == queue {
-				topics[arnName(m.TopicArn)] = true
+		for _, s := range page.Subscriptions {
+			if aws.ToString(s.Protocol) == "sqs" && arnName(aws.ToString(s.Endpoint)) == queue {
+				topics[arnName(aws.ToString(s.TopicArn))] = true
 			}
 		}
-		if next = resp.NextToken; next == "" {
-			return topics, nil
-		}
 	}
+	return topics, nil
 }
 
 // arnName is the resource name at the end of an SNS topic or SQS queue ARN.
 func arnName(arn string) string {
 	return arn[strings.LastIndex(arn, ":")+1:]
-}
-
-func waitMoto(ctx context.Context, endpoint string, p *Process) error {
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	var last error
-	for {
-		if exited, _ := p.Exited(); exited {
-			return fmt.Errorf("moto_server exited before it answered:\n%s", p.Tail(30))
-		}
-		body, err := awsQuery(wctx, endpoint, "sts", url.Values{"Action": {"GetCallerIdentity"}, "Version": {"2011-06-15"}})
-		if last = err; err == nil {
-			if bytes.Contains(body, []byte("<Account>")) {
-				return nil
-			}
-			last = fmt.Errorf("GetCallerIdentity answered %.200s", body)
-		}
-		select {
-		case <-wctx.Done():
-			return fmt.Errorf("moto at %s never answered GetCallerIdentity (last: %w): %w\n%s", endpoint, last, wctx.Err(), p.Tail(30))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// awsQuery sends one AWS query-protocol call to service and returns the XML answer. moto
-// routes a request by the service in the Authorization header's credential scope and does
-// not verify signatures.
-func awsQuery(ctx context.Context, endpoint, service string, form url.Values) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+"/", strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=taskevents-local/20250101/us-east-1/"+service+
-		"/aws4_request, SignedHeaders=content-type;host, Signature=0")
-	resp, err := (&http.Client{Timeout: 2 * time.Second}).Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s %s = %s %.200s", service, form.Get("Action"), resp.Status, body)
-	}
-	return body, nil
 }
