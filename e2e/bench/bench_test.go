@@ -194,8 +194,10 @@ func TestMarkdown(t *testing.T) {
 	md := Markdown([]Result{
 		{Name: "a", Goal: "≥ 1.3", Unit: "req/s", Ours: Summarize([]float64{3, 1, 2}), Anchor: Summarize([]float64{1, 1, 1}), Ratio: Summarize([]float64{3, 1, 2}), Met: &yes},
 		{Name: "b", Goal: "≥ 2", Skipped: "no runs"},
+		{Name: "c", Goal: "≤ 0.3 ms", Unit: "ms", Diff: true, Ours: Summarize([]float64{0.5}), Anchor: Summarize([]float64{0.2}), Ratio: Summarize([]float64{0.3})},
 	})
-	for _, want := range []string{"| a | ≥ 1.3 | 2.00 (1.00–3.00) req/s | 1.00 (1.00–1.00) req/s | 2.00 (1.00–3.00) | yes |", "| b | ≥ 2 | skipped: no runs |"} {
+	for _, want := range []string{"| a | ≥ 1.3 | 2.00 (1.00–3.00) req/s | 1.00 (1.00–1.00) req/s | 2.00 (1.00–3.00) | yes |", "| b | ≥ 2 | skipped: no runs |",
+		"| c | ≤ 0.3 ms | 0.500 ms | 0.200 ms | difference 0.300 ms |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}

@@ -101,8 +101,12 @@ func Markdown(results []Result) string {
 		if r.Unit != "" {
 			unit = " " + r.Unit
 		}
+		ratio := spread(r.Ratio)
+		if r.Diff {
+			ratio = "difference " + ratio + unit
+		}
 		fmt.Fprintf(&b, "| %s | %s | %s%s | %s%s | %s | %s |\n", r.Name, r.Goal,
-			spread(r.Ours), unit, spread(r.Anchor), unit, spread(r.Ratio), met)
+			spread(r.Ours), unit, spread(r.Anchor), unit, ratio, met)
 	}
 	first := true
 	for _, r := range results {
