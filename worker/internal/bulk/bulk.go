@@ -40,14 +40,22 @@ type Batch struct {
 	Entries    []Entry
 }
 
-// envelope reads the batch leniently: each entry is decoded on its own, so
-// one malformed entry costs that entry, not its siblings.
+// envelope is the batch as daprd writes it. Decoding straight into it is
+// the fast path; lenientEnvelope is the fallback when an entry has the wrong
+// shape, so one malformed entry costs that entry, not its siblings.
 type envelope struct {
-	ID          string            `json:"id"`
-	Topic       string            `json:"topic"`
-	PubsubName  string            `json:"pubsubname"`
-	Specversion json.RawMessage   `json:"specversion"`
-	Entries     []json.RawMessage `json:"entries"`
+	ID          string          `json:"id"`
+	Topic       string          `json:"topic"`
+	PubsubName  string          `json:"pubsubname"`
+	Specversion json.RawMessage `json:"specversion"`
+	Entries     []entry         `json:"entries"`
+}
+
+type lenientEnvelope struct {
+	ID         string            `json:"id"`
+	Topic      string            `json:"topic"`
+	PubsubName string            `json:"pubsubname"`
+	Entries    []json.RawMessage `json:"entries"`
 }
 
 type entry struct {
@@ -81,17 +89,44 @@ func Parse(body []byte) (Batch, error) {
 		// encoding/json also matches "Entries"; daprd writes it lower case.
 		return Batch{}, ErrNotBatch
 	}
+	var env envelope
+	err := json.Unmarshal(body, &env)
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &typeErr):
+		return parseLeniently(body)
+	case err != nil:
+		return Batch{}, ErrNotBatch // not JSON: not a batch either
+	case len(env.Specversion) > 0 || env.Entries == nil && !hasEntries(body):
+		return Batch{}, ErrNotBatch
+	}
+	b := Batch{ID: env.ID, Topic: env.Topic, PubsubName: env.PubsubName, Entries: make([]Entry, len(env.Entries))}
+	for i, e := range env.Entries {
+		b.Entries[i] = Entry{EntryID: e.EntryID, Event: e.Event, ContentType: e.ContentType, Err: check(i, e)}
+	}
+	return b, nil
+}
+
+// hasEntries tells {"entries":null} (a batch, empty) from a body without
+// the member at all.
+func hasEntries(body []byte) bool {
+	var probe struct {
+		Entries json.RawMessage `json:"entries"`
+	}
+	return json.Unmarshal(body, &probe) == nil && len(probe.Entries) > 0
+}
+
+// parseLeniently decodes each entry on its own, for a batch in which some
+// entry has the wrong shape.
+func parseLeniently(body []byte) (Batch, error) {
 	var probe struct {
 		Specversion json.RawMessage `json:"specversion"`
 		Entries     json.RawMessage `json:"entries"`
 	}
-	if err := json.Unmarshal(body, &probe); err != nil {
+	if err := json.Unmarshal(body, &probe); err != nil || len(probe.Specversion) > 0 || len(probe.Entries) == 0 {
 		return Batch{}, ErrNotBatch
 	}
-	if len(probe.Specversion) > 0 || len(probe.Entries) == 0 {
-		return Batch{}, ErrNotBatch
-	}
-	var env envelope
+	var env lenientEnvelope
 	if err := json.Unmarshal(body, &env); err != nil {
 		return Batch{}, fmt.Errorf("bulk delivery: %w", err)
 	}
@@ -102,15 +137,19 @@ func Parse(body []byte) (Batch, error) {
 			b.Entries[i].Err = fmt.Errorf("entry %d is not an object with an entryId: %w", i, err)
 			continue
 		}
-		b.Entries[i] = Entry{EntryID: e.EntryID, Event: e.Event, ContentType: e.ContentType}
-		switch {
-		case e.EntryID == "":
-			b.Entries[i].Err = fmt.Errorf("entry %d has no entryId", i)
-		case len(e.Event) == 0 || bytes.Equal(e.Event, []byte("null")):
-			b.Entries[i].Err = fmt.Errorf("entry %d has no event", i)
-		}
+		b.Entries[i] = Entry{EntryID: e.EntryID, Event: e.Event, ContentType: e.ContentType, Err: check(i, e)}
 	}
 	return b, nil
+}
+
+func check(i int, e entry) error {
+	switch {
+	case e.EntryID == "":
+		return fmt.Errorf("entry %d has no entryId", i)
+	case len(e.Event) == 0 || bytes.Equal(e.Event, []byte("null")):
+		return fmt.Errorf("entry %d has no event", i)
+	}
+	return nil
 }
 
 // Status is the answer for one entry.
