@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,13 +63,22 @@ func (h *Harness) StartRedisWith(ctx context.Context, port int, o RedisOptions) 
 
 // waitRedis waits until redis-server at addr answers PING.
 func waitRedis(ctx context.Context, addr string, p *Process) error {
+	// One try per poll: Poll does the retrying, and its error then names what the last
+	// attempt met (connection refused, LOADING) instead of a timeout.
 	rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second,
-		ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1})
+		ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1, DialerRetries: 1})
 	defer rdb.Close()
 	err := Poll(ctx, 0, 50*time.Millisecond, func(ctx context.Context) error {
 		if err := p.exitedErr("answered PING"); err != nil {
 			return err
 		}
+		// go-redis logs every failed dial to stderr; while the port is still closed, a
+		// plain connect says so quietly.
+		conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		_ = conn.Close()
 		return rdb.Ping(ctx).Err()
 	})
 	if err != nil {
