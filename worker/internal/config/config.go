@@ -40,8 +40,12 @@ type Config struct {
 	// held to MAX_EVENT_BYTES.
 	MaxBatchBytes int64 `env:"MAX_BATCH_BYTES" envDefault:"4194304"`
 	// BulkConcurrency is how many entries of one bulk delivery are handled
-	// at once.
-	BulkConcurrency int `env:"BULK_CONCURRENCY" envDefault:"16"`
+	// at once. daprd sends a subscription's next batch only once this one is
+	// answered, and each entry waits on three state store round trips, so
+	// running entries together is what makes batches pay. Measured on a
+	// Redis backlog, bulk against single delivery: 1.14x at 16, 1.26x at 48,
+	// 1.02x at 100 (more state calls at once than daprd serves well).
+	BulkConcurrency int `env:"BULK_CONCURRENCY" envDefault:"48"`
 	// PprofAddr, when set (host:port), serves net/http/pprof there on a
 	// listener of its own. Off by default: profiles expose internals.
 	PprofAddr string `env:"PPROF_ADDR"`

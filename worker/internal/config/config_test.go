@@ -19,7 +19,7 @@ func TestDefaults(t *testing.T) {
 	}
 	want := Config{
 		Port: 8001, OpsPort: 8002, DaprHost: "127.0.0.1", DaprHTTPPort: 3500, LogLevel: "info", MaxEventBytes: 1 << 20,
-		MaxBatchBytes: 4 << 20, BulkConcurrency: 16,
+		MaxBatchBytes: 4 << 20, BulkConcurrency: 48,
 		DedupeStore: "statestore", DedupeLease: 15 * time.Second,
 		DedupeMaxEntries: 100000, DedupeTTL: 24 * time.Hour, HandlerTimeout: 4 * time.Second,
 		DrainDelay: 5 * time.Second, ShutdownTimeout: 15 * time.Second,

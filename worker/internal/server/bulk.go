@@ -49,7 +49,7 @@ var emptyAnswer = []byte(`{"statuses":[]}` + "\n")
 // Each entry goes through exactly what a single delivery does (parse,
 // claim, handler, record, log line, metrics) and gets its own status.
 //
-// Entries run BULK_CONCURRENCY at a time: each costs a few round trips to
+// Entries run BULK_CONCURRENCY at a time: each costs three round trips to
 // the state store, and daprd sends the next batch only once this one is
 // answered, so a batch handled one entry after the other would bound the
 // drain rate by the sum of those round trips.
