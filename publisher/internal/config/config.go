@@ -81,9 +81,10 @@ func (c Config) SidecarBaseURL() string {
 // Load parses environ (KEY=value pairs, as from os.Environ) and validates ranges.
 // Every error names the variable at fault.
 func Load(environ []string) (Config, error) {
-	cfg, err := env.ParseAsWithOptions[Config](env.Options{Environment: env.ToMap(environ)})
+	vars := env.ToMap(environ)
+	cfg, err := env.ParseAsWithOptions[Config](env.Options{Environment: vars})
 	if err != nil {
-		return Config{}, fmt.Errorf("config: %w", nameVariables(err))
+		return Config{}, nameVariables(err, vars)
 	}
 	if err := cfg.validate(); err != nil {
 		return Config{}, err
@@ -172,30 +173,25 @@ func (c Config) validate() error {
 
 // nameVariables rewrites caarlos0/env parse errors, which name the Go struct
 // field ("Port"), so that they name the environment variable (APP_PORT) an
-// operator actually sets. Its other errors already name the variable.
-func nameVariables(err error) error {
+// operator actually sets, and the value it had. The worker words them the
+// same way (e2e holds the two together).
+func nameVariables(err error, vars map[string]string) error {
 	var agg env.AggregateError
 	if !errors.As(err, &agg) {
-		return err
+		return fmt.Errorf("config: %w", err)
 	}
-	out := make([]error, 0, len(agg.Errors))
+	t := reflect.TypeFor[Config]()
+	errs := make([]error, 0, len(agg.Errors))
 	for _, e := range agg.Errors {
 		var pe env.ParseError
 		if errors.As(e, &pe) {
-			if name := envName(pe.Name); name != "" {
-				e = fmt.Errorf("invalid value for %s: %w", name, pe.Err)
+			if f, ok := t.FieldByName(pe.Name); ok {
+				name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+				errs = append(errs, fmt.Errorf("config: %s has an invalid value %q: %w", name, vars[name], pe.Err))
+				continue
 			}
 		}
-		out = append(out, e)
+		errs = append(errs, fmt.Errorf("config: %w", e))
 	}
-	return errors.Join(out...)
-}
-
-func envName(field string) string {
-	f, ok := reflect.TypeFor[Config]().FieldByName(field)
-	if !ok {
-		return ""
-	}
-	name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-	return name
+	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -95,6 +96,8 @@ func (c Config) SidecarBaseURL() string {
 	return "http://" + net.JoinHostPort(c.DaprHost, strconv.Itoa(c.DaprHTTPPort))
 }
 
+var logLevels = []string{"debug", "info", "warn", "error"}
+
 // Level is the parsed LOG_LEVEL; Load has already rejected bad values.
 func (c Config) Level() zerolog.Level {
 	lvl, err := zerolog.ParseLevel(c.LogLevel)
@@ -126,8 +129,10 @@ func (c Config) validate() error {
 	if c.UsesStateStore() && c.DedupeLease < 2*c.HandlerTimeout {
 		bad("DEDUPE_LEASE (%s) must be at least twice HANDLER_TIMEOUT (%s)", c.DedupeLease, c.HandlerTimeout)
 	}
-	if lvl, err := zerolog.ParseLevel(c.LogLevel); err != nil || lvl == zerolog.NoLevel {
-		bad("LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, panic, disabled, got %q", c.LogLevel)
+	// The same four levels, and the same message, as the publisher's: an
+	// operator sets LOG_LEVEL once for both apps (e2e holds them together).
+	if !slices.Contains(logLevels, c.LogLevel) {
+		bad("LOG_LEVEL must be one of %s, got %q", strings.Join(logLevels, "|"), c.LogLevel)
 	}
 	if c.MaxEventBytes <= 0 {
 		bad("MAX_EVENT_BYTES must be positive, got %d", c.MaxEventBytes)

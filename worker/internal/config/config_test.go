@@ -73,6 +73,7 @@ func TestInvalid(t *testing.T) {
 		{"APP_PORT=70000", "APP_PORT must be between 0 and 65535"},
 		{"APP_PORT=-1", "APP_PORT"},
 		{"LOG_LEVEL=loud", "LOG_LEVEL"},
+		{"LOG_LEVEL=trace", "LOG_LEVEL"},
 		{"MAX_EVENT_BYTES=0", "MAX_EVENT_BYTES must be positive"},
 		{"MAX_EVENT_BYTES=1MiB", "MAX_EVENT_BYTES"},
 		{"DEDUPE_MAX_ENTRIES=0", "DEDUPE_MAX_ENTRIES"},
