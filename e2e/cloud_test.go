@@ -6,7 +6,7 @@ import (
 	"github.com/taskevents/taskevents/e2e/harness"
 )
 
-// The seed's "Cloud" row: AWS SNS/SQS through daprd's pubsub.aws.snssqs, against moto's
+// The cloud broker: AWS SNS/SQS through daprd's pubsub.aws.snssqs, against moto's
 // emulator on loopback, with components/snssqs.yaml as shipped (only the endpoint and dummy
 // keys overridden). It runs whatever BROKERS says: the emulator needs no cloud account.
 func TestCloudBrokerHappyPath(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	"github.com/taskevents/taskevents/e2e/harness"
 )
 
-// troubleshooting reproduces the seed lesson's rows that a cluster can show, in a namespace
+// troubleshooting reproduces the README's Troubleshooting rows that a cluster can show, in a namespace
 // of their own, and checks the README's answers against them:
 //   - the Component applied after the pods: POST /tasks answers 502 ERR_PUBSUB_NOT_FOUND, and
 //     once `kubectl apply -k components/` lands, publishing and delivery work with no restart;

@@ -32,7 +32,7 @@ func TestDefaultSystem(t *testing.T) {
 	}
 }
 
-// Scenario 1: the README's curl, handled by the worker within 5 s with the seed's body.
+// Scenario 1: the README's curl, handled by the worker within 5 s, with the answer body the README shows ({id, title, event: published}).
 func happyPath(t *testing.T, broker string, sys *harness.System) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -1,5 +1,5 @@
 // Package bench is `make bench`: the publisher and the worker measured against their
-// anchors (direct publishes to daprd, a go-sdk publisher, the seed lesson's Python apps, a
+// anchors (direct publishes to daprd, a go-sdk publisher, the Python FastAPI + Dapr SDK publisher and worker in tools/bench/seed, a
 // no-op handler) on one machine, over loopback, with interleaved repetitions.
 package bench
 

@@ -28,7 +28,7 @@ const (
 const maxLoggedTitle = 256
 
 // daprd compares the status case-sensitively; anything else, even
-// "success", means retry (dapr-contract.md §1.3).
+// "success", means retry (dapr/dapr pkg/runtime/subscription/postman/http/http.go).
 var statusBodies = map[string][]byte{
 	metrics.OutcomeSuccess: []byte(`{"status":"SUCCESS"}` + "\n"),
 	metrics.OutcomeRetry:   []byte(`{"status":"RETRY"}` + "\n"),

@@ -96,8 +96,9 @@ func New(o Options) *Server {
 	}
 
 	// No /dapr/subscribe: subscriptions are declarative, and a programmatic
-	// one would silently replace them (dapr-contract.md §1.2). daprd's GET
-	// there gets a 404, which it reads as "no programmatic subscriptions".
+	// one for the same topic would silently replace them. daprd's GET there
+	// gets a 404, which it reads as "no programmatic subscriptions"
+	// (dapr/dapr pkg/runtime/pubsub/subscriptions.go, GetSubscriptionsHTTP).
 	s.mux.HandleFunc("POST /events/todo", s.handleEvent)
 	s.mux.HandleFunc("POST /events/deadletter", s.handleDeadLetter)
 	s.mux.HandleFunc("GET /admin/deadletters", s.handleListDeadLetters)

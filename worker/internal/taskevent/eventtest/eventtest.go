@@ -18,7 +18,8 @@ const (
 const TaskJSON = `{"event_type":"task.created","task_id":"` + TaskID + `","title":"Learn Dapr pub/sub"}`
 
 // DaprdEnvelope is a delivery exactly as daprd 1.16-1.18 sends it for a publish with
-// Content-Type: application/json (dapr-contract.md §1.4).
+// Content-Type: application/json: daprd wraps the body as the envelope's data, with
+// datacontenttype application/json (dapr/components-contrib pubsub/envelope.go).
 const DaprdEnvelope = `{"topic":"task-events","pubsubname":"pubsub","traceid":"` + TraceParent + `","tracestate":"",` +
 	`"data":` + TaskJSON + `,` +
 	`"id":"` + EventID + `","specversion":"1.0","datacontenttype":"application/json","source":"task-api",` +
