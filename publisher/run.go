@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"strconv"
@@ -18,7 +17,9 @@ import (
 	"github.com/taskevents/taskevents/publisher/internal/config"
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
 	"github.com/taskevents/taskevents/publisher/internal/idempotency"
-	"github.com/taskevents/taskevents/publisher/internal/profiling"
+	"github.com/taskevents/taskevents/publisher/internal/lifecycle"
+	"github.com/taskevents/taskevents/publisher/internal/logging"
+	"github.com/taskevents/taskevents/publisher/internal/pprofserver"
 	"github.com/taskevents/taskevents/publisher/internal/readiness"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 )
@@ -39,7 +40,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger := zerolog.New(stdout).Level(cfg.Level()).With().Timestamp().Str("app", cfg.AppID).Logger()
+	logger := logging.New(stdout, cfg.Level()).With().Str("app", cfg.AppID).Logger()
 	if cfg.ShutdownTimeout < cfg.PublishTimeout {
 		logger.Warn().Dur("shutdown_timeout", cfg.ShutdownTimeout).Dur("publish_timeout", cfg.PublishTimeout).
 			Msg("SHUTDOWN_TIMEOUT is shorter than PUBLISH_TIMEOUT; a publish in flight at shutdown may be cut off")
@@ -100,7 +101,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		return fmt.Errorf("listen on APP_PORT %d: %w", cfg.Port, err)
 	}
 	if cfg.PprofAddr != "" {
-		prof, err := profiling.Listen(ctx, cfg.PprofAddr, logger)
+		prof, err := pprofserver.Listen(ctx, cfg.PprofAddr, logger)
 		if err != nil {
 			_ = ln.Close()
 			return err
@@ -123,7 +124,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		// publish, retries included.
 		WriteTimeout: readTimeout + claimTimeout + cfg.PublishTimeout + 2*time.Second,
 		IdleTimeout:  120 * time.Second,
-		ErrorLog:     log.New(logger.With().Str("component", "http").Logger(), "", 0),
+		ErrorLog:     logging.ErrorLog(logger, "http"),
 	}
 
 	var wg sync.WaitGroup
@@ -135,35 +136,15 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		})
 	})
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info().Str("addr", ln.Addr().String()).Str("sidecar", cfg.SidecarBaseURL()).
 		Str("pubsubname", cfg.PubSubName).Str("topic", cfg.Topic).
 		Str("idempotency_store", cfg.IdempotencyStore).Dur("idempotency_key_ttl", cfg.IdempotencyKeyTTL).
 		Bool("publish_coalesce", cfg.PublishCoalesce).Int("publish_batch_max", cfg.PublishBatchMax).
 		Int("publish_max_in_flight", cfg.PublishMaxInFlight).Msg("listening")
 
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-
-	probe.Drain()
-	logger.Info().Dur("drain_delay", cfg.DrainDelay).Msg("draining: readiness is 503, waiting before shutdown")
-	time.Sleep(cfg.DrainDelay)
-
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		_ = srv.Close()
-		return fmt.Errorf("shutdown within SHUTDOWN_TIMEOUT %s: %w", cfg.ShutdownTimeout, err)
-	}
-	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
-	}
-	logger.Info().Msg("shut down cleanly")
-	return nil
+	return lifecycle.Serve(ctx, lifecycle.Drain{
+		Logger: logger, Begin: probe.Drain, Delay: cfg.DrainDelay, Timeout: cfg.ShutdownTimeout,
+	}, lifecycle.Server{HTTP: srv, Listener: ln})
 }
 
 // checkComponents warns when the sidecar has not loaded the components we

@@ -170,7 +170,7 @@ func TestRun(t *testing.T) {
 	if err := a.wait(t); err != nil {
 		t.Fatalf("run = %v, want nil after a clean shutdown", err)
 	}
-	if !strings.Contains(stdout.String(), "shut down cleanly") {
+	if !strings.Contains(stdout.String(), `"message":"stopped"`) {
 		t.Errorf("no shutdown log line:\n%s", stdout)
 	}
 }

@@ -2,24 +2,21 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/rs/zerolog"
 
 	"github.com/taskevents/taskevents/worker/internal/config"
 	"github.com/taskevents/taskevents/worker/internal/deadletter"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/fault"
 	"github.com/taskevents/taskevents/worker/internal/handler"
+	"github.com/taskevents/taskevents/worker/internal/lifecycle"
+	"github.com/taskevents/taskevents/worker/internal/logging"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/pprofserver"
 	"github.com/taskevents/taskevents/worker/internal/server"
@@ -33,7 +30,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger := zerolog.New(stdout).Level(cfg.Level()).With().Timestamp().Logger()
+	logger := logging.New(stdout, cfg.Level())
 
 	logger.Info().
 		Int("port", cfg.Port).
@@ -111,7 +108,6 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	// drain) and end only if the shutdown deadline passes.
 	requestCtx, stopRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRequests()
-	errLog := log.New(warnWriter{logger}, "", 0)
 	srv := &http.Server{
 		Handler:           routes,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -121,7 +117,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		// daprd keeps connections to the app open between deliveries.
 		IdleTimeout: 120 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return requestCtx },
-		ErrorLog:    errLog,
+		ErrorLog:    logging.ErrorLog(logger, "http"),
 	}
 	ops := &http.Server{
 		Handler:           routes.Ops(),
@@ -129,87 +125,33 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		ReadTimeout:       5 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       60 * time.Second,
-		ErrorLog:          errLog,
+		ErrorLog:          logging.ErrorLog(logger, "ops"),
 	}
 
-	servers := []*http.Server{srv, ops}
-	listeners := []net.Listener{ln, opsLn}
 	if cfg.PprofAddr != "" {
-		pprofLn, err := lc.Listen(ctx, "tcp", cfg.PprofAddr)
+		prof, err := pprofserver.Listen(ctx, cfg.PprofAddr, logger)
 		if err != nil {
 			_ = ln.Close()
 			_ = opsLn.Close()
-			return fmt.Errorf("listen on PPROF_ADDR %s: %w", cfg.PprofAddr, err)
+			return err
 		}
-		if !pprofserver.IsLoopback(cfg.PprofAddr) {
-			logger.Warn().Str("pprof_addr", cfg.PprofAddr).
-				Msg("PPROF_ADDR is not a loopback address: anyone who can reach it can read profiles of this process")
-		}
-		debug := pprofserver.New()
-		debug.ErrorLog = errLog
-		servers, listeners = append(servers, debug), append(listeners, pprofLn)
-		logger.Info().Str("pprof_addr", pprofLn.Addr().String()).Msg("serving pprof")
-	}
-	closeAll := func() {
-		for _, s := range servers {
-			_ = s.Close()
-		}
-	}
-
-	serveErr := make(chan error, len(servers))
-	for i, s := range servers {
-		go func() { serveErr <- s.Serve(listeners[i]) }()
+		defer func() {
+			// A profile being taken gets the shutdown budget to finish.
+			pctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			if err := prof.Shutdown(pctx); err != nil {
+				logger.Warn().Err(err).Msg("pprof listener did not drain within SHUTDOWN_TIMEOUT")
+			}
+		}()
 	}
 	logger.Info().Str("addr", ln.Addr().String()).Str("ops_addr", opsLn.Addr().String()).Msg("listening")
 
-	select {
-	case err := <-serveErr:
-		closeAll()
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-
-	// Fail readiness first and keep serving for DRAIN_DELAY, so endpoints and
-	// the sidecar stop sending before the listener closes.
-	draining.Store(true)
-	logger.Info().Str("drain_delay", cfg.DrainDelay.String()).Msg("draining")
-	drain := time.NewTimer(cfg.DrainDelay)
-	select {
-	case <-drain.C:
-	case err := <-serveErr:
-		drain.Stop()
-		closeAll()
-		return fmt.Errorf("serve: %w", err)
-	}
-
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	// Probes keep answering (503) until the event server has drained.
-	err = srv.Shutdown(shutdownCtx)
-	for _, s := range servers[1:] {
-		// A profile still being taken is cut off at the deadline.
-		_ = s.Shutdown(shutdownCtx)
-	}
-	if err != nil {
+	// The event server drains first; the probes keep answering (503) until
+	// it has.
+	return lifecycle.Serve(ctx, lifecycle.Drain{
+		Logger: logger, Begin: func() { draining.Store(true) },
+		Delay: cfg.DrainDelay, Timeout: cfg.ShutdownTimeout,
 		// Handlers still running see their context end and answer RETRY.
-		stopRequests()
-		closeAll()
-		return fmt.Errorf("shutdown: in-flight requests did not finish within SHUTDOWN_TIMEOUT (%s): %w", cfg.ShutdownTimeout, err)
-	}
-	for range servers {
-		if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve: %w", err)
-		}
-	}
-	logger.Info().Msg("stopped")
-	return nil
-}
-
-// warnWriter sends net/http's own error log (TLS noise, handler panics,
-// bad requests) through zerolog.
-type warnWriter struct{ log zerolog.Logger }
-
-func (w warnWriter) Write(p []byte) (int, error) {
-	w.log.Warn().Str("component", "http.Server").Msg(strings.TrimSpace(string(p)))
-	return len(p), nil
+		Expired: stopRequests,
+	}, lifecycle.Server{HTTP: srv, Listener: ln}, lifecycle.Server{HTTP: ops, Listener: opsLn})
 }

@@ -1,3 +1,5 @@
+// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
+
 // Package logbuf is a log sink that tests can read while the code under test writes to it
 // from other goroutines.
 package logbuf
@@ -25,4 +27,18 @@ func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Bytes returns a copy of everything written so far.
+func (s *Buffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.b.Bytes())
+}
+
+// Reset empties the buffer.
+func (s *Buffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
 }

@@ -1,3 +1,5 @@
+// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
+
 // Package logbuf is a log sink that tests can read while the code under test writes to it
 // from other goroutines.
 package logbuf

@@ -1,0 +1,102 @@
+// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
+
+// Package pprofserver serves net/http/pprof on a listener and a mux of its
+// own (PPROF_ADDR): profiles never share a port, or a handler chain, with
+// the app's routes or its probes.
+package pprofserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/taskevents/taskevents/publisher/internal/logging"
+)
+
+// writeTimeout outlasts a 30-second CPU profile or trace
+// (/debug/pprof/profile?seconds=30): pprof refuses a duration longer than
+// the server's write timeout.
+const writeTimeout = 90 * time.Second
+
+// Server is a running pprof listener.
+type Server struct {
+	srv  *http.Server
+	ln   net.Listener
+	done chan error
+}
+
+// Listen starts serving /debug/pprof/ on addr. It warns when the address it
+// bound is not a loopback address: profiles and goroutine dumps reveal
+// internals.
+func Listen(ctx context.Context, addr string, logger zerolog.Logger) (*Server, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on PPROF_ADDR %s: %w", addr, err)
+	}
+	s := &Server{srv: newServer(logger), ln: ln, done: make(chan error, 1)}
+	go func() { s.done <- s.srv.Serve(ln) }()
+	bound := ln.Addr().String()
+	logger.Info().Str("pprof_addr", bound).Msg("serving pprof")
+	if !IsLoopback(bound) {
+		logger.Warn().Str("pprof_addr", bound).
+			Msg("PPROF_ADDR is not a loopback address: anyone who can reach it can read profiles of this process")
+	}
+	return s, nil
+}
+
+// newServer is the pprof mux behind all four timeouts. No method patterns:
+// pprof's symbol lookup answers POST as well as GET.
+func newServer(logger zerolog.Logger) *http.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second, // GETs, and symbol lookups of a few KB
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          logging.ErrorLog(logger, "pprof"),
+	}
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Shutdown lets a profile being written finish until ctx ends, then cuts
+// it off.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		_ = s.srv.Close()
+	}
+	if serveErr := <-s.done; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return err
+}
+
+// IsLoopback reports whether addr (host:port) only accepts connections from
+// this host. An empty host listens on every interface.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

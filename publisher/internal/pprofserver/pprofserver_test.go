@@ -1,0 +1,117 @@
+// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
+
+package pprofserver
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/taskevents/taskevents/publisher/internal/logbuf"
+)
+
+func TestIsLoopback(t *testing.T) {
+	tests := []struct {
+		addr string
+		want bool
+	}{
+		{"127.0.0.1:6060", true},
+		{"[::1]:6060", true},
+		{"localhost:6060", true},
+		{":6060", false},
+		{"0.0.0.0:6060", false},
+		{"[::]:6060", false},
+		{"10.0.0.5:6060", false},
+		{"example.com:6060", false},
+		{"garbage", false},
+	}
+	for _, tt := range tests {
+		if got := IsLoopback(tt.addr); got != tt.want {
+			t.Errorf("IsLoopback(%q) = %v, want %v", tt.addr, got, tt.want)
+		}
+	}
+}
+
+func TestServes(t *testing.T) {
+	srv := newServer(zerolog.Nop())
+	if srv.ReadHeaderTimeout == 0 || srv.ReadTimeout == 0 || srv.IdleTimeout == 0 || srv.ErrorLog == nil {
+		t.Errorf("a timeout or the error log is unset: %+v", srv)
+	}
+	if srv.WriteTimeout <= 30*time.Second {
+		t.Errorf("WriteTimeout %s cuts off a 30 s profile", srv.WriteTimeout)
+	}
+	for _, tt := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodGet, "/debug/pprof/", http.StatusOK},
+		{http.MethodGet, "/debug/pprof/heap?debug=1", http.StatusOK},
+		{http.MethodGet, "/debug/pprof/cmdline", http.StatusOK},
+		{http.MethodGet, "/debug/pprof/goroutine?debug=1", http.StatusOK},
+		{http.MethodPost, "/debug/pprof/symbol", http.StatusOK},
+		{http.MethodGet, "/events/todo", http.StatusNotFound},
+		{http.MethodGet, "/tasks", http.StatusNotFound},
+	} {
+		rec := httptest.NewRecorder()
+		srv.Handler.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, strings.NewReader("0x0")))
+		if rec.Code != tt.want {
+			t.Errorf("%s %s = %d, want %d", tt.method, tt.path, rec.Code, tt.want)
+		}
+		if tt.want == http.StatusOK && strings.Contains(tt.path, "heap") && !strings.Contains(rec.Body.String(), "heap profile") {
+			t.Errorf("GET %s: not a heap profile", tt.path)
+		}
+	}
+}
+
+func TestListen(t *testing.T) {
+	for _, tt := range []struct {
+		addr     string
+		wantWarn bool
+	}{
+		{"127.0.0.1:0", false},
+		{"[::1]:0", false},
+		{":0", true}, // every interface
+	} {
+		t.Run(tt.addr, func(t *testing.T) {
+			logs := &logbuf.Buffer{}
+			s, err := Listen(context.Background(), tt.addr, zerolog.New(logs))
+			if err != nil {
+				t.Skipf("cannot listen on %s here: %v", tt.addr, err)
+			}
+			resp, err := http.Get("http://" + s.Addr() + "/debug/pprof/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine") {
+				t.Errorf("GET /debug/pprof/ = %d, want 200 with the profile index", resp.StatusCode)
+			}
+			if got := strings.Contains(logs.String(), `"level":"warn"`); got != tt.wantWarn {
+				t.Errorf("warned = %v, want %v; logs: %s", got, tt.wantWarn, logs)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := s.Shutdown(ctx); err != nil {
+				t.Errorf("Shutdown = %v", err)
+			}
+			if resp, err := http.Get("http://" + s.Addr() + "/debug/pprof/"); err == nil {
+				_ = resp.Body.Close()
+				t.Error("still serving after Shutdown")
+			}
+		})
+	}
+}
+
+func TestListenError(t *testing.T) {
+	_, err := Listen(context.Background(), "256.0.0.1:0", zerolog.Nop())
+	if err == nil || !strings.Contains(err.Error(), "PPROF_ADDR 256.0.0.1:0") {
+		t.Errorf("Listen on a bad address = %v, want an error naming PPROF_ADDR and the address", err)
+	}
+}
