@@ -107,7 +107,7 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request) {
 		topic = q
 	}
 	if pubsub == "" || topic == "" {
-		problem.Write(w, problem.Project("not-replayable", "Dead letter cannot be replayed", http.StatusUnprocessableEntity,
+		problem.Write(w, problem.New(problem.NotReplayable, "Dead letter cannot be replayed", http.StatusUnprocessableEntity,
 			"The dead letter does not say which pub/sub component and topic it came from; pass ?topic=<topic>."))
 		return
 	}
@@ -141,7 +141,7 @@ func (s *Server) deadLettersKept(w http.ResponseWriter) bool {
 	if s.deadLetters != nil {
 		return true
 	}
-	problem.Write(w, problem.Project("deadletters-not-kept", "Dead letters are not kept", http.StatusNotImplemented,
+	problem.Write(w, problem.New(problem.DeadLettersNotKept, "Dead letters are not kept", http.StatusNotImplemented,
 		"This worker runs without a state store (STATE_STORE is empty), so dead letters are only logged and counted."))
 	return false
 }
@@ -149,14 +149,14 @@ func (s *Server) deadLettersKept(w http.ResponseWriter) bool {
 func (s *Server) storeProblem(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, deadletter.ErrNotFound):
-		problem.Write(w, problem.HTTP(http.StatusNotFound, "No dead letter has this id; GET /admin/deadletters lists them."))
+		problem.Write(w, problem.Blank(http.StatusNotFound, "No dead letter has this id; GET /admin/deadletters lists them."))
 	case errors.Is(err, deadletter.ErrNotReplayable):
-		problem.Write(w, problem.Project("not-replayable", "Dead letter cannot be replayed", http.StatusUnprocessableEntity,
+		problem.Write(w, problem.New(problem.NotReplayable, "Dead letter cannot be replayed", http.StatusUnprocessableEntity,
 			"The dead letter is not a JSON CloudEvent, so it cannot be republished as it was; inspect it and discard it."))
 	default:
 		s.log.Error().Err(err).Msg("dead-letter store call failed")
 		w.Header().Set("Retry-After", "1")
-		problem.Write(w, problem.HTTP(http.StatusServiceUnavailable,
+		problem.Write(w, problem.Blank(http.StatusServiceUnavailable,
 			fmt.Sprintf("The state store or the sidecar did not answer: %s", taskevent.Truncate(err.Error(), 300))))
 	}
 }
@@ -164,7 +164,7 @@ func (s *Server) storeProblem(w http.ResponseWriter, err error) {
 func writeValue(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		problem.Write(w, problem.HTTP(http.StatusInternalServerError, "The response could not be encoded."))
+		problem.Write(w, problem.Blank(http.StatusInternalServerError, "The response could not be encoded."))
 		return
 	}
 	writeJSON(w, status, string(b))

@@ -144,7 +144,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Str("remote_addr", r.RemoteAddr).
 			Bool("token_present", r.Header.Get(TokenHeader) != "").
 			Msg("unauthorized request")
-		problem.Write(w, problem.Project("unauthorized", "Unauthorized", http.StatusUnauthorized,
+		problem.Write(w, problem.New(problem.Unauthorized, "Unauthorized", http.StatusUnauthorized,
 			"The dapr-api-token header is missing or does not match this worker's APP_API_TOKEN. "+
 				"daprd sends it when its own APP_API_TOKEN (annotation dapr.io/app-token-secret) holds the same secret."))
 		return
@@ -191,10 +191,10 @@ func (p *problemWriter) WriteHeader(code int) {
 		if strings.HasPrefix(p.r.URL.Path, "/dapr/") {
 			detail = "This worker has no programmatic subscriptions or app configuration: its subscriptions are declarative Subscription resources."
 		}
-		problem.Write(p.ResponseWriter, problem.HTTP(code, detail))
+		problem.Write(p.ResponseWriter, problem.Blank(code, detail))
 	case http.StatusMethodNotAllowed:
 		p.swallow = true
-		problem.Write(p.ResponseWriter, problem.HTTP(code,
+		problem.Write(p.ResponseWriter, problem.Blank(code,
 			fmt.Sprintf("%s does not accept %s; the Allow header lists the methods it does accept.", taskevent.Truncate(p.r.URL.Path, 256), p.r.Method)))
 	default:
 		p.ResponseWriter.WriteHeader(code)

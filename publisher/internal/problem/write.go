@@ -1,4 +1,8 @@
-// Package problem writes RFC 9457 problem details (application/problem+json).
+// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
+
+// Package problem writes RFC 9457 problem details (application/problem+json),
+// byte for byte the same in both apps. Each app's own problem types are
+// slugs in slugs.go, each documented in docs/problems.md.
 package problem
 
 import (
@@ -15,18 +19,6 @@ const TypeBase = "https://github.com/taskevents/taskevents/blob/main/docs/proble
 
 // ContentType is the media type of every error body.
 const ContentType = "application/problem+json"
-
-// Slugs of the project-specific problem types.
-const (
-	MalformedJSON      = "malformed-json"
-	InvalidTask        = "invalid-task"
-	SidecarUnavailable = "sidecar-unavailable"
-	SidecarRejected    = "sidecar-rejected"
-
-	IdempotencyKeyInvalid       = "idempotency-key-invalid"
-	IdempotencyKeyReused        = "idempotency-key-reused"
-	IdempotencyStoreUnavailable = "idempotency-store-unavailable"
-)
 
 // Details is one problem. Extensions are added as top-level members.
 type Details struct {

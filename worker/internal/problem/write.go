@@ -1,0 +1,120 @@
+// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
+
+// Package problem writes RFC 9457 problem details (application/problem+json),
+// byte for byte the same in both apps. Each app's own problem types are
+// slugs in slugs.go, each documented in docs/problems.md.
+package problem
+
+import (
+	"bytes"
+	"encoding/json"
+	"maps"
+	"net/http"
+	"slices"
+)
+
+// TypeBase prefixes every project-specific problem type; the slug is the
+// anchor of the section in docs/problems.md that explains it.
+const TypeBase = "https://github.com/taskevents/taskevents/blob/main/docs/problems.md#"
+
+// ContentType is the media type of every error body.
+const ContentType = "application/problem+json"
+
+// Details is one problem. Extensions are added as top-level members.
+type Details struct {
+	Type       string
+	Title      string
+	Status     int
+	Detail     string
+	Instance   string
+	Extensions map[string]any
+}
+
+// New returns a problem of a project-specific type.
+func New(slug, title string, status int, detail string) Details {
+	return Details{Type: TypeBase + slug, Title: title, Status: status, Detail: detail}
+}
+
+// Blank returns an "about:blank" problem, whose title is the status text.
+func Blank(status int, detail string) Details {
+	return Details{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail}
+}
+
+// With returns d with one more extension member.
+func (d Details) With(key string, value any) Details {
+	ext := make(map[string]any, len(d.Extensions)+1)
+	maps.Copy(ext, d.Extensions)
+	ext[key] = value
+	d.Extensions = ext
+	return d
+}
+
+// MarshalJSON keeps the standard members first, in RFC order, then the
+// extensions sorted by name, so bodies are stable and easy to read.
+func (d Details) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	first := true
+	member := func(k string, v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if !first {
+			buf.WriteByte(',')
+		}
+		first = false
+		kb, _ := json.Marshal(k)
+		buf.Write(kb)
+		buf.WriteByte(':')
+		buf.Write(b)
+		return nil
+	}
+	std := []struct {
+		k  string
+		v  any
+		ok bool
+	}{
+		{"type", d.Type, true},
+		{"title", d.Title, true},
+		{"status", d.Status, true},
+		{"detail", d.Detail, d.Detail != ""},
+		{"instance", d.Instance, d.Instance != ""},
+	}
+	for _, m := range std {
+		if m.ok {
+			if err := member(m.k, m.v); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(d.Extensions)) {
+		switch k {
+		case "type", "title", "status", "detail", "instance":
+			continue // an extension may not shadow a standard member
+		}
+		if err := member(k, d.Extensions[k]); err != nil {
+			return nil, err
+		}
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// Write sends d as the response. Headers set on w beforehand (Allow,
+// Retry-After, ...) are kept.
+func Write(w http.ResponseWriter, d Details) {
+	body, err := json.Marshal(d)
+	if err != nil {
+		// Only an unmarshalable extension can get here; drop the extensions
+		// rather than answer without a body.
+		d.Extensions = nil
+		body, _ = json.Marshal(d)
+	}
+	h := w.Header()
+	h.Set("Content-Type", ContentType)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Del("Content-Length")
+	w.WriteHeader(d.Status)
+	_, _ = w.Write(append(body, '\n'))
+}
