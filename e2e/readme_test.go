@@ -5,6 +5,7 @@ package e2e
 // fails here rather than misleading a user.
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -191,6 +192,74 @@ func (v valuesTree) has(path string) bool {
 	return true
 }
 
+var (
+	mdHeading = regexp.MustCompile(`^#{1,6}\s+(.+?)\s*#*\s*$`)
+	mdLink    = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	notInSlug = regexp.MustCompile(`[^\p{L}\p{N}\s_-]`)
+)
+
+// TestReadmeLinksResolve holds the README's own links: every internal anchor (#section) is a
+// heading's GitHub slug, and every relative link names a file or directory in the
+// repository. Code blocks are skipped: a "# comment" in YAML is not a heading.
+func TestReadmeLinksResolve(t *testing.T) {
+	anchors, links := readmeAnchorsAndLinks(string(mustRead(t, filepath.Join(root, "README.md"))))
+	if len(anchors) < 20 || len(links) < 20 {
+		t.Fatalf("found %d headings and %d links in README.md; the check would prove nothing", len(anchors), len(links))
+	}
+	for _, link := range links {
+		switch {
+		case strings.HasPrefix(link, "#"):
+			if !anchors[strings.TrimPrefix(link, "#")] {
+				t.Errorf("README links to %s, but no heading has that slug", link)
+			}
+		case strings.Contains(link, "://") || strings.HasPrefix(link, "mailto:"):
+		default:
+			path, _, _ := strings.Cut(link, "#")
+			if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(path))); err != nil {
+				t.Errorf("README links to %s, which is not in the repository", link)
+			}
+		}
+	}
+}
+
+// readmeAnchorsAndLinks returns the GitHub slugs of markdown's headings and the targets of
+// its links, outside fenced code blocks.
+func readmeAnchorsAndLinks(markdown string) (map[string]bool, []string) {
+	anchors := map[string]bool{}
+	seen := map[string]int{}
+	var links []string
+	inFence := false
+	for _, line := range strings.Split(markdown, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			inFence = !inFence
+			continue
+		}
+		if inFence {
+			continue
+		}
+		if m := mdHeading.FindStringSubmatch(line); m != nil {
+			slug := githubSlug(m[1])
+			if n := seen[slug]; n > 0 {
+				anchors[fmt.Sprintf("%s-%d", slug, n)] = true
+			} else {
+				anchors[slug] = true
+			}
+			seen[slug]++
+		}
+		for _, m := range mdLink.FindAllStringSubmatch(line, -1) {
+			links = append(links, m[1])
+		}
+	}
+	return anchors, links
+}
+
+// githubSlug is the anchor GitHub gives a heading: lower case, punctuation (backticks,
+// colons, slashes, parentheses) removed, each space a hyphen.
+func githubSlug(heading string) string {
+	slug := notInSlug.ReplaceAllString(strings.ToLower(heading), "")
+	return strings.ReplaceAll(slug, " ", "-")
+}
+
 // The patterns must catch what they exist for.
 func TestReadmePatterns(t *testing.T) {
 	for _, c := range []struct {
@@ -207,9 +276,21 @@ func TestReadmePatterns(t *testing.T) {
 		{valuesPath, "dapr.io/app-port", false},
 		{repoPath, "components/redis.yaml", true},
 		{repoPath, "/events/todo", false},
+		{mdLink, "see [Performance](#performance-make-bench).", true},
+		{mdLink, "[a] (b)", false},
 	} {
 		if got := c.re.MatchString(c.in); got != c.want {
 			t.Errorf("%s matches %q = %v, want %v", c.re, c.in, got, c.want)
+		}
+	}
+	for heading, want := range map[string]string{
+		"Performance: `make bench`":                            "performance-make-bench",
+		"What the cluster test verifies, and what it does not": "what-the-cluster-test-verifies-and-what-it-does-not",
+		"The publisher (`task-api`)":                           "the-publisher-task-api",
+		"AWS SNS/SQS":                                          "aws-snssqs",
+	} {
+		if got := githubSlug(heading); got != want {
+			t.Errorf("githubSlug(%q) = %q, want %q", heading, got, want)
 		}
 	}
 }
