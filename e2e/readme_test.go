@@ -1,8 +1,9 @@
 package e2e
 
 // The README is the user's map: every make target, environment variable, chart value and
-// repository path it names in backticks must exist, so that renaming one without the README
-// fails here rather than misleading a user.
+// repository path it names in backticks must exist, its links must resolve, and its broker
+// diff must match the files, so that changing one without the README fails here rather than
+// misleading a user.
 
 import (
 	"fmt"
@@ -218,6 +219,55 @@ func TestReadmeLinksResolve(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(path))); err != nil {
 				t.Errorf("README links to %s, which is not in the repository", link)
 			}
+		}
+	}
+}
+
+// TestReadmeBrokerDiff holds the README's "Swap brokers" diff to components/redis.yaml and
+// components/kafka.yaml without their comments: the diff's context and removed lines must
+// be redis.yaml from the hunk's first line on, its context and added lines kafka.yaml. A
+// setting added to either file without the diff fails here.
+func TestReadmeBrokerDiff(t *testing.T) {
+	readme := string(mustRead(t, filepath.Join(root, "README.md")))
+	start := strings.Index(readme, "```diff\n--- components/redis.yaml\n+++ components/kafka.yaml\n")
+	if start < 0 {
+		t.Fatal("README.md has no ```diff block from components/redis.yaml to components/kafka.yaml")
+	}
+	block := readme[start+len("```diff\n"):]
+	block = block[:strings.Index(block, "```")]
+	var from, to []string
+	first := 0
+	for _, line := range strings.Split(strings.TrimRight(block, "\n"), "\n")[2:] {
+		switch {
+		case strings.HasPrefix(line, "@@"):
+			if _, err := fmt.Sscanf(line, "@@ -%d", &first); err != nil {
+				t.Fatalf("hunk header %q: %v", line, err)
+			}
+		case strings.HasPrefix(line, "-"):
+			from = append(from, line[1:])
+		case strings.HasPrefix(line, "+"):
+			to = append(to, line[1:])
+		default:
+			from, to = append(from, strings.TrimPrefix(line, " ")), append(to, strings.TrimPrefix(line, " "))
+		}
+	}
+	if first < 1 {
+		t.Fatal("the README's diff has no hunk header")
+	}
+	for file, want := range map[string][]string{"redis.yaml": from, "kafka.yaml": to} {
+		var lines []string
+		for _, l := range strings.Split(strings.TrimRight(string(mustRead(t, filepath.Join(root, "components", file))), "\n"), "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+				lines = append(lines, l)
+			}
+		}
+		if first > len(lines) {
+			t.Fatalf("the README's hunk starts at line %d; components/%s has %d lines without comments", first, file, len(lines))
+		}
+		if got := strings.Join(lines[first-1:], "\n"); got != strings.Join(want, "\n") {
+			t.Errorf("the README's diff no longer matches components/%s without comments; regenerate it:\n"+
+				"  diff -u <(grep -v '^\\s*#' components/redis.yaml) <(grep -v '^\\s*#' components/kafka.yaml)\nfile:\n%s\nREADME:\n%s",
+				file, got, strings.Join(want, "\n"))
 		}
 	}
 }
