@@ -6,6 +6,9 @@ MAKEFLAGS += --no-print-directory
 
 APPS    := publisher worker
 MODULES := publisher worker e2e
+# Go modules kept out of go.work (their dependencies must not reach the apps): the bench's
+# go-sdk anchor. They are formatted, vetted, linted and tested like the others, with GOWORK=off.
+OUTSIDE_MODULES := tools/bench/gosdk-publisher
 BIN     := $(CURDIR)/bin
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
@@ -86,8 +89,9 @@ prereqs: ## Install missing Debian packages the local run and tests need (broker
 test: check test-unit test-e2e test-cluster ## Every check and test: format, vet, lint, unit, fuzz seeds, end-to-end, cluster.
 
 .PHONY: test-unit
-test-unit: ## Unit tests and fuzz seed corpora of both apps, with the race detector.
+test-unit: ## Unit tests and fuzz seed corpora of both apps (and the bench's go-sdk anchor), with the race detector.
 	@for m in $(APPS); do (cd $$m && go test -race -count=1 ./...); done
+	@for m in $(OUTSIDE_MODULES); do (cd $$m && GOWORK=off go test -race -count=1 ./...); done
 
 .PHONY: test-e2e
 test-e2e: prereqs ## End-to-end tests through the real daprd and brokers (BROKERS=redis,kafka,rabbitmq: all by default).
@@ -170,15 +174,17 @@ fmt: ## Format all Go code.
 
 .PHONY: fmt-check
 fmt-check:
-	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $(MODULES) $(OUTSIDE_MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: vet
 vet: ## go vet every module.
 	@go vet $(addprefix ./,$(addsuffix /...,$(MODULES)))
+	@for m in $(OUTSIDE_MODULES); do (cd $$m && GOWORK=off go vet ./...); done
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## golangci-lint (pinned) on every module.
 	@for m in $(MODULES); do (cd $$m && $(GOLANGCI_LINT) run --config ../.golangci.yml ./...); done
+	@for m in $(OUTSIDE_MODULES); do (cd $$m && GOWORK=off $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...); done
 
 $(GOLANGCI_LINT):
 	@mkdir -p $(BIN)
@@ -188,4 +194,4 @@ $(GOLANGCI_LINT):
 
 .PHONY: tidy
 tidy: ## go mod tidy every module, then go work sync.
-	@for m in $(MODULES) tools/daprd tools/helm tools/kube tools/containerd tools/coredns; do (cd $$m && GOWORK=off go mod tidy); done; go work sync
+	@for m in $(MODULES) $(OUTSIDE_MODULES) tools/daprd tools/helm tools/kube tools/containerd tools/coredns; do (cd $$m && GOWORK=off go mod tidy); done; go work sync

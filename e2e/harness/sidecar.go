@@ -10,7 +10,7 @@ import (
 // SidecarOptions describe one daprd.
 type SidecarOptions struct {
 	AppID     string
-	AppPort   int      // 0: no app channel (a publisher-only sidecar)
+	AppPort   int      // the app's port: daprd waits for it, as in the pod
 	Resources []string // --resources-path directories
 	Env       []string // e.g. DAPR_API_TOKEN=…, APP_API_TOKEN=…
 	// HTTPPort, GRPCPort and MetricsPort: 0 picks free ports.
@@ -42,7 +42,7 @@ func (h *Harness) StartSidecar(ctx context.Context, name string, o SidecarOption
 	return s, s.launch(ctx)
 }
 
-func (s *Sidecar) args() []string {
+func (s *Sidecar) args() ([]string, error) {
 	o := s.Opts
 	args := []string{
 		"--app-id", o.AppID, "--mode", "standalone", "--log-level", "info",
@@ -51,33 +51,32 @@ func (s *Sidecar) args() []string {
 		"--dapr-grpc-port", strconv.Itoa(o.GRPCPort),
 		"--dapr-internal-grpc-listen-address", "127.0.0.1",
 		"--metrics-port", strconv.Itoa(o.MetricsPort), "--metrics-listen-address", "127.0.0.1",
-		// Above the worker's HANDLER_TIMEOUT (4s), as in the chart: deliveries in flight
-		// (or waiting on another delivery's claim) finish before daprd gives up.
-		"--dapr-graceful-shutdown-seconds", "10",
 	}
-	if o.AppPort != 0 {
-		args = append(args,
-			"--app-port", strconv.Itoa(o.AppPort), "--app-protocol", "http",
-			// The chart sets the same: routing comes only from subscriptions/, so daprd
-			// need not ask the app for programmatic subscriptions.
-			"--disable-init-endpoints", "subscribe",
-			"--enable-app-health-check", "--app-health-check-path", "/healthz",
-			"--app-health-probe-interval", "1")
+	// The app channel, from the chart's values: the same protocol, health check, init
+	// endpoints and graceful shutdown as the injector gives the pod's daprd.
+	flags, err := AppChannelFlags(s.h.Root, o.AppID, o.AppPort)
+	if err != nil {
+		return nil, err
 	}
+	args = append(args, flags...)
 	for _, r := range o.Resources {
 		args = append(args, "--resources-path", r)
 	}
-	return args
+	return args, nil
 }
 
 func (s *Sidecar) launch(ctx context.Context) error {
-	p, err := s.h.start(s.name, environ(s.Opts.Env...), s.h.Bins.Daprd, s.args()...)
+	args, err := s.args()
+	if err != nil {
+		return err
+	}
+	p, err := s.h.start(s.name, environ(s.Opts.Env...), s.h.Bins.Daprd, args...)
 	if err != nil {
 		return err
 	}
 	s.Process = p
-	// /v1.0/healthz includes the app channel, so for the worker it also means the app is
-	// reachable; the publisher's sidecar has no app and is healthy once components load.
+	// /v1.0/healthz includes the app channel, so it also means the app's port is open:
+	// start the app first.
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := WaitHTTP(wctx, s.HTTPURL+"/v1.0/healthz", 204); err != nil {

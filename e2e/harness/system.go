@@ -25,6 +25,14 @@ type App struct {
 
 // StartApp runs an app binary on port with env and waits until /readyz answers 200.
 func (h *Harness) StartApp(ctx context.Context, name, bin string, port int, env []string) (*App, error) {
+	a, err := h.newApp(name, bin, port, env)
+	if err != nil {
+		return nil, err
+	}
+	return a, a.launch(ctx)
+}
+
+func (h *Harness) newApp(name, bin string, port int, env []string) (*App, error) {
 	ops, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -42,19 +50,30 @@ func (h *Harness) StartApp(ctx context.Context, name, bin string, port int, env 
 	if strings.Contains(name, "publisher") {
 		a.OpsURL = a.URL
 	}
-	return a, a.launch(ctx)
+	return a, nil
 }
 
 func (a *App) launch(ctx context.Context) error {
+	if err := a.start(); err != nil {
+		return err
+	}
+	return a.waitReady(ctx)
+}
+
+func (a *App) start() error {
 	p, err := a.h.start(a.name, environ(a.env...), a.bin)
 	if err != nil {
 		return err
 	}
 	a.Process = p
+	return nil
+}
+
+func (a *App) waitReady(ctx context.Context) error {
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := WaitHTTP(wctx, a.URL+"/readyz", 200); err != nil {
-		return fmt.Errorf("%s: %w\n%s", a.name, err, p.Tail(30))
+		return fmt.Errorf("%s: %w\n%s", a.name, err, a.Tail(30))
 	}
 	return nil
 }
@@ -177,22 +196,34 @@ func (h *Harness) StartSystem(ctx context.Context, b *Broker, o SystemOptions) (
 			return nil, err
 		}
 	}
-	s, err := h.StartSidecar(ctx, "daprd-publisher", SidecarOptions{
-		AppID: "task-api", Resources: resources, Env: sidecarEnv, HTTPPort: o.PublisherDaprPort})
-	if err != nil {
-		return nil, err
-	}
-	sys.PublisherSidecar = s
+	// The publisher's sidecar has an app channel to it, as in the chart: daprd waits for
+	// the app's port, so the app starts first, and it is ready once its sidecar is.
 	port, err := OrFreePort(o.PublisherPort)
 	if err != nil {
 		return nil, err
 	}
-	env := append(append([]string{"DAPR_HTTP_PORT=" + strconv.Itoa(s.Opts.HTTPPort), "READINESS_INTERVAL=200ms"},
-		appEnv...), o.PublisherEnv...)
-	p, err := h.StartApp(ctx, "publisher", h.Bins.Publisher, port, env)
+	daprPort, err := OrFreePort(o.PublisherDaprPort)
 	if err != nil {
 		return nil, err
 	}
+	env := append(append([]string{"DAPR_HTTP_PORT=" + strconv.Itoa(daprPort), "READINESS_INTERVAL=200ms"},
+		appEnv...), o.PublisherEnv...)
+	p, err := h.newApp("publisher", h.Bins.Publisher, port, env)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.start(); err != nil {
+		return nil, err
+	}
 	sys.Publisher = p
+	s, err := h.StartSidecar(ctx, "daprd-publisher", SidecarOptions{
+		AppID: "task-api", AppPort: port, Resources: resources, Env: sidecarEnv, HTTPPort: daprPort})
+	if err != nil {
+		return nil, err
+	}
+	sys.PublisherSidecar = s
+	if err := p.waitReady(ctx); err != nil {
+		return nil, err
+	}
 	return sys, nil
 }
