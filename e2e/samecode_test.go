@@ -20,6 +20,8 @@ import (
 // sameCode lists the files, relative to each app's directory, that publisher/ and worker/
 // keep identical.
 var sameCode = []string{
+	"internal/config/load.go",
+	"internal/config/load_test.go",
 	"internal/lifecycle/lifecycle.go",
 	"internal/lifecycle/lifecycle_test.go",
 	"internal/logbuf/logbuf.go",

@@ -21,6 +21,11 @@ func TestAppsShareConfigBehaviour(t *testing.T) {
 		{"app-port-text", []string{"APP_PORT=abc"}, `APP_PORT has an invalid value "abc"`},
 		{"app-port-range", []string{"APP_PORT=70000"}, "APP_PORT must be between 0 and 65535, got 70000"},
 		{"dapr-port-range", []string{"DAPR_HTTP_PORT=0"}, "DAPR_HTTP_PORT must be between 1 and 65535, got 0"},
+		{"dapr-host", []string{"DAPR_HOST=http://daprd"}, `DAPR_HOST must be a host name or IP address, got "http://daprd"`},
+		{"pprof-addr", []string{"PPROF_ADDR=6060"}, `PPROF_ADDR must be host:port (for example 127.0.0.1:6060) or empty, got "6060"`},
+		{"drain-delay-negative", []string{"DRAIN_DELAY=-1s"}, "DRAIN_DELAY must not be negative, got -1s"},
+		{"drain-delay-text", []string{"DRAIN_DELAY=soon"}, `DRAIN_DELAY has an invalid value "soon"`},
+		{"all-at-once", []string{"APP_PORT=70000", "LOG_LEVEL=loud"}, "APP_PORT must be between 0 and 65535, got 70000\nconfig: LOG_LEVEL must be one of"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			msgs := map[string]string{}

@@ -2,17 +2,7 @@
 package config
 
 import (
-	"errors"
-	"fmt"
-	"net"
-	"reflect"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
-
-	"github.com/caarlos0/env/v11"
-	"github.com/rs/zerolog"
 )
 
 // Config is every setting of the worker; the tags are the documentation.
@@ -71,19 +61,6 @@ type Config struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
 }
 
-// Load parses environ (os.Environ() format) and validates the result.
-func Load(environ []string) (Config, error) {
-	vars := env.ToMap(environ)
-	cfg, err := env.ParseAsWithOptions[Config](env.Options{Environment: vars})
-	if err != nil {
-		return Config{}, nameVariables(err, vars)
-	}
-	if err := cfg.validate(); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
-}
-
 // UsesStateStore reports whether dedupe records and dead letters live in a
 // Dapr state store (DEDUPE_STORE is a component name, not "memory").
 func (c Config) UsesStateStore() bool { return c.DedupeStore != MemoryStore }
@@ -91,48 +68,18 @@ func (c Config) UsesStateStore() bool { return c.DedupeStore != MemoryStore }
 // MemoryStore is the DEDUPE_STORE value that keeps the ledger in-process.
 const MemoryStore = "memory"
 
-// SidecarBaseURL is the Dapr sidecar's HTTP API root.
-func (c Config) SidecarBaseURL() string {
-	return "http://" + net.JoinHostPort(c.DaprHost, strconv.Itoa(c.DaprHTTPPort))
-}
-
-var logLevels = []string{"debug", "info", "warn", "error"}
-
-// Level is the parsed LOG_LEVEL; Load has already rejected bad values.
-func (c Config) Level() zerolog.Level {
-	lvl, err := zerolog.ParseLevel(c.LogLevel)
-	if err != nil {
-		return zerolog.InfoLevel
-	}
-	return lvl
-}
-
-func (c Config) validate() error {
-	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("config: "+format, args...))
-	}
-	if c.Port < 0 || c.Port > 65535 {
-		bad("APP_PORT must be between 0 and 65535, got %d", c.Port)
-	}
-	if c.OpsPort < 0 || c.OpsPort > 65535 {
-		bad("OPS_PORT must be between 0 and 65535, got %d", c.OpsPort)
-	}
+// validate checks the worker's own settings; checkShared (load.go) has
+// checked those the publisher reads too.
+func (c Config) validate(ch *checks) {
+	bad := ch.bad
+	ch.port("OPS_PORT", c.OpsPort, 0)
 	if c.OpsPort != 0 && c.OpsPort == c.Port {
 		bad("OPS_PORT must differ from APP_PORT (%d): events and probes are served on separate ports", c.Port)
-	}
-	if c.DaprHTTPPort < 1 || c.DaprHTTPPort > 65535 {
-		bad("DAPR_HTTP_PORT must be between 1 and 65535, got %d", c.DaprHTTPPort)
 	}
 	// A claim must outlive a live handler, or a redelivery could claim the
 	// event while the first delivery is still handling it.
 	if c.UsesStateStore() && c.DedupeLease < 2*c.HandlerTimeout {
 		bad("DEDUPE_LEASE (%s) must be at least twice HANDLER_TIMEOUT (%s)", c.DedupeLease, c.HandlerTimeout)
-	}
-	// The same four levels, and the same message, as the publisher's: an
-	// operator sets LOG_LEVEL once for both apps (e2e holds them together).
-	if !slices.Contains(logLevels, c.LogLevel) {
-		bad("LOG_LEVEL must be one of %s, got %q", strings.Join(logLevels, "|"), c.LogLevel)
 	}
 	if c.MaxEventBytes <= 0 {
 		bad("MAX_EVENT_BYTES must be positive, got %d", c.MaxEventBytes)
@@ -143,20 +90,11 @@ func (c Config) validate() error {
 	if c.BulkConcurrency < 1 {
 		bad("BULK_CONCURRENCY must be at least 1, got %d", c.BulkConcurrency)
 	}
-	if c.PprofAddr != "" {
-		if _, port, err := net.SplitHostPort(c.PprofAddr); err != nil || port == "" {
-			bad("PPROF_ADDR must be host:port (for example 127.0.0.1:6060), got %q", c.PprofAddr)
-		}
-	}
 	if c.DedupeMaxEntries <= 0 {
 		bad("DEDUPE_MAX_ENTRIES must be positive, got %d", c.DedupeMaxEntries)
 	}
-	if c.DedupeTTL <= 0 {
-		bad("DEDUPE_TTL must be positive, got %s", c.DedupeTTL)
-	}
-	if c.HandlerTimeout <= 0 {
-		bad("HANDLER_TIMEOUT must be positive, got %s", c.HandlerTimeout)
-	}
+	ch.positive("DEDUPE_TTL", c.DedupeTTL)
+	ch.positive("HANDLER_TIMEOUT", c.HandlerTimeout)
 	// The negated form also rejects NaN.
 	if !(c.FaultRetryRate >= 0 && c.FaultRetryRate <= 1) {
 		bad("FAULT_RETRY_RATE must be between 0 and 1, got %v", c.FaultRetryRate)
@@ -164,39 +102,10 @@ func (c Config) validate() error {
 	if c.FaultRetryFirst < 0 {
 		bad("FAULT_RETRY_FIRST must not be negative, got %d", c.FaultRetryFirst)
 	}
-	if c.FaultDelay < 0 {
-		bad("FAULT_DELAY must not be negative, got %s", c.FaultDelay)
-	}
-	if c.DrainDelay < 0 {
-		bad("DRAIN_DELAY must not be negative, got %s", c.DrainDelay)
-	}
+	ch.notNegative("FAULT_DELAY", c.FaultDelay)
 	// In-flight handlers must be able to finish inside the shutdown budget,
 	// otherwise a rollout turns every slow delivery into a redelivery.
 	if c.ShutdownTimeout <= c.HandlerTimeout {
 		bad("SHUTDOWN_TIMEOUT (%s) must be greater than HANDLER_TIMEOUT (%s)", c.ShutdownTimeout, c.HandlerTimeout)
 	}
-	return errors.Join(errs...)
-}
-
-// nameVariables rewrites caarlos0's parse errors, which name the Go field
-// ("Port"), so that they name the environment variable the operator set.
-func nameVariables(err error, vars map[string]string) error {
-	var agg env.AggregateError
-	if !errors.As(err, &agg) {
-		return fmt.Errorf("config: %w", err)
-	}
-	t := reflect.TypeFor[Config]()
-	errs := make([]error, 0, len(agg.Errors))
-	for _, e := range agg.Errors {
-		var pe env.ParseError
-		if errors.As(e, &pe) {
-			if f, ok := t.FieldByName(pe.Name); ok {
-				name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-				errs = append(errs, fmt.Errorf("config: %s has an invalid value %q: %w", name, vars[name], pe.Err))
-				continue
-			}
-		}
-		errs = append(errs, fmt.Errorf("config: %w", e))
-	}
-	return errors.Join(errs...)
 }
