@@ -89,12 +89,12 @@ func TestChartOnAPIServer(t *testing.T) {
 		}
 		out := k.must(t, k.kubectl, "get", "subscriptions.v2alpha1.dapr.io", "task-events", "-o", "json")
 		mustJSON(t, []byte(out), &sub)
-		if sub.Spec.Topic != "task-events" || sub.Spec.Routes.Default != "/events/todo" ||
-			len(sub.Spec.Routes.Rules) != 1 || sub.Spec.DeadLetterTopic != "task-events-deadletter" ||
-			len(sub.Scopes) != 1 || sub.Scopes[0] != "task-worker" {
+		if sub.Spec.Topic != contract.Topic || sub.Spec.Routes.Default != contract.Route ||
+			len(sub.Spec.Routes.Rules) != 1 || sub.Spec.DeadLetterTopic != contract.DeadLetterTopic ||
+			len(sub.Scopes) != 1 || sub.Scopes[0] != contract.WorkerAppID {
 			t.Errorf("stored Subscription differs from subscriptions/task-events.yaml: %+v", sub)
 		}
-		k.must(t, k.kubectl, "get", "components.dapr.io", "pubsub")
+		k.must(t, k.kubectl, "get", "components.dapr.io", contract.PubSub)
 		k.must(t, k.kubectl, "get", "resiliencies.dapr.io", "pubsub-resiliency")
 	})
 

@@ -56,7 +56,7 @@ func TestAsyncAPI(t *testing.T) {
 	if !strings.HasPrefix(doc.AsyncAPI, "3.") {
 		t.Fatalf("docs/asyncapi.yaml is AsyncAPI %q, want 3.x", doc.AsyncAPI)
 	}
-	if got, want := doc.Channels["taskEvents"].Address, subscribedTopic(t); got != want {
+	if got, want := doc.Channels["taskEvents"].Address, contract.Topic; got != want {
 		t.Errorf("the document's channel is %q, but subscriptions/task-events.yaml subscribes to %q", got, want)
 	}
 	msg := doc.Components.Messages["taskCreated"]
@@ -106,7 +106,7 @@ func TestAsyncAPI(t *testing.T) {
 		id := uuid.NewString()
 		envelope["id"] = id
 		body := strings.ReplaceAll(string(jsonBytes(t, envelope)), "TASK_ID", uuid.NewString())
-		r, err := post(ctx, sys.PublisherSidecar.HTTPURL+"/v1.0/publish/pubsub/"+subscribedTopic(t),
+		r, err := post(ctx, sys.PublisherSidecar.HTTPURL+"/v1.0/publish/pubsub/"+contract.Topic,
 			"application/cloudevents+json", body, nil)
 		if err != nil || r.Status != http.StatusNoContent {
 			t.Fatalf("publish through daprd = %d %s (%v)", r.Status, r.Body, err)
@@ -169,7 +169,7 @@ func streamEnvelope(ctx context.Context, t *testing.T, addr, id string) map[stri
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
-	entries, err := rdb.XRange(ctx, subscribedTopic(t), "-", "+").Result()
+	entries, err := rdb.XRange(ctx, contract.Topic, "-", "+").Result()
 	if err != nil {
 		t.Fatalf("XRANGE: %v", err)
 	}
@@ -182,20 +182,6 @@ func streamEnvelope(ctx context.Context, t *testing.T, addr, id string) map[stri
 	}
 	t.Fatalf("no entry with CloudEvent id %s among %d in the stream", id, len(entries))
 	return nil
-}
-
-// subscribedTopic is the topic subscriptions/task-events.yaml routes to the worker.
-func subscribedTopic(t *testing.T) string {
-	t.Helper()
-	var sub struct {
-		Spec struct {
-			Topic string `yaml:"topic"`
-		} `yaml:"spec"`
-	}
-	if err := yaml.Unmarshal(mustRead(t, filepath.Join(root, "subscriptions", "task-events.yaml")), &sub); err != nil || sub.Spec.Topic == "" {
-		t.Fatalf("subscriptions/task-events.yaml: topic %q (%v)", sub.Spec.Topic, err)
-	}
-	return sub.Spec.Topic
 }
 
 // jsonValue turns a decoded YAML or Go value into what encoding/json with UseNumber gives,

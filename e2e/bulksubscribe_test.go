@@ -148,7 +148,7 @@ func TestBulkSubscribeFitsRedisConcurrency(t *testing.T) {
 		switch {
 		case o.kind() == "Component" && digString(o, "spec", "type") == "pubsub.redis":
 			chartConc, _ = strconv.Atoi(componentMetadata(t, o, "concurrency"))
-		case o.kind() == "Subscription" && digString(o, "spec", "topic") == "task-events":
+		case o.kind() == "Subscription" && digString(o, "spec", "topic") == contract.Topic:
 			if dig(o, "spec", "bulkSubscribe", "enabled") != true {
 				t.Errorf("%s: bulkSubscribe not enabled: %v", o, dig(o, "spec", "bulkSubscribe"))
 			}
@@ -223,7 +223,7 @@ func TestBulkSubscribe(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			w, sidecar := sys.Workers[0], sys.WorkerSidecars[0]
-			for !subscribed(ctx, t, sidecar.HTTPURL, "task-events") {
+			for !subscribed(ctx, t, sidecar.HTTPURL, contract.Topic) {
 				select {
 				case <-ctx.Done():
 					t.Fatal("the worker's sidecar never subscribed to task-events")

@@ -402,17 +402,17 @@ func (r *rig) allDeadLettered(ids []string) bool {
 func (r *rig) backlog(ctx context.Context) (string, error) {
 	switch r.broker {
 	case "redis":
-		groups, err := r.state.XInfoGroups(ctx, "task-events").Result()
+		groups, err := r.state.XInfoGroups(ctx, contract.Topic).Result()
 		if err != nil {
 			return "", err
 		}
 		for _, g := range groups {
-			if g.Name != "task-worker" {
+			if g.Name != contract.WorkerAppID {
 				continue
 			}
 			lag := g.Lag
 			if lag < 0 { // Redis cannot tell (entries deleted): compare the last ids
-				info, err := r.state.XInfoStream(ctx, "task-events").Result()
+				info, err := r.state.XInfoStream(ctx, contract.Topic).Result()
 				if err != nil {
 					return "", err
 				}
@@ -428,11 +428,11 @@ func (r *rig) backlog(ctx context.Context) (string, error) {
 		return "stream task-events has no group task-worker", nil
 	case "kafka":
 		addr := r.sys.Broker.Overrides["brokers"]
-		end, err := harness.KafkaEndOffsets(ctx, addr, "task-events")
+		end, err := harness.KafkaEndOffsets(ctx, addr, contract.Topic)
 		if err != nil {
 			return "", err
 		}
-		committed, err := harness.KafkaCommitted(ctx, addr, "task-worker", "task-events")
+		committed, err := harness.KafkaCommitted(ctx, addr, contract.WorkerAppID, contract.Topic)
 		if err != nil {
 			return "", err
 		}

@@ -245,7 +245,7 @@ func (s *clusterSummary) subscriptionReload(t *testing.T, k *kube) {
 	// The port daprd calls is the annotation's, and the one the worker container exposes.
 	p0 := before.Items[0]
 	containerPort := before.containerPort(0, "worker")
-	if !m.hasRulePath("task-events", "/events/todo") || m.AppConnectionProperties.Port != containerPort ||
+	if !m.hasRulePath(contract.Topic, contract.Route) || m.AppConnectionProperties.Port != containerPort ||
 		p0.Metadata.Annotations["dapr.io/app-port"] != fmt.Sprint(containerPort) {
 		t.Fatalf("the worker's sidecar: %+v; want the declarative task-events subscription and app port %d (annotation %q)",
 			m, containerPort, p0.Metadata.Annotations["dapr.io/app-port"])
@@ -280,7 +280,7 @@ func (s *clusterSummary) subscriptionReload(t *testing.T, k *kube) {
 	k.mustKubectl("apply", "-k", overlay)
 	waitFor(t, "the new rule in the running sidecar's metadata", 90*time.Second, 100*time.Millisecond, func() (bool, string) {
 		m, _, err := getMetadata(t.Context(), sidecar)
-		return err == nil && m.hasRulePath("task-events", "/events/urgent"), fmt.Sprint(err)
+		return err == nil && m.hasRulePath(contract.Topic, "/events/urgent"), fmt.Sprint(err)
 	})
 	s.reloadSeconds = time.Since(applied).Seconds()
 	t.Logf("subscription change reached the running sidecar %.1f s after kubectl apply", s.reloadSeconds)
@@ -288,7 +288,7 @@ func (s *clusterSummary) subscriptionReload(t *testing.T, k *kube) {
 	k.mustKubectl("apply", "-k", "subscriptions/")
 	waitFor(t, "the rule to leave again", 90*time.Second, 100*time.Millisecond, func() (bool, string) {
 		m, _, err := getMetadata(t.Context(), sidecar)
-		return err == nil && !m.hasRulePath("task-events", "/events/urgent"), fmt.Sprint(err)
+		return err == nil && !m.hasRulePath(contract.Topic, "/events/urgent"), fmt.Sprint(err)
 	})
 	after := k.pods(workerLabel).live()
 	if len(after.Items) != len(before.Items) {

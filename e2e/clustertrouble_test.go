@@ -153,7 +153,7 @@ func (s *clusterSummary) ciValues(t *testing.T, k *kube) {
 func checkTokens(t *testing.T, k *kube) {
 	workers := k.pods(workerLabel).live()
 	worker := k.portForward(t, "pod/"+workers.Items[0].Metadata.Name, workers.containerPort(0, "worker"))
-	r, err := post(context.Background(), worker+"/events/todo", "application/cloudevents+json", `{}`,
+	r, err := post(context.Background(), worker+contract.Route, "application/cloudevents+json", `{}`,
 		map[string]string{"dapr-api-token": "wrong"})
 	if err != nil || r.Status != http.StatusUnauthorized {
 		t.Errorf("worker /events/todo with a wrong app token: %d %s (%v), want 401", r.Status, r.Body, err)

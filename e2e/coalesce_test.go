@@ -116,7 +116,7 @@ func checkStreamEntries(t *testing.T, addr string, accepted map[string]string) {
 	defer cancel()
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
-	msgs, err := rdb.XRange(ctx, "task-events", "-", "+").Result()
+	msgs, err := rdb.XRange(ctx, contract.Topic, "-", "+").Result()
 	if err != nil {
 		t.Fatalf("XRANGE task-events: %v", err)
 	}

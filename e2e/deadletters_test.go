@@ -46,7 +46,7 @@ func TestDeadLetterReplay(t *testing.T) {
 			}
 			var kept keptDeadLetters
 			admin(ctx, t, http.MethodGet, w.URL+"/admin/deadletters", http.StatusOK, &kept)
-			if kept.Count != 1 || kept.DeadLetters[0].EventID != c.ID || kept.DeadLetters[0].Topic != "task-events" {
+			if kept.Count != 1 || kept.DeadLetters[0].EventID != c.ID || kept.DeadLetters[0].Topic != contract.Topic {
 				t.Fatalf("dead letters = %+v, want the one task %s from task-events", kept, c.ID)
 			}
 

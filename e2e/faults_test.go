@@ -46,11 +46,11 @@ func TestTokens(t *testing.T) {
 			envelope := fmt.Sprintf(`{"specversion":"1.0","id":"forged-%d","source":"attacker","type":"task.created",`+
 				`"datacontenttype":"application/json","data":{"event_type":"task.created","task_id":"%s","title":"forged"}}`,
 				time.Now().UnixNano(), c.ID)
-			r, err = post(ctx, sys.Workers[0].URL+"/events/todo", "application/cloudevents+json", envelope, nil)
+			r, err = post(ctx, sys.Workers[0].URL+contract.Route, "application/cloudevents+json", envelope, nil)
 			if err != nil || r.Status != http.StatusUnauthorized {
 				t.Errorf("worker without dapr-api-token = %d %s (%v), want 401", r.Status, r.Body, err)
 			}
-			r, _ = post(ctx, sys.Workers[0].URL+"/events/todo", "application/cloudevents+json", envelope,
+			r, _ = post(ctx, sys.Workers[0].URL+contract.Route, "application/cloudevents+json", envelope,
 				map[string]string{"dapr-api-token": "wrong"})
 			if r.Status != http.StatusUnauthorized {
 				t.Errorf("worker with a wrong dapr-api-token = %d, want 401", r.Status)

@@ -45,7 +45,7 @@ func TestKafkaWorkerRestart(t *testing.T) {
 	defer cancel()
 	var committed int64
 	for {
-		c, err := harness.KafkaCommitted(ctx, kafka, "task-worker", "task-events")
+		c, err := harness.KafkaCommitted(ctx, kafka, contract.WorkerAppID, contract.Topic)
 		n := handled(before) // read after the offsets: handling comes first
 		if err == nil && c > int64(n) {
 			t.Fatalf("the group committed %d offsets while the worker had handled only %d tasks", c, n)

@@ -94,7 +94,7 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("POST /tasks with %d idle connections = %d %s (%v), want 202", idleConns, r.Status, r.Body, err)
 	}
 	waitHandled(t, sys.Workers, map[string]string{c.ID: c.Title}, 15*time.Second)
-	r, err = post(ctx, wrk.URL+"/events/todo", "application/cloudevents+json",
+	r, err = post(ctx, wrk.URL+contract.Route, "application/cloudevents+json",
 		deliveryEnvelope("limits-"+uuid.NewString(), uuid.NewString(), "direct delivery"), nil)
 	if err != nil || r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"SUCCESS"`) {
 		t.Errorf("worker /events/todo with %d idle connections = %d %s (%v), want SUCCESS", idleConns, r.Status, r.Body, err)
@@ -188,7 +188,7 @@ func oversizedWorker(ctx context.Context, t *testing.T, wrk *harness.App) {
 	if len(env) != start.MaxEventBytes+1 {
 		t.Fatalf("built a %d-byte envelope, want %d", len(env), start.MaxEventBytes+1)
 	}
-	r, err := post(ctx, wrk.URL+"/events/todo", "application/cloudevents+json", env, nil)
+	r, err := post(ctx, wrk.URL+contract.Route, "application/cloudevents+json", env, nil)
 	if err != nil || r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"DROP"`) {
 		t.Errorf("worker /events/todo with %d bytes (MAX_EVENT_BYTES %d) = %d %s (%v), want 200 DROP",
 			len(env), start.MaxEventBytes, r.Status, r.Body, err)
@@ -204,9 +204,10 @@ func oversizedWorker(ctx context.Context, t *testing.T, wrk *harness.App) {
 
 // deliveryEnvelope is a CloudEvent as daprd delivers a task.created publish.
 func deliveryEnvelope(id, taskID, title string) string {
-	data, _ := json.Marshal(map[string]string{"event_type": "task.created", "task_id": taskID, "title": title})
-	return fmt.Sprintf(`{"specversion":"1.0","id":%q,"source":"task-api","type":"task.created",`+
-		`"topic":"task-events","pubsubname":"pubsub","datacontenttype":"application/json","data":%s}`, id, data)
+	data, _ := json.Marshal(map[string]string{"event_type": contract.EventType, "task_id": taskID, "title": title})
+	return fmt.Sprintf(`{"specversion":"1.0","id":%q,"source":%q,"type":%q,`+
+		`"topic":%q,"pubsubname":%q,"datacontenttype":"application/json","data":%s}`,
+		id, contract.PublisherAppID, contract.EventType, contract.Topic, contract.PubSub, data)
 }
 
 // dribbleHeaders is a slowloris client: it sends a request line and then one header byte

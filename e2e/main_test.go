@@ -26,6 +26,9 @@ import (
 var (
 	root string
 	bins harness.Binaries
+	// contract is the app-ids, topic and routes as the repository's files define them;
+	// tests use it instead of repeating those literals.
+	contract harness.Contract
 )
 
 func TestMain(m *testing.M) {
@@ -41,6 +44,9 @@ func setup(m *testing.M) (int, error) {
 	wd, _ := os.Getwd()
 	var err error
 	if root, err = harness.FindRoot(wd); err != nil {
+		return 0, err
+	}
+	if contract, err = harness.LoadContract(root); err != nil {
 		return 0, err
 	}
 	bins.Daprd = os.Getenv("DAPRD")

@@ -53,7 +53,7 @@ func happyPath(t *testing.T, broker string, sys *harness.System) {
 	took := time.Since(start)
 	ev := harness.Events([]string{line}, "EVENT RECEIVED")
 	if len(ev) != 1 || ev[0].Title != c.Title || ev[0].Outcome != "SUCCESS" || ev[0].Type != "task.created" ||
-		ev[0].EventID != c.ID || ev[0].Topic != "task-events" {
+		ev[0].EventID != c.ID || ev[0].Topic != contract.Topic {
 		t.Fatalf("worker log line %s does not carry the task as published", line)
 	}
 	if took > 5*time.Second {
@@ -74,14 +74,14 @@ func declarative(t *testing.T, _ string, sys *harness.System) {
 	}
 	found := false
 	for _, s := range md.Subscriptions {
-		if s.Topic != "task-events" {
+		if s.Topic != contract.Topic {
 			continue
 		}
 		found = true
-		if s.Type != "DECLARATIVE" || s.PubsubName != "pubsub" || s.DeadLetterTopic != "task-events-deadletter" {
+		if s.Type != "DECLARATIVE" || s.PubsubName != contract.PubSub || s.DeadLetterTopic != contract.DeadLetterTopic {
 			t.Errorf("subscription %+v, want DECLARATIVE on pubsub with dead letters to task-events-deadletter", s)
 		}
-		if len(s.Rules) == 0 || s.Rules[0].Match != `event.type == "task.created"` || s.Rules[0].Path != "/events/todo" {
+		if len(s.Rules) == 0 || s.Rules[0].Match != `event.type == "`+contract.EventType+`"` || s.Rules[0].Path != contract.Route {
 			t.Errorf("rules %+v, want the task.created rule to /events/todo first", s.Rules)
 		}
 	}

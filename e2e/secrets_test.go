@@ -76,7 +76,7 @@ func TestSecrets(t *testing.T) {
 		if presented != "" {
 			hdr = map[string]string{"dapr-api-token": presented}
 		}
-		r, err := post(ctx, wrk.URL+"/events/todo", "application/cloudevents+json",
+		r, err := post(ctx, wrk.URL+contract.Route, "application/cloudevents+json",
 			deliveryEnvelope("secrets-"+uuid.NewString(), uuid.NewString(), "presented "+strconv.Itoa(len(presented))), hdr)
 		if err != nil {
 			t.Fatalf("POST /events/todo: %v", err)

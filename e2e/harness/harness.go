@@ -27,6 +27,8 @@ type Harness struct {
 	Bins Binaries
 	Dir  string    // scratch directory for broker data and generated resources
 	Sink io.Writer // every process's output, one prefixed line at a time
+	// Contract holds the app-ids, topic and routes, as the repository's files define them.
+	Contract Contract
 
 	mu       sync.Mutex
 	procs    []*Process
@@ -40,7 +42,11 @@ func New(root, dir string, bins Binaries, sink io.Writer) (*Harness, error) {
 			return nil, fmt.Errorf("%s binary: %w", name, err)
 		}
 	}
-	return &Harness{Root: root, Bins: bins, Dir: dir, Sink: &lockedWriter{w: sink}}, nil
+	contract, err := LoadContract(root)
+	if err != nil {
+		return nil, err
+	}
+	return &Harness{Root: root, Bins: bins, Dir: dir, Sink: &lockedWriter{w: sink}, Contract: contract}, nil
 }
 
 func (h *Harness) start(name string, env []string, bin string, args ...string) (*Process, error) {

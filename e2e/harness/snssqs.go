@@ -78,7 +78,7 @@ func (h *Harness) StartSNSSQS(ctx context.Context, port int) (*Broker, error) {
 		}}, nil
 }
 
-// subscribedTopics lists the topics of component "pubsub" that subscriptions/ routes to appID.
+// subscribedTopics lists the topics of the contract's pub/sub component that subscriptions/ routes to appID.
 func (h *Harness) subscribedTopics(appID string) ([]string, error) {
 	files, err := filepath.Glob(filepath.Join(h.Root, "subscriptions", "*.yaml"))
 	if err != nil {
@@ -105,7 +105,7 @@ func (h *Harness) subscribedTopics(appID string) ([]string, error) {
 			} else if err != nil {
 				return nil, fmt.Errorf("%s: %w", f, err)
 			}
-			if doc.Kind == "Subscription" && doc.Spec.PubsubName == "pubsub" &&
+			if doc.Kind == "Subscription" && doc.Spec.PubsubName == h.Contract.PubSub &&
 				(len(doc.Scopes) == 0 || slices.Contains(doc.Scopes, appID)) {
 				topics = append(topics, doc.Spec.Topic)
 			}

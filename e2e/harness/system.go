@@ -185,14 +185,14 @@ func (h *Harness) StartSystem(ctx context.Context, b *Broker, o SystemOptions) (
 			return nil, err
 		}
 		s, err := h.StartSidecar(ctx, "daprd-"+name, SidecarOptions{
-			AppID: "task-worker", AppPort: port, Resources: resources, Env: sidecarEnv, HTTPPort: httpPort})
+			AppID: h.Contract.WorkerAppID, AppPort: port, Resources: resources, Env: sidecarEnv, HTTPPort: httpPort})
 		if err != nil {
 			return nil, err
 		}
 		sys.Workers, sys.WorkerSidecars = append(sys.Workers, w), append(sys.WorkerSidecars, s)
 	}
 	if b.WaitSubscribers != nil {
-		if err := b.WaitSubscribers(ctx, "task-worker", o.Workers); err != nil {
+		if err := b.WaitSubscribers(ctx, h.Contract.WorkerAppID, o.Workers); err != nil {
 			return nil, err
 		}
 	}
@@ -217,7 +217,7 @@ func (h *Harness) StartSystem(ctx context.Context, b *Broker, o SystemOptions) (
 	}
 	sys.Publisher = p
 	s, err := h.StartSidecar(ctx, "daprd-publisher", SidecarOptions{
-		AppID: "task-api", AppPort: port, Resources: resources, Env: sidecarEnv, HTTPPort: daprPort})
+		AppID: h.Contract.PublisherAppID, AppPort: port, Resources: resources, Env: sidecarEnv, HTTPPort: daprPort})
 	if err != nil {
 		return nil, err
 	}
