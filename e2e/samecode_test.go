@@ -27,6 +27,8 @@ var sameCode = []string{
 	"internal/logbuf/logbuf.go",
 	"internal/logging/logging.go",
 	"internal/logging/logging_test.go",
+	"internal/logtext/logtext.go",
+	"internal/logtext/logtext_test.go",
 	"internal/pprofserver/pprofserver.go",
 	"internal/pprofserver/pprofserver_test.go",
 	"internal/problem/write.go",

@@ -8,12 +8,12 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
 	"github.com/taskevents/taskevents/publisher/internal/idempotency"
+	"github.com/taskevents/taskevents/publisher/internal/logtext"
 	"github.com/taskevents/taskevents/publisher/internal/problem"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 )
@@ -83,7 +83,7 @@ func New(d Deps) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Blank(http.StatusNotFound, fmt.Sprintf(
 			"No route for %s %s. This API serves POST /tasks, GET /healthz, GET /readyz and GET /openapi.yaml.",
-			r.Method, truncate(r.URL.Path, 200))))
+			r.Method, logtext.Truncate(r.URL.Path, 200))))
 	})
 	return recoverPanics(d.Logger, logRequests(d.Logger, mux))
 }
@@ -111,16 +111,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_, _ = w.Write(append(body, '\n'))
-}
-
-// truncate shortens s to at most n bytes without splitting a UTF-8
-// sequence, marking the cut with "…", as the worker's taskevent.Truncate.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/taskevents/taskevents/publisher/internal/idempotency"
 	"github.com/taskevents/taskevents/publisher/internal/jsonstr"
+	"github.com/taskevents/taskevents/publisher/internal/logtext"
 	"github.com/taskevents/taskevents/publisher/internal/problem"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 	"github.com/taskevents/taskevents/publisher/internal/task"
@@ -196,11 +197,11 @@ func checkContentType(ct string) (problem.Details, bool) {
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" {
 		return problem.Blank(http.StatusUnsupportedMediaType,
-			fmt.Sprintf("The request's Content-Type is %q. %s", truncate(ct, 100), fix)), false
+			fmt.Sprintf("The request's Content-Type is %q. %s", logtext.Truncate(ct, 100), fix)), false
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
 		return problem.Blank(http.StatusUnsupportedMediaType,
-			fmt.Sprintf("The request's charset is %q; only UTF-8 JSON is accepted. %s", truncate(cs, 50), fix)), false
+			fmt.Sprintf("The request's charset is %q; only UTF-8 JSON is accepted. %s", logtext.Truncate(cs, 50), fix)), false
 	}
 	return problem.Details{}, true
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/taskevents/taskevents/worker/internal/deadletter"
+	"github.com/taskevents/taskevents/worker/internal/logtext"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/problem"
 	"github.com/taskevents/taskevents/worker/internal/taskevent"
@@ -157,7 +158,7 @@ func (s *Server) storeProblem(w http.ResponseWriter, err error) {
 		s.log.Error().Err(err).Msg("dead-letter store call failed")
 		w.Header().Set("Retry-After", "1")
 		problem.Write(w, problem.Blank(http.StatusServiceUnavailable,
-			fmt.Sprintf("The state store or the sidecar did not answer: %s", taskevent.Truncate(err.Error(), 300))))
+			fmt.Sprintf("The state store or the sidecar did not answer: %s", logtext.Truncate(err.Error(), 300))))
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/taskevents/taskevents/worker/internal/bulk"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
+	"github.com/taskevents/taskevents/worker/internal/logtext"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/taskevent"
 )
@@ -258,7 +259,7 @@ func (s *Server) logDelivery(d delivery, took time.Duration) {
 		Str("pubsubname", d.meta.PubsubName).
 		Str("traceparent", d.meta.Traceparent).
 		Str("task_id", d.task.TaskID).
-		Str("title", taskevent.Truncate(d.task.Title, maxLoggedTitle)).
+		Str("title", logtext.Truncate(d.task.Title, maxLoggedTitle)).
 		Str("event_type", d.task.EventType).
 		Str("outcome", d.outcome).
 		Bool("duplicate", d.duplicate).

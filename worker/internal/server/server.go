@@ -22,9 +22,9 @@ import (
 	"github.com/taskevents/taskevents/worker/internal/deadletter"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
+	"github.com/taskevents/taskevents/worker/internal/logtext"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/problem"
-	"github.com/taskevents/taskevents/worker/internal/taskevent"
 )
 
 // TokenHeader is the header daprd puts APP_API_TOKEN in.
@@ -140,7 +140,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.metrics.Unauthorized()
 		s.log.Warn().
 			Str("method", r.Method).
-			Str("path", taskevent.Truncate(r.URL.Path, 256)).
+			Str("path", logtext.Truncate(r.URL.Path, 256)).
 			Str("remote_addr", r.RemoteAddr).
 			Bool("token_present", r.Header.Get(TokenHeader) != "").
 			Msg("unauthorized request")
@@ -187,7 +187,7 @@ func (p *problemWriter) WriteHeader(code int) {
 	case http.StatusNotFound:
 		p.swallow = true
 		detail := fmt.Sprintf("No route matches %s %s on this port. Routes: %s.",
-			p.r.Method, taskevent.Truncate(p.r.URL.Path, 256), p.routes)
+			p.r.Method, logtext.Truncate(p.r.URL.Path, 256), p.routes)
 		if strings.HasPrefix(p.r.URL.Path, "/dapr/") {
 			detail = "This worker has no programmatic subscriptions or app configuration: its subscriptions are declarative Subscription resources."
 		}
@@ -195,7 +195,7 @@ func (p *problemWriter) WriteHeader(code int) {
 	case http.StatusMethodNotAllowed:
 		p.swallow = true
 		problem.Write(p.ResponseWriter, problem.Blank(code,
-			fmt.Sprintf("%s does not accept %s; the Allow header lists the methods it does accept.", taskevent.Truncate(p.r.URL.Path, 256), p.r.Method)))
+			fmt.Sprintf("%s does not accept %s; the Allow header lists the methods it does accept.", logtext.Truncate(p.r.URL.Path, 256), p.r.Method)))
 	default:
 		p.ResponseWriter.WriteHeader(code)
 	}

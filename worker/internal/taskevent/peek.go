@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+
+	"github.com/taskevents/taskevents/worker/internal/logtext"
 )
 
 // maxPeekField bounds what Peek copies out of an untrusted message, because
@@ -65,12 +67,12 @@ func peekMeta(header http.Header, body []byte) Meta {
 	if m.Traceparent == "" {
 		m.Traceparent = header.Get("traceparent")
 	}
-	m.ID = Truncate(m.ID, maxPeekField)
-	m.Source = Truncate(m.Source, maxPeekField)
-	m.Type = Truncate(m.Type, maxPeekField)
-	m.Topic = Truncate(m.Topic, maxPeekField)
-	m.PubsubName = Truncate(m.PubsubName, maxPeekField)
-	m.Traceparent = Truncate(m.Traceparent, maxPeekField)
+	m.ID = logtext.Truncate(m.ID, maxPeekField)
+	m.Source = logtext.Truncate(m.Source, maxPeekField)
+	m.Type = logtext.Truncate(m.Type, maxPeekField)
+	m.Topic = logtext.Truncate(m.Topic, maxPeekField)
+	m.PubsubName = logtext.Truncate(m.PubsubName, maxPeekField)
+	m.Traceparent = logtext.Truncate(m.Traceparent, maxPeekField)
 	return m
 }
 
@@ -112,9 +114,9 @@ func peekTask(header http.Header, body []byte) Task {
 		return Task{}
 	}
 	return Task{
-		EventType: Truncate(rawString(raw.EventType), maxPeekField),
-		TaskID:    Truncate(rawString(raw.TaskID), maxPeekField),
-		Title:     Truncate(rawString(raw.Title), maxPeekField),
+		EventType: logtext.Truncate(rawString(raw.EventType), maxPeekField),
+		TaskID:    logtext.Truncate(rawString(raw.TaskID), maxPeekField),
+		Title:     logtext.Truncate(rawString(raw.Title), maxPeekField),
 	}
 }
 

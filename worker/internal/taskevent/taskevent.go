@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/binding/format"
@@ -21,6 +20,8 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/google/uuid"
+
+	"github.com/taskevents/taskevents/worker/internal/logtext"
 )
 
 // Event types the worker understands.
@@ -88,9 +89,9 @@ type Error struct {
 func (e *Error) Error() string {
 	if e.Err != nil {
 		// Some SDK errors end in a newline; log lines should not.
-		return Truncate(e.Reason+": "+strings.TrimSpace(e.Err.Error()), maxReason)
+		return logtext.Truncate(e.Reason+": "+strings.TrimSpace(e.Err.Error()), maxReason)
 	}
-	return Truncate(e.Reason, maxReason)
+	return logtext.Truncate(e.Reason, maxReason)
 }
 
 // maxReason bounds an error message: it is logged as the reason, and SDK
@@ -132,10 +133,10 @@ func Parse(header http.Header, body []byte) (ev Event, err error) {
 		evType = task.EventType
 	}
 	if evType != TypeTaskCreated {
-		return Event{}, &Error{Stage: StageData, Reason: fmt.Sprintf("unknown event type %q", Truncate(evType, 64)), Meta: meta, Task: task}
+		return Event{}, &Error{Stage: StageData, Reason: fmt.Sprintf("unknown event type %q", logtext.Truncate(evType, 64)), Meta: meta, Task: task}
 	}
 	if !IsUUID(task.TaskID) {
-		return Event{}, &Error{Stage: StageData, Reason: fmt.Sprintf("task_id %q is not a UUID", Truncate(task.TaskID, 64)), Meta: meta, Task: task}
+		return Event{}, &Error{Stage: StageData, Reason: fmt.Sprintf("task_id %q is not a UUID", logtext.Truncate(task.TaskID, 64)), Meta: meta, Task: task}
 	}
 	if strings.TrimSpace(task.Title) == "" {
 		return Event{}, &Error{Stage: StageData, Reason: "title is blank", Meta: meta, Task: task}
@@ -220,16 +221,4 @@ func extString(ce *event.Event, name string) string {
 		return ""
 	}
 	return s
-}
-
-// Truncate shortens s to at most n bytes without splitting a UTF-8 sequence,
-// marking the cut with "…". Untrusted strings go through it before logging.
-func Truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }

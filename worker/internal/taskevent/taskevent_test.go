@@ -211,24 +211,6 @@ func TestPeek(t *testing.T) {
 	}
 }
 
-func TestTruncate(t *testing.T) {
-	tests := []struct {
-		in   string
-		n    int
-		want string
-	}{
-		{"abc", 3, "abc"},
-		{"abcd", 3, "abc…"},
-		{"ééé", 3, "é…"}, // cutting at 3 would split the second é
-		{"", 0, ""},
-	}
-	for _, tt := range tests {
-		if got := Truncate(tt.in, tt.n); got != tt.want {
-			t.Errorf("Truncate(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
-		}
-	}
-}
-
 func TestIsUUID(t *testing.T) {
 	for s, want := range map[string]bool{
 		taskID:                                 true,
