@@ -149,14 +149,14 @@ chaos: prereqs ## Chaos at full size (SIGKILLed worker, sidecar and replica, Red
 		| grep -E --line-buffered -v '^=== (RUN|PAUSE|CONT)' || rc=$$?; \
 	echo "make chaos: $$((SECONDS - start))s, exit status $$rc"; exit $$rc
 
-# make bench: the seed's venv downloads from PyPI while the Go builds use the CPU.
+# make bench: the Python venv downloads from PyPI while the Go builds use the CPU.
 .PHONY: bench
-bench: prereqs build ## Both apps against their anchors (direct daprd, go-sdk, seed Python, no-op handler) on Redis, ~7 min: a line per measure, bin/bench/results.*, docs/benchmarks/*.png.
-	@seed=$$(mktemp) && { tools/bench/seed/install.sh >$$seed & pid=$$!; } \
+bench: prereqs build ## Both apps against their anchors (direct daprd, go-sdk, Python FastAPI + Dapr SDK, no-op handler) on Redis, ~7 min: a line per measure, bin/bench/results.*, docs/benchmarks/*.png.
+	@py=$$(mktemp) && { tools/bench/python/install.sh >$$py & pid=$$!; } \
 		&& go build -o $(BIN)/taskevents-bench ./e2e/cmd/bench && go build -o $(BIN)/noop-worker ./e2e/cmd/noop-worker \
 		&& daprd=$$(tools/daprd/build.sh) && gosdk=$$(tools/bench/gosdk-publisher/build.sh) \
-		&& wait $$pid && uvicorn=$$(cat $$seed) && rm -f $$seed \
-		&& DAPRD=$$daprd GOSDK_PUBLISHER_BIN=$$gosdk SEED_UVICORN=$$uvicorn PUBLISHER_BIN=$(BIN)/publisher \
+		&& wait $$pid && uvicorn=$$(cat $$py) && rm -f $$py \
+		&& DAPRD=$$daprd GOSDK_PUBLISHER_BIN=$$gosdk PYTHON_UVICORN=$$uvicorn PUBLISHER_BIN=$(BIN)/publisher \
 		WORKER_BIN=$(BIN)/worker NOOP_WORKER_BIN=$(BIN)/noop-worker $(BIN)/taskevents-bench
 
 .PHONY: bench-micro

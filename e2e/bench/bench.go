@@ -88,8 +88,8 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (err error) {
 	if cfg.Plots == "" {
 		cfg.Plots = filepath.Join(cfg.Root, "docs", "benchmarks")
 	}
-	if cfg.SeedDir == "" {
-		cfg.SeedDir = filepath.Join(cfg.Root, "tools", "bench", "seed")
+	if cfg.PythonDir == "" {
+		cfg.PythonDir = filepath.Join(cfg.Root, "tools", "bench", "python")
 	}
 	// Both output directories must be writable before minutes of measuring, not after.
 	for _, d := range []string{cfg.Out, cfg.Plots} {
@@ -234,9 +234,9 @@ func (b *bench) startAll(ctx context.Context) error {
 			return err
 		}
 	}
-	if cfg.SeedUvicorn != "" {
-		if b.publishers["python"], err = b.rig.startApp(ctx, "seed-publisher", filepath.Join(cfg.SeedDir, "publisher"), daprEnv, nil,
-			cfg.SeedUvicorn, "main:app", "--host", "127.0.0.1", "--port", "{port}"); err != nil {
+	if cfg.PythonUvicorn != "" {
+		if b.publishers["python"], err = b.rig.startApp(ctx, "python-publisher", filepath.Join(cfg.PythonDir, "publisher"), daprEnv, nil,
+			cfg.PythonUvicorn, "main:app", "--host", "127.0.0.1", "--port", "{port}"); err != nil {
 			return err
 		}
 	}
@@ -264,13 +264,13 @@ func (b *bench) startAll(ctx context.Context) error {
 		}
 		b.workers["noop"] = handler{name: "noop", app: a}
 	}
-	if cfg.SeedUvicorn != "" {
-		a, err := b.rig.startApp(ctx, "seed-worker", filepath.Join(cfg.SeedDir, "worker"), nil, nil,
-			cfg.SeedUvicorn, "main:app", "--host", "127.0.0.1", "--port", "{port}")
+	if cfg.PythonUvicorn != "" {
+		a, err := b.rig.startApp(ctx, "python-worker", filepath.Join(cfg.PythonDir, "worker"), nil, nil,
+			cfg.PythonUvicorn, "main:app", "--host", "127.0.0.1", "--port", "{port}")
 		if err != nil {
 			return err
 		}
-		b.workers["python"] = handler{name: "python", app: a, seed: true}
+		b.workers["python"] = handler{name: "python", app: a, programmatic: true}
 	}
 	return nil
 }
@@ -407,7 +407,7 @@ func (b *bench) drainPhase(ctx context.Context) error {
 	}
 	// The durable ledger claims and completes each event through the state store and
 	// drains at a fraction of the in-memory rate: half the backlog keeps its rounds short.
-	jobs = append(jobs, job{"worker-ledger", modeSingle, b.cfg.Backlog / 2}, job{"python", modeSingle, b.cfg.SeedBacklog})
+	jobs = append(jobs, job{"worker-ledger", modeSingle, b.cfg.Backlog / 2}, job{"python", modeSingle, b.cfg.PythonBacklog})
 	for rep := range b.cfg.Reps {
 		for _, j := range jobs {
 			h, ok := b.workers[j.handler]
@@ -591,7 +591,7 @@ func (b *bench) readRSS() (map[string]float64, error) {
 func settings(c Config) map[string]any {
 	return map[string]any{"BENCH_DURATION": c.Duration.String(), "BENCH_WARMUP": c.Warmup.String(), "BENCH_REPS": c.Reps,
 		"BENCH_CONNECTIONS": c.Connections, "BENCH_SWEEP": c.Sweep, "BENCH_SWEEP_DURATION": c.SweepDuration.String(),
-		"BENCH_BACKLOG": c.Backlog, "BENCH_SEED_BACKLOG": c.SeedBacklog, "BENCH_BULK_MAX_MESSAGES": c.BulkMaxMessages,
+		"BENCH_BACKLOG": c.Backlog, "BENCH_PYTHON_BACKLOG": c.PythonBacklog, "BENCH_BULK_MAX_MESSAGES": c.BulkMaxMessages,
 		"BENCH_BULK_AWAIT_MS": c.BulkAwaitMs, "BENCH_E2E_RATE": c.E2ERate, "BENCH_E2E_DURATION": c.E2EDuration.String(),
 		"BENCH_DEDUPE_IDS": c.DedupeIDs}
 }

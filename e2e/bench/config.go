@@ -1,5 +1,5 @@
 // Package bench is `make bench`: the publisher and the worker measured against their
-// anchors (direct publishes to daprd, a go-sdk publisher, the Python FastAPI + Dapr SDK publisher and worker in tools/bench/seed, a
+// anchors (direct publishes to daprd, a go-sdk publisher, the Python FastAPI + Dapr SDK publisher and worker in tools/bench/python, a
 // no-op handler) on one machine, over loopback, with interleaved repetitions.
 package bench
 
@@ -28,7 +28,7 @@ type Config struct {
 	SweepDuration time.Duration `env:"BENCH_SWEEP_DURATION" envDefault:"2s"`
 
 	Backlog     int `env:"BENCH_BACKLOG" envDefault:"10000"`     // events per drain
-	SeedBacklog int `env:"BENCH_SEED_BACKLOG" envDefault:"5000"` // events per drain of the Python worker
+	PythonBacklog int `env:"BENCH_PYTHON_BACKLOG" envDefault:"5000"` // events per drain of the Python worker
 	// BulkMaxMessages and BulkAwaitMs replace the bulk Subscription's maxMessagesCount and
 	// maxAwaitDurationMs; 0 keeps subscriptions/bulk/'s (or 100 and 50 without it).
 	BulkMaxMessages int `env:"BENCH_BULK_MAX_MESSAGES"`
@@ -44,8 +44,8 @@ type Config struct {
 	// The anchors; a measure whose anchor is not given is reported as skipped.
 	NoopWorkerBin string `env:"NOOP_WORKER_BIN"`
 	GosdkBin      string `env:"GOSDK_PUBLISHER_BIN"`
-	SeedUvicorn   string `env:"SEED_UVICORN"`
-	SeedDir       string `env:"SEED_DIR"` // holds publisher/main.py and worker/main.py; <root>/tools/bench/seed
+	PythonUvicorn   string `env:"PYTHON_UVICORN"`
+	PythonDir       string `env:"PYTHON_DIR"` // holds publisher/main.py and worker/main.py; <root>/tools/bench/python
 	Wrk           string `env:"WRK" envDefault:"wrk"`
 }
 
@@ -66,8 +66,8 @@ func LoadConfig(environ []string) (Config, error) {
 		return Config{}, fmt.Errorf("config: BENCH_REPS must be at least 1, got %d", cfg.Reps)
 	case cfg.Connections < 1:
 		return Config{}, fmt.Errorf("config: BENCH_CONNECTIONS must be at least 1, got %d", cfg.Connections)
-	case cfg.Backlog < 100 || cfg.SeedBacklog < 100:
-		return Config{}, fmt.Errorf("config: BENCH_BACKLOG and BENCH_SEED_BACKLOG must be at least 100")
+	case cfg.Backlog < 100 || cfg.PythonBacklog < 100:
+		return Config{}, fmt.Errorf("config: BENCH_BACKLOG and BENCH_PYTHON_BACKLOG must be at least 100")
 	case cfg.BulkMaxMessages < 0 || cfg.BulkAwaitMs < 0:
 		return Config{}, fmt.Errorf("config: BENCH_BULK_MAX_MESSAGES and BENCH_BULK_AWAIT_MS must not be negative")
 	case cfg.E2ERate < 1 || cfg.E2EDuration < time.Second:

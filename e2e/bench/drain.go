@@ -42,7 +42,7 @@ type handler struct {
 	app  *app
 	// daprHTTPPort is fixed for the workers, which call their sidecar (the ledger).
 	daprHTTPPort int
-	seed         bool // programmatic subscription: the seed mode's resources
+	programmatic bool // a programmatic subscription: the python mode's resources
 }
 
 // resetStream empties the stream and points the group at its end with no pending entries,
@@ -165,8 +165,8 @@ func (b *bench) drain(ctx context.Context, h handler, mode string, n int) (Drain
 	n = int(info.Length)
 	run.Events = n
 	last := info.LastGeneratedID
-	if h.seed {
-		mode = modeSeed
+	if h.programmatic {
+		mode = modePython
 	}
 	sc, err := b.rig.startSidecar(ctx, "daprd-"+h.name, "task-worker", h.daprHTTPPort, h.app.port, mode)
 	if err != nil {

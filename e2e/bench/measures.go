@@ -72,8 +72,8 @@ func (b *bench) results(rss map[string]map[string]float64) []Result {
 		func(v float64) *bool { return atLeast(v, 1.3) }, "")
 	add(compare("publisher-vs-gosdk", "req/s", "≥ 1.5", ours, b.series("gosdk", c, rps)),
 		func(v float64) *bool { return atLeast(v, 1.5) }, "GOSDK_PUBLISHER_BIN not set")
-	add(compare("publisher-vs-seed", "req/s", "≥ 50", ours, b.series("python", c, rps)),
-		func(v float64) *bool { return atLeast(v, 50) }, "SEED_UVICORN not set")
+	add(compare("publisher-vs-python", "req/s", "≥ 50", ours, b.series("python", c, rps)),
+		func(v float64) *bool { return atLeast(v, 50) }, "PYTHON_UVICORN not set")
 
 	p50 := func(r pubRun) float64 { return r.P50ms }
 	lat := compare("publisher-p50-minus-direct", "ms", "≤ 0.3 ms", b.series("ours", 1, p50), b.series("direct", 1, p50))
@@ -117,8 +117,8 @@ func (b *bench) results(rss map[string]map[string]float64) []Result {
 	full := bound("rss-worker-dedupe-full", "MB", "≤ 40 MB", 40, []float64{b.dedupeRSS})
 	full.Note = "VmRSS with " + itoa(b.logs["worker"].handled()) + " ids handled (DEDUPE_STORE=memory); peak " + num(b.dedupeHWM) + " MB"
 	out = append(out, full)
-	add(compare("worker-vs-seed", "events/s", "reported", b.drainSeries("worker", modeSingle), b.drainSeries("python", modeSingle)),
-		nil, "SEED_UVICORN not set")
+	add(compare("worker-vs-python", "events/s", "reported", b.drainSeries("worker", modeSingle), b.drainSeries("python", modeSingle)),
+		nil, "PYTHON_UVICORN not set")
 	return out
 }
 

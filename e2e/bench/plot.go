@@ -14,7 +14,7 @@ import (
 )
 
 var seriesLabels = map[string]string{
-	"ours": "publisher (ours)", "direct": "direct to daprd", "gosdk": "go-sdk gRPC publisher", "python": "seed Python publisher",
+	"ours": "publisher (ours)", "direct": "direct to daprd", "gosdk": "go-sdk gRPC publisher", "python": "Python (FastAPI + Dapr SDK) publisher",
 	"worker": "worker (ours, in-memory dedupe)", "noop": "no-op handler", "worker-ledger": "worker (ours, durable ledger)",
 }
 

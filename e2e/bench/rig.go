@@ -21,7 +21,7 @@ import (
 const (
 	modeSingle = "single"
 	modeBulk   = "bulk"
-	modeSeed   = "seed" // the Python worker's programmatic subscription: no declarative one
+	modePython = "python" // the Python worker's programmatic subscription: no declarative one
 )
 
 // rig is the bench's processes: one Redis, daprd sidecars and the apps, on free loopback
@@ -49,7 +49,7 @@ func newRig(ctx context.Context, cfg Config, dir string) (*rig, error) {
 		return nil, errors.Join(err, h.Close())
 	}
 	r.redisAddr = r.redis.Overrides["redisHost"]
-	for _, mode := range []string{modeSingle, modeBulk, modeSeed} {
+	for _, mode := range []string{modeSingle, modeBulk, modePython} {
 		d, err := r.writeResources(mode)
 		if err != nil {
 			return nil, errors.Join(err, r.Close())
@@ -85,7 +85,7 @@ func (r *rig) start(name, dir string, env []string, onLine func(time.Time, strin
 
 // writeResources copies components/ (pub/sub, state store, resiliency) with redisHost
 // patched, and the Subscriptions of the mode (subscriptions). The bulk mode raises the
-// Redis component's concurrency to at least the Subscription's maxMessagesCount. The seed
+// Redis component's concurrency to at least the Subscription's maxMessagesCount. The Python
 // mode has no task-events Subscription: the Python worker subscribes programmatically,
 // and a declarative one would replace its route.
 func (r *rig) writeResources(mode string) (string, error) {
@@ -135,7 +135,7 @@ func (r *rig) writeResources(mode string) (string, error) {
 	if files["resiliency.yaml"], err = os.ReadFile(filepath.Join(comp, "resiliency.yaml")); err != nil {
 		return "", err
 	}
-	if mode != modeSeed {
+	if mode != modePython {
 		subs, err := r.subscriptions(mode)
 		if err != nil {
 			return "", err
@@ -288,7 +288,7 @@ func (r *rig) startSidecar(ctx context.Context, name, appID string, httpPort, ap
 		"--resources-path", r.resources[mode]}
 	if appPort != 0 {
 		args = append(args, "--app-port", strconv.Itoa(appPort), "--app-protocol", "http")
-		if mode != modeSeed {
+		if mode != modePython {
 			// As the chart: routing comes only from subscriptions/.
 			args = append(args, "--disable-init-endpoints", "subscribe")
 		}

@@ -3,10 +3,10 @@
 # prints a first, rough figure for each (one wrk run, not the bench's interleaved medians):
 #   - direct:  wrk straight at daprd's POST /v1.0/publish (the same metadata as ours);
 #   - gosdk:   tools/bench/gosdk-publisher (go-sdk over gRPC);
-#   - python:  the seed's publisher (FastAPI + DaprClient per request, uvicorn);
+#   - python:  the Python publisher (FastAPI + DaprClient per request, uvicorn);
 #   - noop single / noop bulk: e2e/cmd/noop-worker draining a backlog through a declarative
 #     subscription, one event per delivery and bulkSubscribe;
-#   - python worker: the seed's worker draining a backlog through its programmatic
+#   - python worker: the Python worker draining a backlog through its programmatic
 #     subscription (GET /dapr/subscribe).
 # Everything it starts is stopped on exit; it never touches another redis-server.
 # Settings: DAPRD (else tools/daprd/build.sh), WRK_SECONDS (5), WRK_CONNECTIONS (32),
@@ -23,7 +23,7 @@ done
 
 daprd=${DAPRD:-$("$root/tools/daprd/build.sh")}
 gosdk=$("$root/tools/bench/gosdk-publisher/build.sh")
-uvicorn=$("$root/tools/bench/seed/install.sh")
+uvicorn=$("$root/tools/bench/python/install.sh")
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/taskevents-bench-smoke-XXXXXX")
 (cd "$root/e2e" && GOWORK=off GOFLAGS= go build -o "$tmp/noop-worker" ./cmd/noop-worker)
 
@@ -68,12 +68,12 @@ rcli() { redis-cli -p "$rport" "$@"; }
 
 # Resources: the project's Redis component pointed at this redis-server; the declarative
 # subscription for the no-op worker (its bulk variant raises the component's concurrency to
-# maxMessagesCount, or deliveries wait on the 1 s timer); none for the seed's worker, which
+# maxMessagesCount, or deliveries wait on the 1 s timer); none for the Python worker, which
 # subscribes programmatically.
-mkdir -p "$tmp/res-pub" "$tmp/res-noop" "$tmp/res-bulk" "$tmp/res-seed"
+mkdir -p "$tmp/res-pub" "$tmp/res-noop" "$tmp/res-bulk" "$tmp/res-python"
 sed "s|value: redis-master.default.svc.cluster.local:6379|value: 127.0.0.1:$rport|" "$root/components/redis.yaml" >"$tmp/res-pub/redis.yaml"
 grep -q "127.0.0.1:$rport" "$tmp/res-pub/redis.yaml" || { echo "smoke: could not patch redisHost in components/redis.yaml" >&2; exit 1; }
-cp "$tmp/res-pub/redis.yaml" "$tmp/res-seed/"
+cp "$tmp/res-pub/redis.yaml" "$tmp/res-python/"
 cp "$tmp/res-pub/redis.yaml" "$root/subscriptions/task-events.yaml" "$tmp/res-noop/"
 sed '/name: concurrency/{n;s/value: "10"/value: "100"/}' "$tmp/res-pub/redis.yaml" >"$tmp/res-bulk/redis.yaml"
 sed 's/^  deadLetterTopic:/  bulkSubscribe:\n    enabled: true\n    maxMessagesCount: 100\n    maxAwaitDurationMs: 10\n  deadLetterTopic:/' \
@@ -145,13 +145,13 @@ stop "$gosdk_pid"
 ap=$(freeport)
 # The lesson's command line (uvicorn main:app), with --app-dir instead of a cd; the dapr
 # SDK finds daprd through DAPR_GRPC_PORT (and DAPR_HTTP_PORT for its health wait).
-start seed-publisher env DAPR_HTTP_PORT="$ph" DAPR_GRPC_PORT="$pg" \
-  "$uvicorn" main:app --app-dir "$here/seed/publisher" --host 127.0.0.1 --port "$ap" --log-level warning
-seed_pub_pid=$last
-wait_for "seed publisher" 30 is_code 200 "http://127.0.0.1:$ap/openapi.json"
+start python-publisher env DAPR_HTTP_PORT="$ph" DAPR_GRPC_PORT="$pg" \
+  "$uvicorn" main:app --app-dir "$here/python/publisher" --host 127.0.0.1 --port "$ap" --log-level warning
+python_pub_pid=$last
+wait_for "Python publisher" 30 is_code 200 "http://127.0.0.1:$ap/openapi.json"
 publish_once python "http://127.0.0.1:$ap/tasks" 200
 bench python "http://127.0.0.1:$ap/tasks" "$tmp/tasks.lua"
-stop "$seed_pub_pid"
+stop "$python_pub_pid"
 
 # --- workers: each drains a fresh backlog --------------------------------------------------
 # backlog: a new stream (no consumer groups) of whatever wrk publishes directly in $fill s.
@@ -217,17 +217,17 @@ done
 
 n=$(backlog)
 wp=$(freeport) wh=$(freeport) wg=$(freeport)
-start seed-worker "$uvicorn" main:app --app-dir "$here/seed/worker" --host 127.0.0.1 --port "$wp"
-seed_worker_pid=$last
-wait_for "seed worker" 30 is_code 200 "http://127.0.0.1:$wp/dapr/subscribe"
+start python-worker "$uvicorn" main:app --app-dir "$here/python/worker" --host 127.0.0.1 --port "$wp"
+python_worker_pid=$last
+wait_for "Python worker" 30 is_code 200 "http://127.0.0.1:$wp/dapr/subscribe"
 # No --disable-init-endpoints: daprd must ask GET /dapr/subscribe for the route.
 # shellcheck disable=SC2046
-start daprd-seed "$daprd" $(daprd_args task-worker "$wh" "$wg" "$tmp/res-seed" --app-port "$wp" --app-protocol http)
+start daprd-python "$daprd" $(daprd_args task-worker "$wh" "$wg" "$tmp/res-python" --app-port "$wp" --app-protocol http)
 daprd_pid=$last
 drain "python worker" "$n" groupdone
 wait_for "pending=0 after the python worker's drain" 10 pending_zero
-got=$(grep -c 'EVENT RECEIVED' "$tmp/seed-worker.log" || true)
+got=$(grep -c 'EVENT RECEIVED' "$tmp/python-worker.log" || true)
 echo "smoke python worker: logged EVENT RECEIVED $got times for $n events; XPENDING 0"
 stop "$daprd_pid"
-stop "$seed_worker_pid"
+stop "$python_worker_pid"
 echo "smoke: all anchors work (load average $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -63,7 +63,7 @@ func IsPermanent(err error) bool {
 }
 
 // Accept is the default handler: receiving the task is the whole job, as in
-// the Python worker we compare against (tools/bench/seed). Its record is the "EVENT RECEIVED" line that the delivery
+// the Python worker we compare against (tools/bench/python). Its record is the "EVENT RECEIVED" line that the delivery
 // layer writes for every delivery; it does not log a second line.
 type Accept struct{}
 

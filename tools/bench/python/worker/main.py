@@ -1,9 +1,10 @@
-# The seed lesson's worker (task-worker), programmatic approach, as the lesson writes it: a
+# A Python worker (task-worker) written as Dapr's Python SDK lessons write it (FastAPI,
+# dapr-ext-fastapi, programmatic subscription): a
 # bench anchor, the baseline a learner starts from. Deliberately NOT improved: one INFO log
 # line per event, no dedupe. daprd learns the subscription from GET /dapr/subscribe, which
 # DaprApp serves, so run its daprd with --app-port and WITHOUT subscriptions/ in its
 # resources path (see tools/bench/README.md):
-#   uvicorn main:app --app-dir tools/bench/seed/worker --port 8001
+#   uvicorn main:app --app-dir tools/bench/python/worker --port 8001
 # task-worker/main.py (programmatic approach)
 from fastapi import FastAPI
 from dapr.ext.fastapi import DaprApp

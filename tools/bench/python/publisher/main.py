@@ -1,10 +1,11 @@
-# The seed lesson's publisher (task-api), as the lesson writes it: a bench anchor, the
+# A Python publisher (task-api) written as Dapr's Python SDK lessons write it (FastAPI,
+# DaprClient per request): a bench anchor, the
 # baseline a learner starts from. Deliberately NOT improved: a new DaprClient (a new gRPC
 # channel) per request, a blocking publish inside an async handler, no validation, no
 # error handling. Only names are ours, and they already match: pubsub "pubsub", topic
 # "task-events". Run it with uvicorn, as the lesson's Dockerfile does (see
 # tools/bench/README.md):
-#   DAPR_GRPC_PORT=50001 uvicorn main:app --app-dir tools/bench/seed/publisher --port 8000
+#   DAPR_GRPC_PORT=50001 uvicorn main:app --app-dir tools/bench/python/publisher --port 8000
 # task-api/main.py
 from dapr.clients import DaprClient
 from fastapi import FastAPI
