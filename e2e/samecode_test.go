@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -110,5 +111,28 @@ func firstDifference(a, b []byte) string {
 			}
 			return fmt.Sprintf("line %d:\n- publisher: %s\n+ worker:    %s", line, show(okA, sa), show(okB, sb))
 		}
+	}
+}
+
+// TestAppsBuildAlone holds the reason for the copies: each app builds from its own
+// directory with the workspace switched off, and its go.mod has no replace directive, so
+// neither needs the other (nor a shared module) to build.
+func TestAppsBuildAlone(t *testing.T) {
+	for _, app := range []string{"publisher", "worker"} {
+		t.Run(app, func(t *testing.T) {
+			mod, err := os.ReadFile(filepath.Join(root, app, "go.mod"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(mod, []byte("replace")) {
+				t.Errorf("%s/go.mod has a replace directive; the app must build without the rest of the repository", app)
+			}
+			cmd := exec.Command("go", "build", "-o", os.DevNull, ".")
+			cmd.Dir = filepath.Join(root, app)
+			cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("GOWORK=off go build in %s/: %v\n%s", app, err, out)
+			}
+		})
 	}
 }
