@@ -134,24 +134,24 @@ func (h *Harness) StartCluster(ctx context.Context, bins ClusterBins) (*Cluster,
 	if err := c.startNode(ctx, h); err != nil {
 		return nil, err
 	}
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	for {
-		// The kubelet registers the node first; Ready follows once the CNI config is loaded.
-		// The default ServiceAccount too: until the controller-manager makes it, the API
-		// server refuses every pod in the namespace.
-		ready, err := c.Kubectl(wctx, "get", "node", c.NodeName, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
-		if err == nil && ready == "True" {
-			if _, err = c.Kubectl(wctx, "get", "serviceaccount", "default", "-n", "default"); err == nil {
-				return c, nil
-			}
+	// The kubelet registers the node first; Ready follows once the CNI config is loaded.
+	// The default ServiceAccount too: until the controller-manager makes it, the API
+	// server refuses every pod in the namespace.
+	err = Poll(ctx, 2*time.Minute, 500*time.Millisecond, func(ctx context.Context) error {
+		ready, err := c.Kubectl(ctx, "get", "node", c.NodeName, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		switch {
+		case err != nil:
+			return err
+		case ready != "True":
+			return fmt.Errorf("node Ready is %q", ready)
 		}
-		select {
-		case <-wctx.Done():
-			return nil, fmt.Errorf("the node never became Ready (%w)\nkubelet:\n%s", err, c.kubelet.Tail(30))
-		case <-time.After(500 * time.Millisecond):
-		}
+		_, err = c.Kubectl(ctx, "get", "serviceaccount", "default", "-n", "default")
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("the node never became Ready: %w\nkubelet:\n%s", err, c.kubelet.Tail(30))
 	}
+	return c, nil
 }
 
 func (c *Cluster) startControlPlane(ctx context.Context, h *Harness) error {
@@ -241,17 +241,14 @@ func (c *Cluster) startControlPlane(ctx context.Context, h *Harness) error {
 
 // waitAPI polls kubectl until the API server answers /readyz as cluster-admin.
 func (c *Cluster) waitAPI(ctx context.Context) error {
-	var last error
-	for {
-		if _, last = c.Kubectl(ctx, "get", "--raw", "/readyz"); last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("kube-apiserver never became ready: %w", last)
-		case <-time.After(300 * time.Millisecond):
-		}
+	err := Poll(ctx, 0, 300*time.Millisecond, func(ctx context.Context) error {
+		_, err := c.Kubectl(ctx, "get", "--raw", "/readyz")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("kube-apiserver never became ready: %w", err)
 	}
+	return nil
 }
 
 func (c *Cluster) startContainerd(ctx context.Context, h *Harness) error {
@@ -319,18 +316,14 @@ state = %q
 	if _, err := c.start(h, "containerd", env, filepath.Join(c.bins.ContainerdDir, "containerd"), "--config", cfg); err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		if _, err := c.Ctr(wctx, "version"); err == nil {
-			return nil
-		}
-		select {
-		case <-wctx.Done():
-			return errors.New("containerd never answered on its socket")
-		case <-time.After(200 * time.Millisecond):
-		}
+	err := Poll(ctx, 30*time.Second, 200*time.Millisecond, func(ctx context.Context) error {
+		_, err := c.Ctr(ctx, "version")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("containerd never answered on its socket: %w", err)
 	}
+	return nil
 }
 
 func (c *Cluster) startNode(ctx context.Context, h *Harness) error {

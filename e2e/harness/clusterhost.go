@@ -118,18 +118,21 @@ func (c *Cluster) drain(ctx context.Context) error {
 		return err
 	}
 	netns := filepath.Join(c.Dir, "run", "netns")
-	for {
+	err := Poll(ctx, 0, 500*time.Millisecond, func(ctx context.Context) error {
 		tasks, err := c.Ctr(ctx, "tasks", "ls", "-q")
+		if err != nil {
+			return err
+		}
 		entries, _ := os.ReadDir(netns)
-		if err == nil && strings.TrimSpace(tasks) == "" && len(entries) == 0 {
+		if strings.TrimSpace(tasks) == "" && len(entries) == 0 {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("pods still running after delete: tasks %q, %d network namespaces", strings.TrimSpace(tasks), len(entries))
-		case <-time.After(500 * time.Millisecond):
-		}
+		return fmt.Errorf("tasks %q, %d network namespaces", strings.TrimSpace(tasks), len(entries))
+	})
+	if err != nil {
+		return fmt.Errorf("pods still running after delete: %w", err)
 	}
+	return nil
 }
 
 // Close tears the cluster down: drain the pods, stop the node and the control plane, clean
