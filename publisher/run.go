@@ -100,21 +100,12 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on APP_PORT %d: %w", cfg.Port, err)
 	}
-	if cfg.PprofAddr != "" {
-		prof, err := pprofserver.Listen(ctx, cfg.PprofAddr, logger)
-		if err != nil {
-			_ = ln.Close()
-			return err
-		}
-		defer func() {
-			// A profile being taken gets the shutdown budget to finish.
-			pctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-			defer cancel()
-			if err := prof.Shutdown(pctx); err != nil {
-				logger.Warn().Err(err).Msg("pprof listener did not drain within SHUTDOWN_TIMEOUT")
-			}
-		}()
+	stopPprof, err := pprofserver.Start(ctx, cfg.PprofAddr, cfg.ShutdownTimeout, logger)
+	if err != nil {
+		_ = ln.Close()
+		return err
 	}
+	defer stopPprof()
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -128,22 +128,13 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		ErrorLog:          logging.ErrorLog(logger, "ops"),
 	}
 
-	if cfg.PprofAddr != "" {
-		prof, err := pprofserver.Listen(ctx, cfg.PprofAddr, logger)
-		if err != nil {
-			_ = ln.Close()
-			_ = opsLn.Close()
-			return err
-		}
-		defer func() {
-			// A profile being taken gets the shutdown budget to finish.
-			pctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-			defer cancel()
-			if err := prof.Shutdown(pctx); err != nil {
-				logger.Warn().Err(err).Msg("pprof listener did not drain within SHUTDOWN_TIMEOUT")
-			}
-		}()
+	stopPprof, err := pprofserver.Start(ctx, cfg.PprofAddr, cfg.ShutdownTimeout, logger)
+	if err != nil {
+		_ = ln.Close()
+		_ = opsLn.Close()
+		return err
 	}
+	defer stopPprof()
 	logger.Info().Str("addr", ln.Addr().String()).Str("ops_addr", opsLn.Addr().String()).Msg("listening")
 
 	// The event server drains first; the probes keep answering (503) until

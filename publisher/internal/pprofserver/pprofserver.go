@@ -32,6 +32,27 @@ type Server struct {
 	done chan error
 }
 
+// Start serves pprof on addr when it is set (PPROF_ADDR) and returns the
+// function that stops it, which lets a profile being taken finish within
+// timeout (SHUTDOWN_TIMEOUT). With addr empty nothing listens and stop does
+// nothing.
+func Start(ctx context.Context, addr string, timeout time.Duration, logger zerolog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	s, err := Listen(ctx, addr, logger)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			logger.Warn().Err(err).Msg("pprof listener did not drain within SHUTDOWN_TIMEOUT")
+		}
+	}, nil
+}
+
 // Listen starts serving /debug/pprof/ on addr. It warns when the address it
 // bound is not a loopback address: profiles and goroutine dumps reveal
 // internals.

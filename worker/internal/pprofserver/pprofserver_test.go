@@ -4,6 +4,7 @@ package pprofserver
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -113,5 +114,41 @@ func TestListenError(t *testing.T) {
 	_, err := Listen(context.Background(), "256.0.0.1:0", zerolog.Nop())
 	if err == nil || !strings.Contains(err.Error(), "PPROF_ADDR 256.0.0.1:0") {
 		t.Errorf("Listen on a bad address = %v, want an error naming PPROF_ADDR and the address", err)
+	}
+}
+
+func TestStart(t *testing.T) {
+	logs := &logbuf.Buffer{}
+	stop, err := Start(context.Background(), "", time.Second, zerolog.New(logs))
+	if err != nil || stop == nil {
+		t.Fatalf("Start with PPROF_ADDR unset = %v", err)
+	}
+	stop()
+	if logs.String() != "" {
+		t.Errorf("Start with PPROF_ADDR unset logged %s", logs)
+	}
+	if _, err := Start(context.Background(), "256.0.0.1:0", time.Second, zerolog.Nop()); err == nil {
+		t.Error("Start on a bad address succeeded")
+	}
+
+	stop, err = Start(context.Background(), "127.0.0.1:0", time.Second, zerolog.New(logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line struct {
+		Addr string `json:"pprof_addr"`
+	}
+	if err := json.Unmarshal(logs.Bytes(), &line); err != nil || line.Addr == "" {
+		t.Fatalf("no pprof_addr in %s (%v)", logs, err)
+	}
+	resp, err := http.Get("http://" + line.Addr + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	stop()
+	if resp, err := http.Get("http://" + line.Addr + "/debug/pprof/"); err == nil {
+		_ = resp.Body.Close()
+		t.Error("still serving after stop")
 	}
 }
