@@ -27,7 +27,7 @@ type Config struct {
 	Sweep         []int         `env:"BENCH_SWEEP" envDefault:"1,2,4,8,16,32,64,128,256"`
 	SweepDuration time.Duration `env:"BENCH_SWEEP_DURATION" envDefault:"2s"`
 
-	Backlog     int `env:"BENCH_BACKLOG" envDefault:"10000"`     // events per drain
+	Backlog       int `env:"BENCH_BACKLOG" envDefault:"10000"`       // events per drain
 	PythonBacklog int `env:"BENCH_PYTHON_BACKLOG" envDefault:"5000"` // events per drain of the Python worker
 	// BulkMaxMessages and BulkAwaitMs replace the bulk Subscription's maxMessagesCount and
 	// maxAwaitDurationMs; 0 keeps subscriptions/bulk/'s (or 100 and 50 without it).
@@ -44,8 +44,8 @@ type Config struct {
 	// The anchors; a measure whose anchor is not given is reported as skipped.
 	NoopWorkerBin string `env:"NOOP_WORKER_BIN"`
 	GosdkBin      string `env:"GOSDK_PUBLISHER_BIN"`
-	PythonUvicorn   string `env:"PYTHON_UVICORN"`
-	PythonDir       string `env:"PYTHON_DIR"` // holds publisher/main.py and worker/main.py; <root>/tools/bench/python
+	PythonUvicorn string `env:"PYTHON_UVICORN"`
+	PythonDir     string `env:"PYTHON_DIR"` // holds publisher/main.py and worker/main.py; <root>/tools/bench/python
 	Wrk           string `env:"WRK" envDefault:"wrk"`
 }
 
