@@ -52,7 +52,7 @@ func (s *clusterSummary) install(t *testing.T, k *kube) {
 	k.mustKubectl("apply", "-k", "subscriptions/")
 	k.mustHelm("install", "taskevents", "charts/taskevents")
 	for _, d := range []string{"taskevents-publisher", "taskevents-worker"} {
-		k.mustKubectl("rollout", "status", "deployment/"+d, "--timeout=4m")
+		k.mustRollout("deployment/" + d)
 	}
 	l := k.pods(appLabel)
 	s.podsReady, s.injected, s.podsTotal = l.readyPods()
@@ -463,4 +463,23 @@ func (f *logFollower) handled() map[string]bool {
 		}
 	}
 	return seen
+}
+
+// mustRollout waits for a rollout to finish; when it does not, the test fails with what a
+// person would look at next: the pods, their events and the last lines of every container.
+func (k *kube) mustRollout(what string) {
+	k.t.Helper()
+	kubectl := filepath.Join(k.c.KubeDir(), "kubectl")
+	// kubectl's own timeout below the process's, so that kubectl reports, not a kill.
+	_, err := k.run(5*time.Minute, kubectl, "rollout", "status", what, "--timeout=4m")
+	if err == nil {
+		return
+	}
+	pods, _ := k.kubectl("get", "pods", "-A", "-o", "wide")
+	described, _ := k.kubectl("describe", "pods", "-l", appLabel)
+	logs, _ := k.kubectl("logs", "-l", appLabel, "--all-containers", "--prefix", "--tail", "20")
+	if lines := strings.Split(described, "\n"); len(lines) > 150 {
+		described = strings.Join(lines[len(lines)-150:], "\n")
+	}
+	k.t.Fatalf("%v\npods:\n%s\ndescribe (last 150 lines):\n%s\nlogs:\n%s", err, pods, described, logs)
 }
