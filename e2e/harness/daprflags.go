@@ -33,6 +33,27 @@ type chartSidecar struct {
 // log format; the sidecar's resources; and the tokens, which the harness passes in the
 // environment. e2e/daprflags_test.go holds these flags to the rendered annotations.
 func AppChannelFlags(root, appID string, appPort int) ([]string, error) {
+	sidecars, err := chartSidecars(root)
+	if err != nil {
+		return nil, err
+	}
+	return sidecars.flags(appID, appPort)
+}
+
+// sidecarsByAppID is every app's chartSidecar, by app-id.
+type sidecarsByAppID map[string]chartSidecar
+
+func (s sidecarsByAppID) flags(appID string, appPort int) ([]string, error) {
+	d, ok := s[appID]
+	if !ok {
+		return nil, fmt.Errorf("charts/taskevents/values.yaml: no <app>.dapr.appId %q", appID)
+	}
+	return d.flags(appPort), nil
+}
+
+// chartSidecars reads the chart's values once; the harness keeps the result for every
+// sidecar it starts or restarts.
+func chartSidecars(root string) (sidecarsByAppID, error) {
 	path := filepath.Join(root, "charts", "taskevents", "values.yaml")
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -48,12 +69,7 @@ func AppChannelFlags(root, appID string, appPort int) ([]string, error) {
 	if err := yaml.Unmarshal(raw, &values); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	for _, d := range []chartSidecar{values.Publisher.Dapr, values.Worker.Dapr} {
-		if d.AppID == appID {
-			return d.flags(appPort), nil
-		}
-	}
-	return nil, fmt.Errorf("%s: no <app>.dapr.appId %q", path, appID)
+	return sidecarsByAppID{values.Publisher.Dapr.AppID: values.Publisher.Dapr, values.Worker.Dapr.AppID: values.Worker.Dapr}, nil
 }
 
 func (d chartSidecar) flags(appPort int) []string {

@@ -30,6 +30,8 @@ type Harness struct {
 	// Contract holds the app-ids, topic and routes, as the repository's files define them.
 	Contract Contract
 
+	sidecars sidecarsByAppID // the chart's <app>.dapr values, for every daprd's app channel
+
 	mu       sync.Mutex
 	procs    []*Process
 	cleanups []func() error
@@ -46,7 +48,11 @@ func New(root, dir string, bins Binaries, sink io.Writer) (*Harness, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Harness{Root: root, Bins: bins, Dir: dir, Sink: &lockedWriter{w: sink}, Contract: contract}, nil
+	sidecars, err := chartSidecars(root)
+	if err != nil {
+		return nil, err
+	}
+	return &Harness{Root: root, Bins: bins, Dir: dir, Sink: &lockedWriter{w: sink}, Contract: contract, sidecars: sidecars}, nil
 }
 
 func (h *Harness) start(name string, env []string, bin string, args ...string) (*Process, error) {

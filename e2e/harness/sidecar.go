@@ -54,7 +54,7 @@ func (s *Sidecar) args() ([]string, error) {
 	}
 	// The app channel, from the chart's values: the same protocol, health check, init
 	// endpoints and graceful shutdown as the injector gives the pod's daprd.
-	flags, err := AppChannelFlags(s.h.Root, o.AppID, o.AppPort)
+	flags, err := s.h.sidecars.flags(o.AppID, o.AppPort)
 	if err != nil {
 		return nil, err
 	}
