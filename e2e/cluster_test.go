@@ -48,6 +48,9 @@ type kube struct {
 	c    *harness.Cluster
 	helm string
 	home string // helm's config, cache and data
+	// verdict is the short account of the first failure, printed as TestCluster's very last
+	// lines: CI shows only the tail of the output, which is otherwise the processes' logs.
+	verdict *string
 }
 
 // with is k failing t instead: each subtest fails itself, not its parent.
@@ -82,16 +85,29 @@ func (k *kube) mustKubectl(args ...string) string {
 	k.t.Helper()
 	out, err := k.kubectl(args...)
 	if err != nil {
-		k.t.Fatal(err)
+		k.fatal(err)
 	}
 	return out
+}
+
+// fatal fails the test, and keeps the first failure's message for the verdict.
+func (k *kube) fatal(err error) {
+	k.t.Helper()
+	if k.verdict != nil && *k.verdict == "" {
+		msg := err.Error()
+		if lines := strings.Split(msg, "\n"); len(lines) > 40 {
+			msg = strings.Join(append(lines[:20], append([]string{"…"}, lines[len(lines)-20:]...)...), "\n")
+		}
+		*k.verdict = msg
+	}
+	k.t.Fatal(err)
 }
 
 func (k *kube) mustHelm(args ...string) string {
 	k.t.Helper()
 	out, err := k.run(6*time.Minute, k.helm, args...)
 	if err != nil {
-		k.t.Fatal(err)
+		k.fatal(err)
 	}
 	return out
 }
@@ -232,6 +248,14 @@ const (
 // upgrade_accepted=… upgrade_lost=… leftovers=…
 func TestCluster(t *testing.T) {
 	e := loadClusterEnv(t)
+	// Registered before the harness, so it runs after the harness has printed every
+	// process's last lines.
+	var verdict string
+	t.Cleanup(func() {
+		if t.Failed() && verdict != "" {
+			t.Logf("TestCluster failed; in short (the whole account is above):\n%s", verdict)
+		}
+	})
 	h := newHarness(t)
 	start := time.Now()
 
@@ -285,7 +309,7 @@ func TestCluster(t *testing.T) {
 	}
 	t.Logf("cluster: %d images imported after %s", len(b.imgs), time.Since(start).Round(time.Second))
 
-	k := &kube{t: t, h: h, c: c, helm: e.helm, home: t.TempDir()}
+	k := &kube{t: t, h: h, c: c, helm: e.helm, home: t.TempDir(), verdict: &verdict}
 	k.applyManifest("coredns.yaml", map[string]string{"COREDNS_IMAGE": images.CoreDNSRef})
 	k.applyManifest("redis.yaml", map[string]string{"REDIS_IMAGE": images.RedisRef})
 	// Dapr as a user installs it, from its own chart (the pinned module's charts/dapr):

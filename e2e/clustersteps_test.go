@@ -481,5 +481,14 @@ func (k *kube) mustRollout(what string) {
 	if lines := strings.Split(described, "\n"); len(lines) > 150 {
 		described = strings.Join(lines[len(lines)-150:], "\n")
 	}
+	warnings, _ := k.kubectl("get", "events", "-A", "--field-selector", "type=Warning", "--sort-by=.lastTimestamp")
+	if lines := strings.Split(strings.TrimSpace(warnings), "\n"); len(lines) > 25 {
+		warnings = strings.Join(lines[len(lines)-25:], "\n")
+	}
+	sidecars, _ := k.kubectl("logs", "-l", appLabel, "-c", "daprd", "--prefix", "--tail", "4")
+	if k.verdict != nil && *k.verdict == "" {
+		*k.verdict = fmt.Sprintf("%s did not finish: %v\npods:\n%s\ndaprd's last lines:\n%s\nwarning events, newest last:\n%s",
+			what, err, pods, sidecars, warnings)
+	}
 	k.t.Fatalf("%v\npods:\n%s\ndescribe (last 150 lines):\n%s\nlogs:\n%s", err, pods, described, logs)
 }
