@@ -470,8 +470,11 @@ func (f *logFollower) handled() map[string]bool {
 func (k *kube) mustRollout(what string) {
 	k.t.Helper()
 	kubectl := filepath.Join(k.c.KubeDir(), "kubectl")
-	// kubectl's own timeout below the process's, so that kubectl reports, not a kill.
-	_, err := k.run(5*time.Minute, kubectl, "rollout", "status", what, "--timeout=4m")
+	// kubectl's own timeout below the process's, so that kubectl reports, not a kill. Six
+	// minutes outlast a few rounds of the kubelet's crash back-off (10 s, doubling): twice,
+	// pods were not available after 4 min (cause not captured), and a container that crashes
+	// at start and then recovers is a pass for a user too; one that never recovers still fails.
+	_, err := k.run(7*time.Minute, kubectl, "rollout", "status", what, "--timeout=6m")
 	if err == nil {
 		return
 	}
