@@ -19,6 +19,7 @@ import (
 	"github.com/taskevents/taskevents/publisher/internal/idempotency"
 	"github.com/taskevents/taskevents/publisher/internal/lifecycle"
 	"github.com/taskevents/taskevents/publisher/internal/logging"
+	"github.com/taskevents/taskevents/publisher/internal/metrics"
 	"github.com/taskevents/taskevents/publisher/internal/pprofserver"
 	"github.com/taskevents/taskevents/publisher/internal/readiness"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
@@ -46,6 +47,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 			Msg("SHUTDOWN_TIMEOUT is shorter than PUBLISH_TIMEOUT; a publish in flight at shutdown may be cut off")
 	}
 
+	m := metrics.New()
 	client := sidecar.New(sidecar.Options{
 		BaseURL:        cfg.SidecarBaseURL(),
 		APIToken:       cfg.DaprAPIToken,
@@ -54,6 +56,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		PublishTimeout: cfg.PublishTimeout,
 		MaxIdleConns:   cfg.SidecarMaxIdleConns,
 		Logger:         logger,
+		Observer:       m,
 	})
 	defer client.Close()
 
@@ -93,6 +96,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		Idempotency:      keys,
 		IdempotencyStore: storeName,
 		OpenAPI:          openAPI,
+		Metrics:          m,
 	})
 
 	var lc net.ListenConfig
@@ -100,9 +104,15 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on APP_PORT %d: %w", cfg.Port, err)
 	}
+	opsLn, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.OpsListenHost, strconv.Itoa(cfg.OpsPort)))
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("listen on OPS_PORT %d: %w", cfg.OpsPort, err)
+	}
 	stopPprof, err := pprofserver.Start(ctx, cfg.PprofAddr, cfg.ShutdownTimeout, logger)
 	if err != nil {
 		_ = ln.Close()
+		_ = opsLn.Close()
 		return err
 	}
 	defer stopPprof()
@@ -117,6 +127,16 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		IdleTimeout:  120 * time.Second,
 		ErrorLog:     logging.ErrorLog(logger, "http"),
 	}
+	// Prometheus and the kubelet: small GETs, answered from memory.
+	ops := &http.Server{
+		Handler:           httpapi.Ops(m.Handler(), probe.Status),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       5 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    8 << 10,
+		ErrorLog:          logging.ErrorLog(logger, "ops"),
+	}
 
 	var wg sync.WaitGroup
 	probeCtx, stopProbe := context.WithCancel(ctx)
@@ -127,7 +147,8 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		})
 	})
 
-	logger.Info().Str("addr", ln.Addr().String()).Str("sidecar", cfg.SidecarBaseURL()).
+	logger.Info().Str("addr", ln.Addr().String()).Str("ops_addr", opsLn.Addr().String()).
+		Str("sidecar", cfg.SidecarBaseURL()).
 		Str("pubsubname", cfg.PubSubName).Str("topic", cfg.Topic).
 		Str("idempotency_store", cfg.IdempotencyStore).Dur("idempotency_key_ttl", cfg.IdempotencyKeyTTL).
 		Bool("publish_coalesce", cfg.PublishCoalesce).Int("publish_batch_max", cfg.PublishBatchMax).
@@ -135,7 +156,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 
 	return lifecycle.Serve(ctx, lifecycle.Drain{
 		Logger: logger, Begin: probe.Drain, Delay: cfg.DrainDelay, Timeout: cfg.ShutdownTimeout,
-	}, lifecycle.Server{HTTP: srv, Listener: ln})
+	}, lifecycle.Server{HTTP: srv, Listener: ln}, lifecycle.Server{HTTP: ops, Listener: opsLn})
 }
 
 // checkComponents warns when the sidecar has not loaded the components we

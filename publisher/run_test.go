@@ -31,6 +31,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // app is run() in a goroutine.
 type app struct {
 	url    string
+	opsURL string // OPS_PORT: /metrics and the probes
 	stdout *logbuf.Buffer
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -54,7 +55,8 @@ func startRun(t *testing.T, fake *sidecartest.Fake, extraEnv ...string) *app {
 	t.Helper()
 	_, port, _ := strings.Cut(fake.Listener.Addr().String(), ":")
 	env := append([]string{
-		"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "DAPR_HOST=127.0.0.1", "DAPR_HTTP_PORT=" + port,
+		"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "OPS_PORT=0", "OPS_LISTEN_HOST=127.0.0.1",
+		"DAPR_HOST=127.0.0.1", "DAPR_HTTP_PORT=" + port,
 		"READINESS_INTERVAL=20ms", "DRAIN_DELAY=0s", "SHUTDOWN_TIMEOUT=5s", "PUBLISH_TIMEOUT=1s",
 	}, extraEnv...)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -68,20 +70,25 @@ func startRun(t *testing.T, fake *sidecartest.Fake, extraEnv ...string) *app {
 		_ = a.wait(t)
 	})
 
-	eventually(t, `the "listening" log line`, func() bool { return listenAddr(a.stdout.String()) != "" })
-	a.url = "http://" + listenAddr(a.stdout.String())
+	eventually(t, `the "listening" log line`, func() bool { addr, _ := listenAddrs(a.stdout.String()); return addr != "" })
+	addr, ops := listenAddrs(a.stdout.String())
+	a.url, a.opsURL = "http://"+addr, "http://"+ops
 	return a
 }
 
-func listenAddr(logs string) string {
+// listenAddrs reads the app and ops addresses from the "listening" line.
+func listenAddrs(logs string) (addr, ops string) {
 	sc := bufio.NewScanner(strings.NewReader(logs))
 	for sc.Scan() {
-		var line struct{ Message, Addr string }
+		var line struct {
+			Message, Addr string
+			OpsAddr       string `json:"ops_addr"`
+		}
 		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Message == "listening" {
-			return line.Addr
+			return line.Addr, line.OpsAddr
 		}
 	}
-	return ""
+	return "", ""
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -15,6 +15,10 @@ type Config struct {
 
 	Port       int    `env:"APP_PORT" envDefault:"8000"`
 	ListenHost string `env:"LISTEN_HOST"`
+	// OpsPort serves /metrics, /healthz and /readyz to Prometheus and the
+	// kubelet, so scrapes never count as (or queue behind) API requests.
+	OpsPort       int    `env:"OPS_PORT" envDefault:"8003"`
+	OpsListenHost string `env:"OPS_LISTEN_HOST"`
 
 	DaprHost     string `env:"DAPR_HOST" envDefault:"127.0.0.1"`
 	DaprHTTPPort int    `env:"DAPR_HTTP_PORT" envDefault:"3500"`
@@ -74,6 +78,10 @@ func (c Config) validate(ch *checks) {
 	}
 	if strings.TrimSpace(c.AppID) == "" {
 		bad("APP_ID must not be blank")
+	}
+	ch.port("OPS_PORT", c.OpsPort, 0)
+	if c.OpsPort != 0 && c.OpsPort == c.Port {
+		bad("OPS_PORT must differ from APP_PORT (%d): the API and /metrics are served on separate ports", c.Port)
 	}
 	ch.positive("PUBLISH_TIMEOUT", c.PublishTimeout)
 	if c.PublishBatchMax < 1 || c.PublishBatchMax > maxBatch {

@@ -16,7 +16,7 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Config{
-		AppID: "task-api", Port: 8000, DaprHost: "127.0.0.1", DaprHTTPPort: 3500,
+		AppID: "task-api", Port: 8000, OpsPort: 8003, DaprHost: "127.0.0.1", DaprHTTPPort: 3500,
 		PubSubName: "pubsub", Topic: "task-events", PublishTimeout: 5 * time.Second, MaxTitleLength: 200,
 		SidecarMaxIdleConns: 256, ReadinessInterval: 2 * time.Second, DrainDelay: 5 * time.Second,
 		ShutdownTimeout: 10 * time.Second, LogLevel: "info",
@@ -33,7 +33,7 @@ func TestLoadDefaults(t *testing.T) {
 
 func TestLoadOverrides(t *testing.T) {
 	cfg, err := config.Load([]string{
-		"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "DAPR_HOST=::1", "DAPR_HTTP_PORT=3501", "DAPR_API_TOKEN=t",
+		"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "OPS_PORT=9003", "OPS_LISTEN_HOST=0.0.0.0", "DAPR_HOST=::1", "DAPR_HTTP_PORT=3501", "DAPR_API_TOKEN=t",
 		"PUBSUB_NAME=kafka-pubsub", "TOPIC_NAME=tasks", "PUBLISH_TIMEOUT=2s", "MAX_TITLE_LENGTH=10",
 		"SIDECAR_MAX_IDLE_CONNS=8", "READINESS_INTERVAL=100ms", "DRAIN_DELAY=0s", "SHUTDOWN_TIMEOUT=1s", "LOG_LEVEL=debug",
 		"IDEMPOTENCY_STORE=memory", "IDEMPOTENCY_KEY_TTL=90m",
@@ -42,7 +42,7 @@ func TestLoadOverrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Port != 0 || cfg.SidecarBaseURL() != "http://[::1]:3501" || cfg.DaprAPIToken != "t" ||
+	if cfg.Port != 0 || cfg.OpsPort != 9003 || cfg.OpsListenHost != "0.0.0.0" || cfg.SidecarBaseURL() != "http://[::1]:3501" || cfg.DaprAPIToken != "t" ||
 		cfg.PubSubName != "kafka-pubsub" || cfg.Topic != "tasks" || cfg.PublishTimeout != 2*time.Second ||
 		cfg.MaxTitleLength != 10 || cfg.SidecarMaxIdleConns != 8 || cfg.ReadinessInterval != 100*time.Millisecond ||
 		cfg.DrainDelay != 0 || cfg.ShutdownTimeout != time.Second || cfg.Level() != zerolog.DebugLevel ||
@@ -52,12 +52,30 @@ func TestLoadOverrides(t *testing.T) {
 	}
 }
 
+// Both ports may be 0 (each gets a free port of its own); only equal fixed
+// ports collide.
+func TestOpsPortMayBeZero(t *testing.T) {
+	for _, env := range [][]string{{"APP_PORT=0", "OPS_PORT=0"}, {"OPS_PORT=0"}, {"APP_PORT=9000", "OPS_PORT=9001"}} {
+		if _, err := config.Load(env); err != nil {
+			t.Errorf("Load(%v) = %v", env, err)
+		}
+	}
+	if _, err := config.Load([]string{"APP_PORT=9000", "OPS_PORT=9000"}); err == nil ||
+		!strings.Contains(err.Error(), "OPS_PORT must differ from APP_PORT (9000)") {
+		t.Errorf("equal ports: %v", err)
+	}
+}
+
 func TestLoadErrorsNameTheVariable(t *testing.T) {
 	for _, tt := range []struct{ env, name string }{
 		{"APP_PORT=abc", "APP_PORT"},
 		{"APP_PORT=70000", "APP_PORT"},
 		{"APP_PORT=-1", "APP_PORT"},
 		{"DAPR_HTTP_PORT=0", "DAPR_HTTP_PORT"},
+		{"OPS_PORT=8000", "OPS_PORT must differ from APP_PORT (8000)"},
+		{"OPS_PORT=65536", "OPS_PORT must be between"},
+		{"OPS_PORT=-1", "OPS_PORT"},
+		{"OPS_PORT=metrics", "OPS_PORT"},
 		{"DAPR_HOST=http://x", "DAPR_HOST"},
 		{"PUBSUB_NAME=a/b", "PUBSUB_NAME"},
 		{"TOPIC_NAME= t", "TOPIC_NAME"},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -66,6 +67,35 @@ func recoverPanics(log zerolog.Logger, next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// countRequests records every request's route, status and duration. It is
+// the outermost middleware, so a panic's 500 is counted too; its recorder is
+// the one the inner middlewares reuse, so it costs no allocation of its own.
+func countRequests(m Observer, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := wrap(w)
+		next.ServeHTTP(rec, r)
+		code := rec.status
+		if code == 0 {
+			code = http.StatusOK // net/http's answer when a handler writes nothing
+		}
+		m.Request(route(r.Pattern), code, time.Since(start))
+	})
+}
+
+// route is the label for a matched pattern: its path without the method
+// ("POST /tasks" is "/tasks"), and "other" for the catch-all "/" and for no
+// match. Never the request's own path, which a client chooses.
+func route(pattern string) string {
+	if _, path, ok := strings.Cut(pattern, " "); ok {
+		pattern = path
+	}
+	if pattern == "" || pattern == "/" {
+		return "other"
+	}
+	return pattern
 }
 
 // logRequests logs one debug line per request; the domain outcome (the

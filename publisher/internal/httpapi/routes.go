@@ -39,7 +39,24 @@ type Deps struct {
 	IdempotencyStore string
 	// OpenAPI is the document GET /openapi.yaml serves.
 	OpenAPI []byte
+	// Metrics counts requests and 503s; default: nobody.
+	Metrics Observer
 }
+
+// Observer counts what the API answers (the real one is *metrics.Metrics).
+// It runs on every request, so it must be cheap.
+type Observer interface {
+	// Request records an answered request: route is the matched pattern's
+	// path, or "other" when no route matched.
+	Request(route string, code int, took time.Duration)
+	// SidecarUnavailable records a 503 because the event was not accepted in time.
+	SidecarUnavailable()
+}
+
+type noObserver struct{}
+
+func (noObserver) Request(string, int, time.Duration) {}
+func (noObserver) SidecarUnavailable()                {}
 
 // defaultMemoryKeys bounds the default in-memory idempotency store.
 const defaultMemoryKeys = 100_000
@@ -55,19 +72,15 @@ func New(d Deps) http.Handler {
 	if d.Idempotency == nil {
 		d.Idempotency = idempotency.NewMemory(24*time.Hour, defaultMemoryKeys, time.Now)
 	}
+	if d.Metrics == nil {
+		d.Metrics = noObserver{}
+	}
 	mux := http.NewServeMux()
 	mux.Handle("POST /tasks", createTask(d))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, status{"ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		ready, reason := d.Ready()
-		code := http.StatusOK
-		if !ready {
-			code = http.StatusServiceUnavailable
-		}
-		writeJSON(w, code, status{reason})
-	})
+	// The probes stay here as well as on the ops port: daprd's app health
+	// check calls the app port.
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.HandleFunc("GET /readyz", readyz(d.Ready))
 	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
 		h := w.Header()
 		h.Set("Content-Type", "application/yaml")
@@ -85,11 +98,28 @@ func New(d Deps) http.Handler {
 			"No route for %s %s. This API serves POST /tasks, GET /healthz, GET /readyz and GET /openapi.yaml.",
 			r.Method, logtext.Truncate(r.URL.Path, 200))))
 	})
-	return recoverPanics(d.Logger, logRequests(d.Logger, mux))
+	return countRequests(d.Metrics, recoverPanics(d.Logger, logRequests(d.Logger, mux)))
 }
 
 type status struct {
 	Status string `json:"status"`
+}
+
+// healthz is cheap and never checks dependencies.
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, status{"ok"})
+}
+
+// readyz answers 503 while ready says so (no sidecar, or draining).
+func readyz(ready func() (bool, string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		ok, reason := ready()
+		code := http.StatusOK
+		if !ok {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, status{reason})
+	}
 }
 
 func methodNotAllowed(allow string) http.Handler {

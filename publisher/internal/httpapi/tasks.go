@@ -73,6 +73,7 @@ func createTask(d Deps) http.Handler {
 			problem.Write(w, d.rejectedProblem(rejected, ev.TaskID))
 			return
 		case errors.Is(err, sidecar.ErrUnavailable):
+			d.Metrics.SidecarUnavailable()
 			// Sidecar restarts take seconds; a quick retry is the right advice.
 			w.Header().Set("Retry-After", "1")
 			problem.Write(w, problem.New(problem.SidecarUnavailable, "Dapr sidecar unavailable", http.StatusServiceUnavailable,

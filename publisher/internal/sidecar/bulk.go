@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // bulkErrorLimit caps how much of a bulk error answer is read: daprd lists
@@ -24,6 +25,19 @@ const bulkErrorLimit = 1 << 20
 // cloudevent.traceparent: the bulk request's traceparent header would give
 // every entry the same parent).
 func (c *Client) PublishBulk(ctx context.Context, entries []Entry) []error {
+	start := time.Now()
+	errs := c.publishBulk(ctx, entries)
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		}
+	}
+	c.observe.PublishCall(true, len(entries), ok, time.Since(start))
+	return errs
+}
+
+func (c *Client) publishBulk(ctx context.Context, entries []Entry) []error {
 	errs := make([]error, len(entries))
 	setAll := func(err error) []error {
 		for i := range errs {

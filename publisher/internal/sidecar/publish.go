@@ -64,7 +64,18 @@ func (c *Client) Publish(ctx context.Context, ev TaskCreated, trace TraceContext
 // PublishOne makes one attempt to publish e alone: nil on 204, a
 // *ConfigError, or an error worth retrying. It logs nothing; Finish does.
 func (c *Client) PublishOne(ctx context.Context, e Entry) error {
-	return c.publishOnce(ctx, c.publishURL(e.Event.TaskID), encodeEvent(e.Event), e.Trace)
+	start := time.Now()
+	err := c.publishOnce(ctx, c.publishURL(e.Event.TaskID), encodeEvent(e.Event), e.Trace)
+	c.observe.PublishCall(false, 1, accepted(err), time.Since(start))
+	return err
+}
+
+// accepted is how many events a single publish that returned err delivered.
+func accepted(err error) int {
+	if err == nil {
+		return 1
+	}
+	return 0
 }
 
 // Finish completes a publish whose first attempt went as o says: it logs
@@ -106,6 +117,7 @@ func (c *Client) Finish(ctx context.Context, e Entry, o Outcome) error {
 			break
 		}
 		attempts++
+		c.observe.PublishRetry()
 		err = c.PublishOne(ctx, e)
 	}
 

@@ -115,7 +115,24 @@ type Options struct {
 	// HTTPClient overrides the client built from MaxIdleConns.
 	HTTPClient *http.Client
 	Logger     zerolog.Logger
+	// Observer is told about every publish call; default: nobody.
+	Observer Observer
 }
+
+// Observer counts publish calls to the sidecar (the real one is
+// *metrics.Metrics). Its methods must be cheap: they run on every publish.
+type Observer interface {
+	// PublishCall records one call to the single or bulk publish API that
+	// carried entries events, of which daprd accepted accepted.
+	PublishCall(bulk bool, entries, accepted int, took time.Duration)
+	// PublishRetry records an attempt after an event's first.
+	PublishRetry()
+}
+
+type noObserver struct{}
+
+func (noObserver) PublishCall(bool, int, int, time.Duration) {}
+func (noObserver) PublishRetry()                             {}
 
 // Client is the real Publisher. It is safe for concurrent use.
 type Client struct {
@@ -132,6 +149,7 @@ type Client struct {
 	backoff         func(int) time.Duration
 	http            *http.Client
 	log             zerolog.Logger
+	observe         Observer
 }
 
 var _ Publisher = (*Client)(nil)
@@ -153,6 +171,9 @@ func New(o Options) *Client {
 	if o.HTTPClient == nil {
 		o.HTTPClient = NewHTTPClient(o.MaxIdleConns)
 	}
+	if o.Observer == nil {
+		o.Observer = noObserver{}
+	}
 	base := strings.TrimRight(o.BaseURL, "/")
 	target := url.PathEscape(o.PubSubName) + "/" + escapeTopic(o.Topic)
 	return &Client{
@@ -170,6 +191,7 @@ func New(o Options) *Client {
 		backoff:         o.Backoff,
 		http:            o.HTTPClient,
 		log:             o.Logger,
+		observe:         o.Observer,
 	}
 }
 

@@ -1,0 +1,77 @@
+// Package metricstest reads metrics back from a registry, for tests.
+package metricstest
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// Value is the value of the series of name whose labels include labels
+// (name, value pairs): a counter's or gauge's value, a histogram's sample
+// count. A series that does not exist fails the test: a dashboard's query
+// would find nothing either.
+func Value(t testing.TB, reg prometheus.Gatherer, name string, labels ...string) float64 {
+	t.Helper()
+	m := find(t, reg, name, labels)
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	case m.Histogram != nil:
+		return float64(m.Histogram.GetSampleCount())
+	}
+	t.Fatalf("%s%v is neither a counter, a gauge nor a histogram", name, labels)
+	return 0
+}
+
+// Sum is a histogram's sum of observations.
+func Sum(t testing.TB, reg prometheus.Gatherer, name string, labels ...string) float64 {
+	t.Helper()
+	m := find(t, reg, name, labels)
+	if m.Histogram == nil {
+		t.Fatalf("%s%v is not a histogram", name, labels)
+	}
+	return m.Histogram.GetSampleSum()
+}
+
+func find(t testing.TB, reg prometheus.Gatherer, name string, labels []string) *dto.Metric {
+	t.Helper()
+	if len(labels)%2 != 0 {
+		t.Fatalf("labels %v are not name, value pairs", labels)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if matches(m, labels) {
+				return m
+			}
+		}
+	}
+	t.Fatalf("no series %s%v", name, labels)
+	return nil
+}
+
+func matches(m *dto.Metric, labels []string) bool {
+	for i := 0; i < len(labels); i += 2 {
+		found := false
+		for _, lp := range m.GetLabel() {
+			if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
