@@ -14,7 +14,7 @@ type App struct {
 	*Process
 	Port int
 	URL  string
-	// OpsURL serves the worker's probes and metrics (its OPS_PORT); the publisher's is URL.
+	// OpsURL serves the app's probes and metrics (its OPS_PORT).
 	OpsURL string
 
 	h    *Harness
@@ -42,14 +42,10 @@ func (h *Harness) newApp(name, bin string, port int, env []string) (*App, error)
 			ops, _ = strconv.Atoi(v) // a fixed port asked for (make run); the later entry wins
 		}
 	}
-	// OPS_PORT only means something to the worker; the publisher ignores it.
 	env = append([]string{"APP_PORT=" + strconv.Itoa(port), "LISTEN_HOST=127.0.0.1",
 		"OPS_PORT=" + strconv.Itoa(ops), "OPS_LISTEN_HOST=127.0.0.1", "DRAIN_DELAY=0s"}, env...)
 	a := &App{Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port), OpsURL: fmt.Sprintf("http://127.0.0.1:%d", ops),
 		h: h, name: name, bin: bin, env: env}
-	if strings.Contains(name, "publisher") {
-		a.OpsURL = a.URL
-	}
 	return a, nil
 }
 
