@@ -175,7 +175,7 @@ func TestChartTemplate(t *testing.T) {
 			}
 			// What each permutation exists to render.
 			want := map[string]map[string]int{
-				"default": {"Deployment": 2, "Service": 2, "ServiceAccount": 1, "Pod": 1, "Component": 0, "Subscription": 0,
+				"default": {"Deployment": 2, "Service": 3, "ServiceAccount": 1, "Pod": 1, "Component": 0, "Subscription": 0,
 					"Resiliency": 0, "Secret": 0, "HorizontalPodAutoscaler": 0, "PodDisruptionBudget": 0, "NetworkPolicy": 0},
 				"ha": {"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 2, "NetworkPolicy": 2, "ServiceMonitor": 1},
 				// tokens: both from existing Secrets, the GitOps-safe form.
@@ -336,17 +336,18 @@ func checkDeployment(t *testing.T, component string, d object, hasHPA bool, byKi
 	if port == "" || port != containerPort || port != envValue(c, "APP_PORT") || digString(c, "ports", "0", "name") != "http" {
 		t.Errorf("%s: dapr.io/app-port %q, containerPort %s, APP_PORT %q must all be equal", d, port, containerPort, envValue(c, "APP_PORT"))
 	}
-	// The worker's event port is bound to loopback (only its sidecar may reach it), so the
-	// kubelet probes its ops port, which OPS_PORT and the container port "ops" name alike.
+	// Both apps serve /metrics on their ops port, which OPS_PORT and the container port "ops"
+	// name alike. The worker's event port is bound to loopback (only its sidecar may reach
+	// it), so the kubelet probes its ops port.
+	if ops := fmt.Sprint(dig(c, "ports", "1", "containerPort")); digString(c, "ports", "1", "name") != "ops" ||
+		ops != envValue(c, "OPS_PORT") {
+		t.Errorf("%s: container port ops %s and OPS_PORT %q must be equal", d, ops, envValue(c, "OPS_PORT"))
+	}
 	probePort := "http"
 	if component == "worker" {
 		probePort = "ops"
 		if envValue(c, "LISTEN_HOST") != "127.0.0.1" {
 			t.Errorf("%s: LISTEN_HOST = %q, want 127.0.0.1 (events only from the pod's own sidecar)", d, envValue(c, "LISTEN_HOST"))
-		}
-		if ops := fmt.Sprint(dig(c, "ports", "1", "containerPort")); digString(c, "ports", "1", "name") != "ops" ||
-			ops != envValue(c, "OPS_PORT") {
-			t.Errorf("%s: container port ops %s and OPS_PORT %q must be equal", d, ops, envValue(c, "OPS_PORT"))
 		}
 	}
 	for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
@@ -433,7 +434,7 @@ func checkDeployment(t *testing.T, component string, d object, hasHPA bool, byKi
 }
 
 // checkServices: the publisher's API has a Service; the worker's port is in no load-balanced
-// Service, only in the headless metrics one.
+// Service. Each app's ops port is in a headless metrics Service.
 func checkServices(t *testing.T, objs []object) {
 	t.Helper()
 	var publisherServices int
@@ -443,7 +444,9 @@ func checkServices(t *testing.T, objs []object) {
 		}
 		switch digString(o, "spec", "selector", "app.kubernetes.io/component") {
 		case "publisher":
-			publisherServices++
+			if digString(o, "spec", "clusterIP") != "None" {
+				publisherServices++
+			}
 		case "worker":
 			if digString(o, "spec", "clusterIP") != "None" {
 				t.Errorf("%s load-balances to the worker; only a headless metrics Service may select it", o)
@@ -453,7 +456,7 @@ func checkServices(t *testing.T, objs []object) {
 		}
 	}
 	if publisherServices != 1 {
-		t.Errorf("%d Services for the publisher, want 1", publisherServices)
+		t.Errorf("%d load-balanced Services for the publisher, want 1", publisherServices)
 	}
 }
 
