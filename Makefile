@@ -71,6 +71,10 @@ containerd: ## Build (once per machine) the pinned containerd, ctr and runc shim
 coredns: ## Build (once per machine) the pinned CoreDNS and print its path.
 	@tools/coredns/build.sh
 
+.PHONY: prometheus
+prometheus: ## Build (once per machine) the pinned Prometheus server and promtool; print their directory.
+	@tools/prometheus/build.sh
+
 .PHONY: dapr-control-plane
 dapr-control-plane: ## Build (once per machine) Dapr's operator, injector, sentry, placement and scheduler; print their directory.
 	@tools/daprd/build-control-plane.sh
@@ -96,8 +100,8 @@ test-unit: ## Unit tests and fuzz seed corpora of both apps (and the bench's go-
 .PHONY: test-e2e
 test-e2e: prereqs ## End-to-end tests through the real daprd and brokers (BROKERS=redis,kafka,rabbitmq: all by default).
 	@daprd=$$(tools/daprd/build.sh) && libs=$$(tools/kafka/fetch.sh) && helm=$$(tools/helm/build.sh) \
-		&& kube=$$(tools/kube/build.sh) && moto=$$(tools/moto/install.sh) && cd e2e \
-		&& DAPRD=$$daprd KAFKA_LIBS=$$libs HELM=$$helm KUBE_DIR=$$kube MOTO_SERVER=$$moto BROKERS=$(BROKERS) \
+		&& kube=$$(tools/kube/build.sh) && moto=$$(tools/moto/install.sh) && prom=$$(tools/prometheus/build.sh) && cd e2e \
+		&& DAPRD=$$daprd KAFKA_LIBS=$$libs HELM=$$helm KUBE_DIR=$$kube MOTO_SERVER=$$moto PROMETHEUS=$$prom BROKERS=$(BROKERS) \
 		go test -count=1 -v -timeout 30m -skip '^TestCluster$$' ./... 2>&1 \
 		| grep -E --line-buffered -v '^=== (RUN|PAUSE|CONT)'
 
@@ -194,4 +198,4 @@ $(GOLANGCI_LINT):
 
 .PHONY: tidy
 tidy: ## go mod tidy every module, then go work sync.
-	@for m in $(MODULES) $(OUTSIDE_MODULES) tools/daprd tools/helm tools/kube tools/containerd tools/coredns; do (cd $$m && GOWORK=off go mod tidy); done; go work sync
+	@for m in $(MODULES) $(OUTSIDE_MODULES) tools/daprd tools/helm tools/kube tools/containerd tools/coredns tools/prometheus; do (cd $$m && GOWORK=off go mod tidy); done; go work sync

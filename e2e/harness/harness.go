@@ -19,6 +19,9 @@ type Binaries struct {
 	Daprd     string
 	Publisher string
 	Worker    string
+	// Prometheus is the directory holding prometheus and promtool (tools/prometheus); only
+	// the monitoring test needs it, so it may be empty.
+	Prometheus string
 }
 
 // Harness owns every process it started and stops them, newest first, on Close.
