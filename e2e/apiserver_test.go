@@ -62,10 +62,11 @@ func TestChartOnAPIServer(t *testing.T) {
 	k.daprCRDs = filepath.Join(moduleDir(t, filepath.Join(root, "tools", "daprd"), "github.com/dapr/dapr"),
 		"charts", "dapr", "crds")
 	// Install order as in a cluster: Dapr's CRDs (the control plane's chart brings them) and
-	// prometheus-operator's ServiceMonitor before anything that uses them.
-	serviceMonitorCRD := filepath.Join(moduleDir(t, os.TempDir(), prometheusOperatorModule),
-		"example", "prometheus-operator-crd", "monitoring.coreos.com_servicemonitors.yaml")
-	k.must(t, k.kubectl, "apply", "--server-side", "-f", k.daprCRDs, "-f", serviceMonitorCRD)
+	// prometheus-operator's ServiceMonitor and PrometheusRule before anything that uses them.
+	promCRDs := filepath.Join(moduleDir(t, os.TempDir(), prometheusOperatorModule), "example", "prometheus-operator-crd")
+	k.must(t, k.kubectl, "apply", "--server-side", "-f", k.daprCRDs,
+		"-f", filepath.Join(promCRDs, "monitoring.coreos.com_servicemonitors.yaml"),
+		"-f", filepath.Join(promCRDs, "monitoring.coreos.com_prometheusrules.yaml"))
 	k.must(t, k.kubectl, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
 
 	t.Run("gitops-bases", func(t *testing.T) {
@@ -142,6 +143,37 @@ spec:
 			}
 		})
 	}
+
+	// The dashboard ConfigMap and the PrometheusRule are off in every ci values file (a
+	// cluster without the operator's CRDs must install them all); here they go in together,
+	// and the rules' windows and `for` take the values the monitoring test shortens them to.
+	t.Run("helm-install-monitoring", func(t *testing.T) {
+		ns := "ci-monitoring"
+		k.must(t, k.helm, "install", "taskevents", "charts/taskevents", "--namespace", ns, "--create-namespace",
+			"--set", "monitoring.dashboard.enabled=true", "--set", "monitoring.prometheusRule.enabled=true",
+			"--set", "monitoring.prometheusRule.retryRatio.window=1m30s", "--set", "monitoring.prometheusRule.retryRatio.for=5s")
+		k.must(t, k.kubectl, "get", "--namespace", ns, "configmap", "taskevents-dashboard")
+		rules := k.must(t, k.kubectl, "get", "--namespace", ns, "prometheusrules.monitoring.coreos.com", "taskevents",
+			"-o", "jsonpath={.spec.groups[*].rules[*].alert}")
+		if n := len(strings.Fields(rules)); n != 4 {
+			t.Errorf("the stored PrometheusRule has %d alerts, want 4: %q", n, rules)
+		}
+		// The CRD's schema is enforced: a `for` that is not a Prometheus duration is refused.
+		bad := filepath.Join(t.TempDir(), "bad-rule.yaml")
+		if err := os.WriteFile(bad, []byte(`apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata: {name: bad-for}
+spec:
+  groups:
+    - name: g
+      rules: [{alert: A, expr: vector(1), for: 5 minutes}]
+`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := k.run(t, k.kubectl, "apply", "--server-side", "--namespace", ns, "-f", bad); err == nil || !strings.Contains(out, "for") {
+			t.Errorf("the API server accepted a PrometheusRule with for: 5 minutes: %v\n%s", err, out)
+		}
+	})
 
 	// With a cluster to look it up in, a token the chart generates is made once and kept.
 	t.Run("upgrade-keeps-generated-tokens", func(t *testing.T) {

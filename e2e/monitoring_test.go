@@ -619,3 +619,66 @@ func faultKey(marks []faultMark, from time.Time) (*plot.Plot, error) {
 	p.Y.Min, p.Y.Max = 0, float64(len(marks)+1)
 	return p, nil
 }
+
+// TestMonitoringChartObjects validates the dashboard ConfigMap and the PrometheusRule offline
+// against the API server's schemas and the Prometheus Operator's CRD, with the values the
+// monitoring test uses and with the defaults.
+func TestMonitoringChartObjects(t *testing.T) {
+	helmBin(t)
+	v := objectValidator(t)
+	on := []string{"--set", "monitoring.dashboard.enabled=true", "--set", "monitoring.prometheusRule.enabled=true"}
+	for name, args := range map[string][]string{
+		"defaults":      on,
+		"short-windows": append(append([]string{}, on...), "--set", "monitoring.prometheusRule.retryRatio.window=10s", "--set", "monitoring.prometheusRule.retryRatio.for=3s"),
+		"other-label": append(append([]string{}, on...), "--set", "monitoring.dashboard.labelKey=dashboards",
+			"--set", "monitoring.dashboard.labelValue=taskevents", "--set", "monitoring.dashboard.namespace=grafana"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			kinds := map[string]int{}
+			for _, o := range renderChart(t, args...) {
+				kinds[o.kind()]++
+				if err := v.validate(o); err != nil {
+					t.Errorf("%s: %v", o, err)
+				}
+				if o.kind() != "ConfigMap" {
+					continue
+				}
+				key, value, ns := "grafana_dashboard", "1", ""
+				if name == "other-label" {
+					key, value, ns = "dashboards", "taskevents", "grafana"
+				}
+				if got := digString(o, "metadata", "labels", key); got != value {
+					t.Errorf("%s: label %s=%q, want %q", o, key, got, value)
+				}
+				if got := digString(o, "metadata", "namespace"); got != ns {
+					t.Errorf("%s: namespace %q, want %q", o, got, ns)
+				}
+				if !json.Valid([]byte(digString(o, "data", "taskevents.json"))) {
+					t.Errorf("%s: data taskevents.json is not JSON", o)
+				}
+			}
+			if kinds["ConfigMap"] != 1 || kinds["PrometheusRule"] != 1 {
+				t.Errorf("rendered %v, want one dashboard ConfigMap and one PrometheusRule", kinds)
+			}
+		})
+	}
+	t.Run("off-by-default", func(t *testing.T) {
+		for _, o := range renderChart(t) {
+			if o.kind() == "PrometheusRule" || (o.kind() == "ConfigMap" && strings.HasSuffix(o.name(), "-dashboard")) {
+				t.Errorf("%s rendered without monitoring.*.enabled", o)
+			}
+		}
+	})
+	t.Run("bad-rule-is-rejected", func(t *testing.T) {
+		objs, err := decodeObjects([]byte(`apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata: {name: bad}
+spec: {groups: [{name: g, rules: [{alert: A, expr: vector(1), for: 5 minutes}]}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.validate(objs[0]); err == nil || !strings.Contains(err.Error(), "for") {
+			t.Errorf("a PrometheusRule with for: 5 minutes passed the CRD's schema: %v", err)
+		}
+	})
+}

@@ -4,7 +4,7 @@ package e2e
 // components/, validated strictly and offline against the schemas the API server itself uses:
 // the Kubernetes OpenAPI v3 documents shipped in the k8s.io/kubernetes module
 // (api/openapi-spec/v3), Dapr's CRDs from the pinned dapr module (charts/dapr/crds) and the
-// Prometheus Operator's ServiceMonitor CRD. Unknown fields are rejected, as the API server's
+// Prometheus Operator's ServiceMonitor and PrometheusRule CRDs. Unknown fields are rejected, as the API server's
 // strict field validation does: every object schema that lists its properties is closed.
 
 import (
@@ -71,7 +71,8 @@ func objectValidator(t *testing.T) *schemaValidator {
 			err = fmt.Errorf("no CRDs in %s", dapr)
 		}
 		if err == nil {
-			crds = append(crds, filepath.Join(prom, "monitoring.coreos.com_servicemonitors.yaml"))
+			crds = append(crds, filepath.Join(prom, "monitoring.coreos.com_servicemonitors.yaml"),
+				filepath.Join(prom, "monitoring.coreos.com_prometheusrules.yaml"))
 			validatorInst, err = newSchemaValidator(kube, crds)
 		}
 		validatorErr = err
