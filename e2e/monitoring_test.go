@@ -178,9 +178,14 @@ func TestMonitoring(t *testing.T) {
 	mark("daprd-publisher back")
 
 	checkRulesHealthy(ctx, t, prom)
+	out := os.Getenv("DASHBOARD_PNG_OUT")
+	if out != "" {
+		// The picture also shows the recovery: one more window of traffic without a fault.
+		waitUntil(ctx, time.Now().Add(monitorWindow+2*time.Second))
+	}
 	traffic.stop()
 
-	if out := os.Getenv("DASHBOARD_PNG_OUT"); out != "" {
+	if out != "" {
 		if err := plotDashboard(ctx, prom, dashboard, trafficFrom.Add(-5*time.Second), time.Now(), marks, out); err != nil {
 			t.Errorf("DASHBOARD_PNG_OUT: %v", err)
 		} else {
