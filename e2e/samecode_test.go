@@ -34,6 +34,13 @@ var sameCode = []string{
 	"internal/pprofserver/pprofserver_test.go",
 	"internal/problem/write.go",
 	"internal/problem/write_test.go",
+	"internal/tracing/http.go",
+	"internal/tracing/settings.go",
+	"internal/tracing/settings_test.go",
+	"internal/tracing/tracing.go",
+	"internal/tracing/tracing_test.go",
+	"internal/tracing/tracingtest/collector.go",
+	"internal/tracing/tracingtest/discard.go",
 }
 
 // sameCodeMarker opens every shared file, so that a reader editing one copy knows of the other.

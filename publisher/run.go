@@ -23,6 +23,7 @@ import (
 	"github.com/taskevents/taskevents/publisher/internal/pprofserver"
 	"github.com/taskevents/taskevents/publisher/internal/readiness"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
+	"github.com/taskevents/taskevents/publisher/internal/tracing"
 )
 
 // readTimeout bounds reading one request (headers and a body of at most
@@ -48,6 +49,14 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	}
 
 	m := metrics.New()
+	tr, err := tracing.New(ctx, environ, tracing.Options{ServiceName: serviceName, Console: stdout, Logger: logger})
+	if err != nil {
+		return err
+	}
+	// Deferred first, so it runs last: after the server has drained and the
+	// coalescer has sent what was queued, every span has ended.
+	defer shutdownTracing(ctx, tr, cfg.ShutdownTimeout, logger)
+
 	client := sidecar.New(sidecar.Options{
 		BaseURL:        cfg.SidecarBaseURL(),
 		APIToken:       cfg.DaprAPIToken,
@@ -96,6 +105,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		Idempotency:      keys,
 		IdempotencyStore: storeName,
 		OpenAPI:          openAPI,
+		Tracing:          tr,
 		Metrics:          m,
 	})
 
@@ -152,11 +162,25 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		Str("pubsubname", cfg.PubSubName).Str("topic", cfg.Topic).
 		Str("idempotency_store", cfg.IdempotencyStore).Dur("idempotency_key_ttl", cfg.IdempotencyKeyTTL).
 		Bool("publish_coalesce", cfg.PublishCoalesce).Int("publish_batch_max", cfg.PublishBatchMax).
-		Int("publish_max_in_flight", cfg.PublishMaxInFlight).Msg("listening")
+		Int("publish_max_in_flight", cfg.PublishMaxInFlight).Func(tr.Log).Msg("listening")
 
 	return lifecycle.Serve(ctx, lifecycle.Drain{
 		Logger: logger, Begin: probe.Drain, Delay: cfg.DrainDelay, Timeout: cfg.ShutdownTimeout,
 	}, lifecycle.Server{HTTP: srv, Listener: ln}, lifecycle.Server{HTTP: ops, Listener: opsLn})
+}
+
+// serviceName is service.name in the publisher's spans unless
+// OTEL_SERVICE_NAME says otherwise. It is not the app-id (task-api): daprd
+// reports its own spans under that name.
+const serviceName = "taskevents-publisher"
+
+// shutdownTracing flushes the spans still queued, within SHUTDOWN_TIMEOUT.
+func shutdownTracing(ctx context.Context, tr *tracing.Tracing, timeout time.Duration, logger zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := tr.Shutdown(ctx); err != nil {
+		logger.Warn().Err(err).Msg("some spans were not exported before the shutdown timeout")
+	}
 }
 
 // checkComponents warns when the sidecar has not loaded the components we

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/taskevents/taskevents/worker/internal/config"
 	"github.com/taskevents/taskevents/worker/internal/deadletter"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
@@ -21,7 +23,13 @@ import (
 	"github.com/taskevents/taskevents/worker/internal/pprofserver"
 	"github.com/taskevents/taskevents/worker/internal/server"
 	"github.com/taskevents/taskevents/worker/internal/sidecar"
+	"github.com/taskevents/taskevents/worker/internal/tracing"
 )
+
+// serviceName is service.name in the worker's spans unless OTEL_SERVICE_NAME
+// says otherwise. It is not the app-id (task-worker): daprd reports its own
+// spans under that name.
+const serviceName = "taskevents-worker"
 
 // run is the whole program; main only adds signals and the exit code.
 // It returns nil after a clean shutdown triggered by ctx.
@@ -31,6 +39,13 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		return err
 	}
 	logger := logging.New(stdout, cfg.Level())
+	tr, err := tracing.New(ctx, environ, tracing.Options{ServiceName: serviceName, Console: stdout, Logger: logger})
+	if err != nil {
+		return err
+	}
+	// Deferred first, so it runs last: once the servers have drained, every
+	// delivery's span has ended.
+	defer shutdownTracing(ctx, tr, cfg.ShutdownTimeout, logger)
 
 	logger.Info().
 		Int("port", cfg.Port).
@@ -49,6 +64,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		Str("handler_timeout", cfg.HandlerTimeout.String()).
 		Str("drain_delay", cfg.DrainDelay.String()).
 		Str("shutdown_timeout", cfg.ShutdownTimeout.String()).
+		Func(tr.Log).
 		Msg("starting")
 	if cfg.APIToken == "" {
 		logger.Warn().Msg("APP_API_TOKEN is not set: event routes accept requests from anyone who can reach this port")
@@ -76,6 +92,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		MaxBatchBytes:   cfg.MaxBatchBytes,
 		BulkConcurrency: cfg.BulkConcurrency,
 		HandlerTimeout:  cfg.HandlerTimeout,
+		Tracing:         tr,
 	}
 	if cfg.UsesStateStore() {
 		state := sidecar.New(sidecar.Options{BaseURL: cfg.SidecarBaseURL(), Store: cfg.DedupeStore,
@@ -145,4 +162,13 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		// Handlers still running see their context end and answer RETRY.
 		Expired: stopRequests,
 	}, lifecycle.Server{HTTP: srv, Listener: ln}, lifecycle.Server{HTTP: ops, Listener: opsLn})
+}
+
+// shutdownTracing flushes the spans still queued, within SHUTDOWN_TIMEOUT.
+func shutdownTracing(ctx context.Context, tr *tracing.Tracing, timeout time.Duration, logger zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := tr.Shutdown(ctx); err != nil {
+		logger.Warn().Err(err).Msg("some spans were not exported before the shutdown timeout")
+	}
 }

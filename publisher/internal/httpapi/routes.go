@@ -16,6 +16,7 @@ import (
 	"github.com/taskevents/taskevents/publisher/internal/logtext"
 	"github.com/taskevents/taskevents/publisher/internal/problem"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
+	"github.com/taskevents/taskevents/publisher/internal/tracing"
 )
 
 // Deps is what the handlers need.
@@ -41,6 +42,8 @@ type Deps struct {
 	OpenAPI []byte
 	// Metrics counts requests and 503s; default: nobody.
 	Metrics Observer
+	// Tracing records the spans of POST /tasks; nil is tracing off.
+	Tracing *tracing.Tracing
 }
 
 // Observer counts what the API answers (the real one is *metrics.Metrics).
@@ -76,7 +79,7 @@ func New(d Deps) http.Handler {
 		d.Metrics = noObserver{}
 	}
 	mux := http.NewServeMux()
-	mux.Handle("POST /tasks", createTask(d))
+	mux.Handle("POST /tasks", traceTasks(d.Tracing, createTask(d)))
 	// The probes stay here as well as on the ops port: daprd's app health
 	// check calls the app port.
 	mux.HandleFunc("GET /healthz", healthz)

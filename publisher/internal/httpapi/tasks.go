@@ -58,14 +58,12 @@ func createTask(d Deps) http.Handler {
 		}
 
 		ev := sidecar.NewTaskCreated(taskID, t.Title)
-		trace := sidecar.TraceContext{
-			TraceParent: r.Header.Get("traceparent"),
-			TraceState:  r.Header.Get("tracestate"),
-		}
 		// Detached from the client's cancellation: once started, a publish
 		// runs to its own deadline (PUBLISH_TIMEOUT), so a client that hangs
 		// up cannot leave an attempt half-done and an outcome unlogged.
-		err = d.Publisher.Publish(context.WithoutCancel(r.Context()), ev, trace)
+		ctx, span, trace := d.tracePublish(context.WithoutCancel(r.Context()), r, ev)
+		err = d.Publisher.Publish(ctx, ev, trace)
+		endPublish(span, err)
 		var rejected *sidecar.ConfigError
 		switch {
 		case err == nil:

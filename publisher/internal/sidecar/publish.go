@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // errorBodyLimit caps how much of an error answer is read: daprd's error
@@ -83,15 +86,16 @@ func accepted(err error) int {
 // returns nil, a *ConfigError or an *UnavailableError.
 func (c *Client) Finish(ctx context.Context, e Entry, o Outcome) error {
 	attempts, err := o.Attempts, o.Err
+	span := trace.SpanFromContext(ctx) // the publish span, when tracing is on
 	var last *retryable
 	for {
 		if err == nil {
-			c.logPublish(zerolog.InfoLevel, e, "published", attempts, o.BatchSize).Msg("task event published")
+			c.logPublish(zerolog.InfoLevel, span, e, "published", attempts, o.BatchSize).Msg("task event published")
 			return nil
 		}
 		var ce *ConfigError
 		if errors.As(err, &ce) {
-			l := c.logPublish(zerolog.ErrorLevel, e, "rejected", attempts, o.BatchSize).
+			l := c.logPublish(zerolog.ErrorLevel, span, e, "rejected", attempts, o.BatchSize).
 				Int("status", ce.Status).Str("error", ce.Message)
 			if ce.Code != "" {
 				l = l.Str("sidecar_error_code", ce.Code)
@@ -125,7 +129,7 @@ func (c *Client) Finish(ctx context.Context, e Entry, o Outcome) error {
 	if ctx.Err() != nil && errors.Is(last.err, context.DeadlineExceeded) {
 		ue.Err = fmt.Errorf("no answer within the publish timeout of %s: %w", c.publishTimeout, last.err)
 	}
-	l := c.logPublish(zerolog.WarnLevel, e, "unavailable", attempts, o.BatchSize).Err(ue.Err)
+	l := c.logPublish(zerolog.WarnLevel, span, e, "unavailable", attempts, o.BatchSize).Err(ue.Err)
 	if ue.Status != 0 {
 		l = l.Int("status", ue.Status).Str("sidecar_error_code", ue.Code)
 	}
@@ -187,7 +191,13 @@ func (c *Client) setToken(req *http.Request) {
 	}
 }
 
-func (c *Client) logPublish(lvl zerolog.Level, e Entry, outcome string, attempts, batchSize int) *zerolog.Event {
+// logPublish starts an entry's log line. When span records (tracing is on),
+// the line also gets trace_id, and the span the outcome.
+func (c *Client) logPublish(lvl zerolog.Level, span trace.Span, e Entry, outcome string, attempts, batchSize int) *zerolog.Event {
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("dapr.publish.outcome", outcome), attribute.Int("dapr.publish.attempts", attempts),
+			semconv.MessagingBatchMessageCount(batchSize))
+	}
 	l := c.log.WithLevel(lvl).
 		Str("task_id", e.Event.TaskID).
 		Str("topic", c.topic).
@@ -198,6 +208,9 @@ func (c *Client) logPublish(lvl zerolog.Level, e Entry, outcome string, attempts
 		Float64("duration_ms", float64(time.Since(e.Start).Microseconds())/1000)
 	if e.Trace.TraceParent != "" {
 		l = l.Str("traceparent", e.Trace.TraceParent)
+	}
+	if span.IsRecording() {
+		l = l.Str("trace_id", span.SpanContext().TraceID().String())
 	}
 	return l
 }

@@ -9,9 +9,13 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskevents/taskevents/worker/internal/bulk"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
+	"github.com/taskevents/taskevents/worker/internal/tracing"
 )
 
 // batchEntry is what a log line says about the batch an event came in.
@@ -53,9 +57,17 @@ var emptyAnswer = []byte(`{"statuses":[]}` + "\n")
 // the state store, and daprd sends the next batch only once this one is
 // answered, so a batch handled one entry after the other would bound the
 // drain rate by the sum of those round trips.
-func (s *Server) handleBatch(ctx context.Context, w http.ResponseWriter, b bulk.Batch, err error) {
+func (s *Server) handleBatch(ctx context.Context, w http.ResponseWriter, r *http.Request, b bulk.Batch, err error, start time.Time) {
+	ctx, span := s.startBatch(ctx, r, start, len(b.Entries))
+	if span != nil {
+		defer tracing.EndServer(span, http.StatusOK)
+		span.SetAttributes(attribute.String("dapr.bulk.id", b.ID))
+	}
 	if err != nil {
 		// Not even the entry ids can be read: nothing can be answered.
+		if span != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
 		s.log.Warn().Str("outcome", metrics.OutcomeRetry).Str("reason", err.Error()).Msg(MsgRejected)
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(emptyAnswer)
@@ -89,6 +101,9 @@ func (s *Server) handleBatch(ctx context.Context, w http.ResponseWriter, b bulk.
 		if e.Err != nil {
 			// Answerable only if its id could be read; daprd then dead-letters it.
 			d := delivery{rejected: true, outcome: metrics.OutcomeDrop, reason: e.Err.Error(), entry: info}
+			if span != nil {
+				d.span = s.startEntry(ctx, r, time.Now(), "", info)
+			}
 			s.finish(d, 0)
 			if e.EntryID != "" {
 				statuses[i] = bulk.Status{EntryID: e.EntryID, Status: d.outcome}
@@ -100,6 +115,9 @@ func (s *Server) handleBatch(ctx context.Context, w http.ResponseWriter, b bulk.
 			// daprd hung up (its delivery timeout passed) or the worker is
 			// stopping: entries not started are left for the redelivery.
 			d := delivery{outcome: metrics.OutcomeRetry, reason: "delivery canceled before this entry was started", entry: info}
+			if span != nil {
+				d.span = s.startEntry(ctx, r, time.Now(), "", info)
+			}
 			s.finish(d, 0)
 			statuses[i] = bulk.Status{EntryID: e.EntryID, Status: d.outcome}
 			continue
@@ -107,8 +125,7 @@ func (s *Server) handleBatch(ctx context.Context, w http.ResponseWriter, b bulk.
 		wg.Go(func() {
 			defer func() { <-sem }()
 			start := time.Now()
-			d := s.deliverOne(ctx, h, e.Event)
-			d.entry = info
+			d := s.deliverEntry(ctx, r, h, e.Event, info, span != nil)
 			s.finish(d, time.Since(start))
 			statuses[i] = bulk.Status{EntryID: e.EntryID, Status: d.outcome}
 		})
@@ -143,8 +160,29 @@ func acquire(ctx context.Context, sem chan struct{}) bool {
 	}
 }
 
+// deliverEntry is deliverOne for an entry of a bulk delivery. With traced,
+// the entry gets a span of its own once its CloudEvent is parsed, when its
+// traceparent is known.
+func (s *Server) deliverEntry(ctx context.Context, r *http.Request, header http.Header, body []byte,
+	info *batchEntry, traced bool) delivery {
+	if !traced {
+		d := s.deliverOne(ctx, header, body)
+		d.entry = info
+		return d
+	}
+	start := time.Now()
+	d, ev, ok := s.parse(header, body)
+	d.entry = info
+	d.span = s.startEntry(ctx, r, start, d.meta.Traceparent, info)
+	if !ok {
+		return d
+	}
+	return s.process(trace.ContextWithSpan(ctx, d.span), d, ev)
+}
+
 // finish records one answered event.
 func (s *Server) finish(d delivery, took time.Duration) {
 	s.metrics.Delivery(d.outcome, took)
 	s.logDelivery(d, took)
+	endDelivery(d)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/problem"
 	"github.com/taskevents/taskevents/worker/internal/taskevent"
+	"github.com/taskevents/taskevents/worker/internal/tracing"
 )
 
 // handleDeadLetter keeps what reached the dead-letter topic. It answers
@@ -23,6 +24,7 @@ import (
 // and the broker keep it until the state store is back.
 func (s *Server) handleDeadLetter(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	span := s.startDeadLetter(r, start)
 	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxEventBytes))
 	meta, task := taskevent.Peek(r.Header, body)
 	outcome, reason := metrics.OutcomeSuccess, ""
@@ -58,8 +60,10 @@ func (s *Server) handleDeadLetter(w http.ResponseWriter, r *http.Request) {
 		Float64("duration_ms", float64(time.Since(start))/float64(time.Millisecond))
 	strIf(ev, "task_id", task.TaskID)
 	strIf(ev, "reason", reason)
+	strIf(ev, "trace_id", tracing.TraceID(span))
 	ev.Msg(MsgDeadLetter)
 	writeStatus(w, outcome)
+	endDelivery(delivery{meta: meta, task: task, outcome: outcome, reason: reason, span: span})
 }
 
 // Admin routes: list, inspect, replay and discard dead letters. They live on

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskevents/taskevents/worker/internal/bulk"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
@@ -16,6 +17,7 @@ import (
 	"github.com/taskevents/taskevents/worker/internal/logtext"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/taskevent"
+	"github.com/taskevents/taskevents/worker/internal/tracing"
 )
 
 // Log messages the end-to-end harness and operators search for.
@@ -48,6 +50,8 @@ type delivery struct {
 	reason    string
 	// entry is set for an entry of a bulk delivery.
 	entry *batchEntry
+	// span is the delivery's server span; nil with tracing off.
+	span trace.Span
 }
 
 // handleEvent always answers 200 with a status: daprd retries any other
@@ -58,17 +62,20 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) {
 	body, d, ok := s.readBody(w, r)
 	if ok && mayBeBatch(r.Header, body) {
 		if b, err := bulk.Parse(body); !errors.Is(err, bulk.ErrNotBatch) {
-			s.handleBatch(r.Context(), w, b, err)
+			s.handleBatch(r.Context(), w, r, b, err, start)
 			return
 		}
 	}
+	ctx, span := s.startDelivery(r.Context(), r, start)
 	if ok {
-		d = s.deliverOne(r.Context(), r.Header, body)
+		d = s.deliverOne(ctx, r.Header, body)
 	}
+	d.span = span
 	took := time.Since(start)
 	s.metrics.Delivery(d.outcome, took)
 	s.logDelivery(d, took)
 	writeStatus(w, d.outcome)
+	endDelivery(d)
 }
 
 // readBody reads the whole body, up to the larger of the single-event and
@@ -98,10 +105,20 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, 
 // deliverOne parses, claims, handles and records one event. ctx is the
 // delivery's request context.
 func (s *Server) deliverOne(ctx context.Context, header http.Header, body []byte) delivery {
+	d, ev, ok := s.parse(header, body)
+	if !ok {
+		return d
+	}
+	return s.process(ctx, d, ev)
+}
+
+// parse holds one event to MAX_EVENT_BYTES and parses it. When ok is false,
+// d is the answer.
+func (s *Server) parse(header http.Header, body []byte) (d delivery, ev taskevent.Event, ok bool) {
 	if int64(len(body)) > s.maxEventBytes {
 		meta, task := taskevent.Peek(header, nil)
 		return delivery{rejected: true, meta: meta, task: task, outcome: metrics.OutcomeDrop,
-			reason: fmt.Sprintf("body exceeds MAX_EVENT_BYTES (%d bytes)", s.maxEventBytes)}
+			reason: fmt.Sprintf("body exceeds MAX_EVENT_BYTES (%d bytes)", s.maxEventBytes)}, ev, false
 	}
 	ev, err := taskevent.Parse(header, body)
 	if err != nil {
@@ -111,10 +128,13 @@ func (s *Server) deliverOne(ctx context.Context, header http.Header, body []byte
 			d.rejected = perr.Stage == taskevent.StageEnvelope
 			d.meta, d.task = perr.Meta, perr.Task
 		}
-		return d
+		return d, ev, false
 	}
+	return delivery{meta: ev.Meta, task: ev.Task}, ev, true
+}
 
-	d := delivery{meta: ev.Meta, task: ev.Task}
+// process claims, handles and records a parsed event.
+func (s *Server) process(ctx context.Context, d delivery, ev taskevent.Event) delivery {
 	key := ev.Key()
 	claim, err := s.claim(ctx, key)
 	if err != nil {
@@ -220,6 +240,11 @@ func (s *Server) invoke(parent context.Context, ev taskevent.Event) (err error) 
 			err = handler.Permanent(fmt.Errorf("handler panicked: %v", p))
 		}
 	}()
+	if s.tracing.Enabled() {
+		var span trace.Span
+		ctx, span = s.tracing.Tracer().Start(ctx, spanHandlePrefix+ev.EventType)
+		defer func() { tracing.Fail(span, err); span.End() }()
+	}
 	err = s.handler.Handle(ctx, ev)
 	if err == nil || handler.IsPermanent(err) || ctx.Err() == nil {
 		return err
@@ -240,6 +265,7 @@ func (s *Server) logDelivery(d delivery, took time.Duration) {
 		strIf(e, "topic", d.meta.Topic)
 		strIf(e, "pubsubname", d.meta.PubsubName)
 		strIf(e, "traceparent", d.meta.Traceparent)
+		strIf(e, "trace_id", tracing.TraceID(d.span))
 		strIf(e, "task_id", d.task.TaskID)
 		d.entry.log(e)
 		e.Str("outcome", d.outcome).
@@ -264,6 +290,7 @@ func (s *Server) logDelivery(d delivery, took time.Duration) {
 		Str("outcome", d.outcome).
 		Bool("duplicate", d.duplicate).
 		Float64("duration_ms", durationMS)
+	strIf(e, "trace_id", tracing.TraceID(d.span))
 	d.entry.log(e)
 	if d.reason != "" {
 		e.Str("reason", d.reason)

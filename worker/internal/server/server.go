@@ -25,6 +25,7 @@ import (
 	"github.com/taskevents/taskevents/worker/internal/logtext"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/problem"
+	"github.com/taskevents/taskevents/worker/internal/tracing"
 )
 
 // TokenHeader is the header daprd puts APP_API_TOKEN in.
@@ -51,6 +52,8 @@ type Options struct {
 	HandlerTimeout  time.Duration
 	// Ready reports whether to answer /readyz with 200.
 	Ready func() bool
+	// Tracing records a span per delivery; nil is tracing off.
+	Tracing *tracing.Tracing
 }
 
 // Server is an http.Handler.
@@ -65,6 +68,7 @@ type Server struct {
 	bulkConcurrency int
 	handlerTimeout  time.Duration
 	ready           func() bool
+	tracing         *tracing.Tracing
 
 	checkToken bool
 	tokenHash  [sha256.Size]byte
@@ -86,6 +90,7 @@ func New(o Options) *Server {
 		bulkConcurrency: max(o.BulkConcurrency, 1),
 		handlerTimeout:  o.HandlerTimeout,
 		ready:           o.Ready,
+		tracing:         o.Tracing,
 		checkToken:      o.APIToken != "",
 		tokenHash:       sha256.Sum256([]byte(o.APIToken)),
 		mux:             http.NewServeMux(),
