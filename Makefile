@@ -34,11 +34,12 @@ help: ## Show this help.
 ##@ Run
 
 .PHONY: run
-run: prereqs build ## Run broker, both sidecars and both apps locally (BROKER=redis|kafka|rabbitmq|snssqs); Ctrl-C stops all.
+run: prereqs build ## Run broker, both sidecars and both apps locally (BROKER=redis|kafka|rabbitmq|snssqs; JAEGER=1 adds Jaeger); Ctrl-C stops all.
 	@go build -o $(BIN)/taskevents-local ./e2e/cmd/taskevents-local
 	@daprd=$$(tools/daprd/build.sh) && libs= && if [ "$(BROKER)" = kafka ]; then libs=$$(tools/kafka/fetch.sh); fi \
 		&& moto= && if [ "$(BROKER)" = snssqs ]; then moto=$$(tools/moto/install.sh); fi \
-		&& DAPRD=$$daprd KAFKA_LIBS=$$libs MOTO_SERVER=$$moto PUBLISHER_BIN=$(BIN)/publisher WORKER_BIN=$(BIN)/worker \
+		&& jaeger= && case "$(JAEGER)" in ""|0|false|no) ;; *) jaeger=$$(tools/jaeger/build.sh);; esac \
+		&& DAPRD=$$daprd KAFKA_LIBS=$$libs MOTO_SERVER=$$moto JAEGER=$$jaeger PUBLISHER_BIN=$(BIN)/publisher WORKER_BIN=$(BIN)/worker \
 		BROKER=$(BROKER) exec $(BIN)/taskevents-local
 
 ##@ Build
@@ -75,6 +76,10 @@ coredns: ## Build (once per machine) the pinned CoreDNS and print its path.
 prometheus: ## Build (once per machine) the pinned Prometheus server and promtool; print their directory.
 	@tools/prometheus/build.sh
 
+.PHONY: jaeger
+jaeger: ## Build (once per machine) the pinned Jaeger (v2: collector, in-memory store, query API) and print its path.
+	@tools/jaeger/build.sh
+
 .PHONY: dapr-control-plane
 dapr-control-plane: ## Build (once per machine) Dapr's operator, injector, sentry, placement and scheduler; print their directory.
 	@tools/daprd/build-control-plane.sh
@@ -99,9 +104,9 @@ test-unit: ## Unit tests and fuzz seed corpora of both apps (and the bench's go-
 
 .PHONY: test-e2e
 test-e2e: prereqs ## End-to-end tests through the real daprd and brokers (BROKERS=redis,kafka,rabbitmq: all by default).
-	@daprd=$$(tools/daprd/build.sh) && libs=$$(tools/kafka/fetch.sh) && helm=$$(tools/helm/build.sh) \
+	@daprd=$$(tools/daprd/build.sh) && libs=$$(tools/kafka/fetch.sh) && helm=$$(tools/helm/build.sh) && jaeger=$$(tools/jaeger/build.sh) \
 		&& kube=$$(tools/kube/build.sh) && moto=$$(tools/moto/install.sh) && prom=$$(tools/prometheus/build.sh) && cd e2e \
-		&& DAPRD=$$daprd KAFKA_LIBS=$$libs HELM=$$helm KUBE_DIR=$$kube MOTO_SERVER=$$moto PROMETHEUS=$$prom BROKERS=$(BROKERS) \
+		&& DAPRD=$$daprd KAFKA_LIBS=$$libs HELM=$$helm KUBE_DIR=$$kube MOTO_SERVER=$$moto JAEGER=$$jaeger PROMETHEUS=$$prom BROKERS=$(BROKERS) \
 		go test -count=1 -v -timeout 30m -skip '^TestCluster$$' ./... 2>&1 \
 		| grep -E --line-buffered -v '^=== (RUN|PAUSE|CONT)'
 
@@ -198,4 +203,4 @@ $(GOLANGCI_LINT):
 
 .PHONY: tidy
 tidy: ## go mod tidy every module, then go work sync.
-	@for m in $(MODULES) $(OUTSIDE_MODULES) tools/daprd tools/helm tools/kube tools/containerd tools/coredns tools/prometheus; do (cd $$m && GOWORK=off go mod tidy); done; go work sync
+	@for m in $(MODULES) $(OUTSIDE_MODULES) tools/daprd tools/helm tools/kube tools/containerd tools/coredns tools/jaeger tools/prometheus; do (cd $$m && GOWORK=off go mod tidy); done; go work sync

@@ -25,18 +25,21 @@ func TestLocalSidecarFlagsMatchChart(t *testing.T) {
 		"dapr.io/app-health-probe-timeout":  "--app-health-probe-timeout",
 		"dapr.io/app-health-threshold":      "--app-health-threshold",
 		"dapr.io/graceful-shutdown-seconds": "--dapr-graceful-shutdown-seconds",
+		// The annotation names a Configuration, the flag a file holding it: compared by name.
+		"dapr.io/config": "--config",
 	}
 	// Not mirrored, each for a reason: the harness picks its own ports and passes tokens in
 	// the environment, runs daprd on loopback without Kubernetes, and stops processes at
 	// once (block-shutdown-duration would hold every stop for 15–20 s).
 	local := []string{"dapr.io/enabled", "dapr.io/app-id", "dapr.io/app-port", "dapr.io/log-level", "dapr.io/log-as-json",
-		"dapr.io/enable-api-logging", "dapr.io/config", "dapr.io/block-shutdown-duration",
+		"dapr.io/enable-api-logging", "dapr.io/block-shutdown-duration",
 		"dapr.io/disable-builtin-k8s-secret-store", "dapr.io/app-token-secret", "dapr.io/api-token-secret",
 		"dapr.io/sidecar-cpu-request", "dapr.io/sidecar-memory-request", "dapr.io/sidecar-cpu-limit",
 		"dapr.io/sidecar-memory-limit", "dapr.io/sidecar-liveness-probe-threshold"}
 
+	// With tracing on, as every local daprd runs (its --config is the tracing Configuration).
 	var checked int
-	for _, d := range renderChart(t, "-f", chartDir()+"/ci/ha-values.yaml") {
+	for _, d := range renderChart(t, "-f", chartDir()+"/ci/ha-values.yaml", "--set", "tracing.enabled=true") {
 		if d.kind() != "Deployment" {
 			continue
 		}
@@ -72,6 +75,9 @@ func TestLocalSidecarFlagsMatchChart(t *testing.T) {
 			t.Errorf("%s: local flags %v give no --app-port 1234", appID, flags)
 		}
 		delete(got, "--app-port")
+		if file, ok := got["--config"]; ok {
+			got["--config"] = digString(decodeFile(t, file)[0], "metadata", "name")
+		}
 		for flag, v := range want {
 			if g, ok := got[flag]; !ok || g != v {
 				t.Errorf("%s: the chart's annotations give %s %q, the local daprd %q (set: %v)", appID, flag, v, g, ok)

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/taskevents/taskevents/e2e/harness"
 )
 
 // deploymentSpecific are component metadata whose value depends on where the broker runs:
@@ -70,6 +72,24 @@ func TestChartResourcesMatchGitOpsFiles(t *testing.T) {
 			}
 		})
 	}
+	t.Run("tracing", func(t *testing.T) {
+		// The chart's Configuration with the file's collector address (a deployment's choice)
+		// and every other tracing value at its default must be the file, name included: the
+		// pods' dapr.io/config is the same either way.
+		w := decodeFile(t, filepath.Join(root, harness.TracingConfigFile))[0]
+		objs := renderChart(t, "--set", "tracing.enabled=true",
+			"--set", "tracing.otel.endpointAddress="+digString(w, "spec", "tracing", "otel", "endpointAddress"))
+		for _, o := range objs {
+			if o.kind() == "Configuration" {
+				if g, f := digString(o, "metadata", "name"), digString(w, "metadata", "name"); g != f {
+					t.Errorf("the chart's Configuration is named %q, %s's %q", g, harness.TracingConfigFile, f)
+				}
+				sameSpec(t, harness.TracingConfigFile, o, w)
+				return
+			}
+		}
+		t.Errorf("the chart renders no Configuration like %s", harness.TracingConfigFile)
+	})
 	t.Run("bulk-subscription", func(t *testing.T) {
 		objs := renderChart(t, "--set", "pubsub.subscriptions.create=true", "--set", "pubsub.subscriptions.bulkSubscribe.enabled=true")
 		w := decodeFile(t, filepath.Join(root, "subscriptions", "bulk", "task-events.yaml"))[0]

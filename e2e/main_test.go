@@ -54,6 +54,7 @@ func setup(m *testing.M) (int, error) {
 		return 0, fmt.Errorf("DAPRD is not set: run the end-to-end tests with `make test-e2e`, which builds the pinned daprd and sets it")
 	}
 	bins.Prometheus = os.Getenv("PROMETHEUS") // only TestMonitoring needs it
+	bins.Jaeger = os.Getenv("JAEGER")         // only TestTrace needs it
 	// Build the apps exactly as a user would, so the tests run the shipped binaries.
 	dir, err := os.MkdirTemp("", "taskevents-e2e-bin-")
 	if err != nil {

@@ -28,7 +28,9 @@ type chartSidecar struct {
 }
 
 // AppChannelFlags are the daprd flags for appID's channel to its app on appPort, read
-// from the chart's values. Left out on purpose (the chart's annotations have them):
+// from the chart's values, and --config with the tracing Configuration the chart's
+// dapr.io/config names (components/tracing.yaml; a started sidecar gets the harness's copy
+// of it instead, see TracingConfig). Left out on purpose (the chart's annotations have them):
 // block-shutdown-duration, which would hold every local stop for up to its 15–20 s; the
 // log format; the sidecar's resources; and the tokens, which the harness passes in the
 // environment. e2e/daprflags_test.go holds these flags to the rendered annotations.
@@ -37,18 +39,18 @@ func AppChannelFlags(root, appID string, appPort int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sidecars.flags(appID, appPort)
+	return sidecars.flags(appID, appPort, filepath.Join(root, TracingConfigFile))
 }
 
 // sidecarsByAppID is every app's chartSidecar, by app-id.
 type sidecarsByAppID map[string]chartSidecar
 
-func (s sidecarsByAppID) flags(appID string, appPort int) ([]string, error) {
+func (s sidecarsByAppID) flags(appID string, appPort int, config string) ([]string, error) {
 	d, ok := s[appID]
 	if !ok {
 		return nil, fmt.Errorf("charts/taskevents/values.yaml: no <app>.dapr.appId %q", appID)
 	}
-	return d.flags(appPort), nil
+	return append(d.flags(appPort), "--config", config), nil
 }
 
 // chartSidecars reads the chart's values once; the harness keeps the result for every

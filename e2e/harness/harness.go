@@ -22,6 +22,9 @@ type Binaries struct {
 	// Prometheus is the directory holding prometheus and promtool (tools/prometheus); only
 	// the monitoring test needs it, so it may be empty.
 	Prometheus string
+	// Jaeger is the jaeger binary (tools/jaeger); only StartJaeger needs it (the tracing test,
+	// make run JAEGER=1), so it may be empty.
+	Jaeger string
 }
 
 // Harness owns every process it started and stops them, newest first, on Close.
@@ -38,6 +41,8 @@ type Harness struct {
 	mu       sync.Mutex
 	procs    []*Process
 	cleanups []func() error
+	// tracingConfigs are the local copies of the tracing Configuration, by OTLP endpoint.
+	tracingConfigs map[string]string
 }
 
 // New returns a harness working in dir. sink may be io.Discard.

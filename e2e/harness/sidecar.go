@@ -13,6 +13,9 @@ type SidecarOptions struct {
 	AppPort   int      // the app's port: daprd waits for it, as in the pod
 	Resources []string // --resources-path directories
 	Env       []string // e.g. DAPR_API_TOKEN=…, APP_API_TOKEN=…
+	// Config is daprd's --config, a copy of components/tracing.yaml (TracingConfig); empty:
+	// the copy that exports nothing.
+	Config string
 	// HTTPPort, GRPCPort and MetricsPort: 0 picks free ports.
 	HTTPPort, GRPCPort, MetricsPort int
 }
@@ -53,8 +56,17 @@ func (s *Sidecar) args() ([]string, error) {
 		"--metrics-port", strconv.Itoa(o.MetricsPort), "--metrics-listen-address", "127.0.0.1",
 	}
 	// The app channel, from the chart's values: the same protocol, health check, init
-	// endpoints and graceful shutdown as the injector gives the pod's daprd.
-	flags, err := s.h.sidecars.flags(o.AppID, o.AppPort)
+	// endpoints and graceful shutdown as the injector gives the pod's daprd; and the tracing
+	// Configuration, as dapr.io/config gives it with tracing on (sampling 1 locally, so
+	// every event carries a real traceparent).
+	config := o.Config
+	if config == "" {
+		var err error
+		if config, err = s.h.TracingConfig(""); err != nil {
+			return nil, err
+		}
+	}
+	flags, err := s.h.sidecars.flags(o.AppID, o.AppPort, config)
 	if err != nil {
 		return nil, err
 	}

@@ -102,6 +102,9 @@ type SystemOptions struct {
 	// ComponentMetadata overrides entries of the broker component's metadata (for example
 	// {"concurrency": "10"}); every name must exist in the component file.
 	ComponentMetadata map[string]string
+	// Jaeger, when set, receives every sidecar's spans (their tracing Configuration points at
+	// it) and both apps' (OTEL_EXPORTER_OTLP_ENDPOINT).
+	Jaeger *Jaeger
 	// Fixed ports for `make run`; zero values pick free ports.
 	PublisherPort, WorkerPort, WorkerOpsPort, PublisherDaprPort, WorkerDaprPort int
 }
@@ -143,6 +146,15 @@ func (h *Harness) StartSystem(ctx context.Context, b *Broker, o SystemOptions) (
 	}
 	resources := []string{components, filepath.Join(h.Root, o.Subscriptions)}
 	var sidecarEnv, appEnv []string
+	otlp := ""
+	if o.Jaeger != nil {
+		otlp = o.Jaeger.OTLPHTTPAddr
+		appEnv = append(appEnv, "OTEL_EXPORTER_OTLP_ENDPOINT="+o.Jaeger.OTLPEndpoint(), "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
+	}
+	tracingConfig, err := h.TracingConfig(otlp)
+	if err != nil {
+		return nil, err
+	}
 	if o.DaprAPIToken != "" {
 		sidecarEnv = append(sidecarEnv, "DAPR_API_TOKEN="+o.DaprAPIToken)
 		appEnv = append(appEnv, "DAPR_API_TOKEN="+o.DaprAPIToken)
@@ -181,7 +193,8 @@ func (h *Harness) StartSystem(ctx context.Context, b *Broker, o SystemOptions) (
 			return nil, err
 		}
 		s, err := h.StartSidecar(ctx, "daprd-"+name, SidecarOptions{
-			AppID: h.Contract.WorkerAppID, AppPort: port, Resources: resources, Env: sidecarEnv, HTTPPort: httpPort})
+			AppID: h.Contract.WorkerAppID, AppPort: port, Resources: resources, Env: sidecarEnv, HTTPPort: httpPort,
+			Config: tracingConfig})
 		if err != nil {
 			return nil, err
 		}
@@ -213,7 +226,8 @@ func (h *Harness) StartSystem(ctx context.Context, b *Broker, o SystemOptions) (
 	}
 	sys.Publisher = p
 	s, err := h.StartSidecar(ctx, "daprd-publisher", SidecarOptions{
-		AppID: h.Contract.PublisherAppID, AppPort: port, Resources: resources, Env: sidecarEnv, HTTPPort: daprPort})
+		AppID: h.Contract.PublisherAppID, AppPort: port, Resources: resources, Env: sidecarEnv, HTTPPort: daprPort,
+		Config: tracingConfig})
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,10 @@ type config struct {
 	SNSSQSPort    int    `env:"SNSSQS_PORT" envDefault:"4566"`
 	Workers       int    `env:"WORKERS" envDefault:"1"`
 	WorkerEnv     string `env:"WORKER_ENV"` // e.g. "FAULT_RETRY_RATE=0.3 LOG_LEVEL=debug"
+	// Jaeger is the jaeger binary: `make run JAEGER=1` builds it and sets this, and then
+	// every sidecar and both apps export their spans to it.
+	Jaeger          string `env:"JAEGER"`
+	JaegerQueryPort int    `env:"JAEGER_QUERY_PORT" envDefault:"16686"`
 }
 
 func run(ctx context.Context, environ []string, stdout io.Writer) error {
@@ -49,6 +53,9 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	}{"redis": {"REDIS_PORT", cfg.RedisPort}, "kafka": {"KAFKA_PORT", cfg.KafkaPort},
 		"rabbitmq": {"RABBITMQ_PORT", cfg.RabbitMQPort}, "snssqs": {"SNSSQS_PORT", cfg.SNSSQSPort}}[cfg.Broker]
 	ports[brokerPort.name] = brokerPort.port
+	if cfg.Jaeger != "" {
+		ports["JAEGER_QUERY_PORT"] = cfg.JaegerQueryPort
+	}
 	for name, port := range ports {
 		if !harness.PortFree(port) {
 			return fmt.Errorf("port %d (%s) is already in use: stop what holds it (ss -ltnp 'sport = :%d') or set %s", port, name, port, name)
@@ -64,7 +71,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	h, err := harness.New(root, dir, harness.Binaries{Daprd: cfg.Daprd, Publisher: cfg.Publisher, Worker: cfg.Worker}, stdout)
+	h, err := harness.New(root, dir, harness.Binaries{Daprd: cfg.Daprd, Publisher: cfg.Publisher, Worker: cfg.Worker, Jaeger: cfg.Jaeger}, stdout)
 	if err != nil {
 		return err
 	}
@@ -84,8 +91,17 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		}
 		return err
 	}
+	var jaeger *harness.Jaeger
+	if cfg.Jaeger != "" {
+		if jaeger, err = h.StartJaegerWith(startCtx, harness.JaegerOptions{QueryPort: cfg.JaegerQueryPort}); err != nil {
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return nil
+			}
+			return err
+		}
+	}
 	sys, err := h.StartSystem(startCtx, broker, harness.SystemOptions{
-		Workers: cfg.Workers, WorkerEnv: strings.Fields(cfg.WorkerEnv),
+		Workers: cfg.Workers, WorkerEnv: strings.Fields(cfg.WorkerEnv), Jaeger: jaeger,
 		PublisherPort: cfg.PublisherPort, WorkerPort: cfg.WorkerPort, WorkerOpsPort: cfg.WorkerOpsPort,
 		PublisherDaprPort: cfg.PublisherDapr, WorkerDaprPort: cfg.WorkerDapr,
 	})
@@ -94,6 +110,13 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 			return nil
 		}
 		return err
+	}
+	traces := ""
+	if jaeger != nil {
+		// The module Jaeger is built from ships no UI assets, so the query API is the way in.
+		traces = fmt.Sprintf("  traces (Jaeger):     curl -s '%[1]s/api/traces?service=%[2]s&limit=5'\n"+
+			"                       one trace:  curl -s %[1]s/api/traces/<the trace id in a traceparent>\n",
+			jaeger.QueryURL, h.Contract.PublisherAppID)
 	}
 	fmt.Fprintf(stdout, `
 ================================================================================
@@ -105,9 +128,9 @@ and look for "EVENT RECEIVED" in the [worker] lines below. Also:
   worker metrics:      curl -s %s/metrics | grep taskevents_
   dead letters kept:   curl -s %s/admin/deadletters
   worker's sidecar:    curl -s %s/v1.0/metadata
-Ctrl-C stops everything.
+%sCtrl-C stops everything.
 ================================================================================
-`, broker.Name, sys.Publisher.URL, sys.Workers[0].OpsURL, sys.Workers[0].URL, sys.WorkerSidecars[0].HTTPURL)
+`, broker.Name, sys.Publisher.URL, sys.Workers[0].OpsURL, sys.Workers[0].URL, sys.WorkerSidecars[0].HTTPURL, traces)
 	<-ctx.Done()
 	return nil
 }
