@@ -66,6 +66,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		MaxIdleConns:   cfg.SidecarMaxIdleConns,
 		Logger:         logger,
 		Observer:       m,
+		Traced:         tr.Enabled(),
 	})
 	defer client.Close()
 

@@ -86,7 +86,10 @@ func accepted(err error) int {
 // returns nil, a *ConfigError or an *UnavailableError.
 func (c *Client) Finish(ctx context.Context, e Entry, o Outcome) error {
 	attempts, err := o.Attempts, o.Err
-	span := trace.SpanFromContext(ctx) // the publish span, when tracing is on
+	var span trace.Span // the publish span, when tracing is on
+	if c.traced {
+		span = trace.SpanFromContext(ctx)
+	}
 	var last *retryable
 	for {
 		if err == nil {
@@ -194,7 +197,8 @@ func (c *Client) setToken(req *http.Request) {
 // logPublish starts an entry's log line. When span records (tracing is on),
 // the line also gets trace_id, and the span the outcome.
 func (c *Client) logPublish(lvl zerolog.Level, span trace.Span, e Entry, outcome string, attempts, batchSize int) *zerolog.Event {
-	if span.IsRecording() {
+	recording := span != nil && span.IsRecording()
+	if recording {
 		span.SetAttributes(attribute.String("dapr.publish.outcome", outcome), attribute.Int("dapr.publish.attempts", attempts),
 			semconv.MessagingBatchMessageCount(batchSize))
 	}
@@ -209,7 +213,7 @@ func (c *Client) logPublish(lvl zerolog.Level, span trace.Span, e Entry, outcome
 	if e.Trace.TraceParent != "" {
 		l = l.Str("traceparent", e.Trace.TraceParent)
 	}
-	if span.IsRecording() {
+	if recording {
 		l = l.Str("trace_id", span.SpanContext().TraceID().String())
 	}
 	return l

@@ -117,6 +117,10 @@ type Options struct {
 	Logger     zerolog.Logger
 	// Observer is told about every publish call; default: nobody.
 	Observer Observer
+	// Traced says that publishes carry a span in their context (tracing is
+	// on): Finish records the outcome on it and its trace id in the log.
+	// Off, Finish does not look, which would cost an allocation a publish.
+	Traced bool
 }
 
 // Observer counts publish calls to the sidecar (the real one is
@@ -150,6 +154,7 @@ type Client struct {
 	http            *http.Client
 	log             zerolog.Logger
 	observe         Observer
+	traced          bool
 }
 
 var _ Publisher = (*Client)(nil)
@@ -192,6 +197,7 @@ func New(o Options) *Client {
 		http:            o.HTTPClient,
 		log:             o.Logger,
 		observe:         o.Observer,
+		traced:          o.Traced,
 	}
 }
 
