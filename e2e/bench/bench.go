@@ -31,9 +31,11 @@ type bench struct {
 
 	pubDaprd    *sidecar
 	pubDaprdURL string
-	publishers  map[string]*app // ours, ours-single, gosdk, python
-	workers     map[string]handler
-	logs        map[string]*handledLog
+	publishers  map[string]*app // ours, ours-traced, ours-single, gosdk, python
+	// otlp receives the spans of ours-traced.
+	otlp    *otlpSink
+	workers map[string]handler
+	logs    map[string]*handledLog
 
 	pubRuns []pubRun
 	sweep   []SweepPoint
@@ -229,6 +231,15 @@ func (b *bench) startAll(ctx context.Context) error {
 	if b.publishers["ours-single"], err = b.rig.startApp(ctx, "publisher-single", "", append(daprEnv, "PUBLISH_COALESCE=false"), nil, cfg.PublisherBin); err != nil {
 		return err
 	}
+	// ours with tracing on: every request's two spans exported over OTLP/HTTP.
+	if b.otlp, err = startOTLPSink(ctx); err != nil {
+		return err
+	}
+	b.rig.onClose(b.otlp.Close)
+	if b.publishers["ours-traced"], err = b.rig.startApp(ctx, "publisher-traced", "", append(daprEnv, "PUBLISH_COALESCE=true",
+		"OTEL_EXPORTER_OTLP_ENDPOINT="+b.otlp.url), nil, cfg.PublisherBin); err != nil {
+		return err
+	}
 	if cfg.GosdkBin != "" {
 		if b.publishers["gosdk"], err = b.rig.startApp(ctx, "gosdk-publisher", "", daprEnv, nil, cfg.GosdkBin); err != nil {
 			return err
@@ -350,7 +361,7 @@ func (b *bench) variants(names ...string) []string {
 // A B C … A B C … for BENCH_REPS rounds.
 func (b *bench) publisherPhase(ctx context.Context) error {
 	for rep := range b.cfg.Reps {
-		for _, v := range b.variants("ours", "direct", "gosdk", "python", "ours-single") {
+		for _, v := range b.variants("ours", "ours-traced", "direct", "gosdk", "python", "ours-single") {
 			run, err := b.wrkOnce(ctx, v, b.cfg.Connections, b.cfg.Duration, b.cfg.Warmup)
 			if err != nil {
 				return err
@@ -576,7 +587,8 @@ func postTask(ctx context.Context, url string) error {
 // readRSS returns each app's peak resident set (VmHWM) so far, MB.
 func (b *bench) readRSS() (map[string]float64, error) {
 	procs := map[string]*proc{"publisher": b.publishers["ours"].proc, "publisher-single": b.publishers["ours-single"].proc,
-		"worker-ledger": b.workers["worker-ledger"].app.proc, "worker": b.workers["worker"].app.proc}
+		"publisher-traced": b.publishers["ours-traced"].proc,
+		"worker-ledger":    b.workers["worker-ledger"].app.proc, "worker": b.workers["worker"].app.proc}
 	out := map[string]float64{}
 	for name, p := range procs {
 		v, err := ProcessMemMB(p.pid(), "VmHWM")

@@ -75,6 +75,19 @@ func (b *bench) results(rss map[string]map[string]float64) []Result {
 	add(compare("publisher-vs-python", "req/s", "≥ 50", ours, b.series("python", c, rps)),
 		func(v float64) *bool { return atLeast(v, 50) }, "PYTHON_UVICORN not set")
 
+	traced := compare("tracing-overhead", "req/s", "reported", b.series("ours-traced", c, rps), ours)
+	if traced.Skipped == "" {
+		app := func(r pubRun) float64 { return r.AppCPUus }
+		traced.Note = fmt.Sprintf("the publisher exporting its spans (POST /tasks, publish task-events) over OTLP/HTTP to a sink "+
+			"that answers 200, against tracing off; publisher CPU %s against %s µs/event; %d exports, %s MB",
+			num(Summarize(b.series("ours-traced", c, app)).Median), num(Summarize(b.series("ours", c, app)).Median),
+			b.otlp.requests.Load(), num(float64(b.otlp.bytes.Load())/1e6))
+		if b.otlp.requests.Load() == 0 {
+			traced.Note += "; no span reached the sink, so tracing was not on"
+		}
+	}
+	add(traced, nil, "")
+
 	p50 := func(r pubRun) float64 { return r.P50ms }
 	lat := compare("publisher-p50-minus-direct", "ms", "≤ 0.3 ms", b.series("ours", 1, p50), b.series("direct", 1, p50))
 	lat.Diff, lat.Ratio = true, Summarize(diffs(lat.Ours.Values, lat.Anchor.Values))

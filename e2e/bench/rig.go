@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,8 +36,16 @@ type rig struct {
 	redisAddr string
 	resources map[string]string // delivery mode → --resources-path directory
 
-	mu    sync.Mutex
-	procs []*proc
+	mu      sync.Mutex
+	procs   []*proc
+	closers []func() error
+}
+
+// onClose runs fn when the rig closes, after its processes have stopped.
+func (r *rig) onClose(fn func() error) {
+	r.mu.Lock()
+	r.closers = append(r.closers, fn)
+	r.mu.Unlock()
 }
 
 func newRig(ctx context.Context, cfg Config, dir string) (*rig, error) {
@@ -62,12 +71,15 @@ func newRig(ctx context.Context, cfg Config, dir string) (*rig, error) {
 // Close stops every process, newest first, then Redis.
 func (r *rig) Close() error {
 	r.mu.Lock()
-	procs := r.procs
-	r.procs = nil
+	procs, closers := r.procs, r.closers
+	r.procs, r.closers = nil, nil
 	r.mu.Unlock()
 	var errs []error
 	for i := len(procs) - 1; i >= 0; i-- {
 		errs = append(errs, procs[i].stop(15*time.Second))
+	}
+	for _, fn := range closers {
+		errs = append(errs, fn())
 	}
 	return errors.Join(append(errs, r.h.Close())...)
 }
@@ -325,7 +337,7 @@ func (r *rig) startApp(ctx context.Context, name, dir string, env []string, onLi
 			args[i] = strconv.Itoa(port)
 		}
 	}
-	env = append(append(os.Environ(), "APP_PORT="+strconv.Itoa(port), "LISTEN_HOST=127.0.0.1",
+	env = append(append(withoutOTel(os.Environ()), "APP_PORT="+strconv.Itoa(port), "LISTEN_HOST=127.0.0.1",
 		"OPS_LISTEN_HOST=127.0.0.1", "DRAIN_DELAY=0s"), env...)
 	p, err := r.start(name, dir, env, onLine, bin, args...)
 	if err != nil {
@@ -351,4 +363,16 @@ func (r *rig) startApp(ctx context.Context, name, dir string, env []string, onLi
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// withoutOTel drops the OTEL_* variables of the bench's own environment: an endpoint
+// exported in the shell would turn tracing on in every app, and only ours-traced traces.
+func withoutOTel(environ []string) []string {
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, "OTEL_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
