@@ -337,8 +337,10 @@ func (r *rig) startApp(ctx context.Context, name, dir string, env []string, onLi
 			args[i] = strconv.Itoa(port)
 		}
 	}
+	// OPS_PORT=0: the publishers run side by side and would all take the default 8003;
+	// env may name a port of its own (the workers do).
 	env = append(append(withoutOTel(os.Environ()), "APP_PORT="+strconv.Itoa(port), "LISTEN_HOST=127.0.0.1",
-		"OPS_LISTEN_HOST=127.0.0.1", "DRAIN_DELAY=0s"), env...)
+		"OPS_PORT=0", "OPS_LISTEN_HOST=127.0.0.1", "DRAIN_DELAY=0s"), env...)
 	p, err := r.start(name, dir, env, onLine, bin, args...)
 	if err != nil {
 		return nil, err
