@@ -106,7 +106,7 @@ type SystemOptions struct {
 	// it) and both apps' (OTEL_EXPORTER_OTLP_ENDPOINT).
 	Jaeger *Jaeger
 	// Fixed ports for `make run`; zero values pick free ports.
-	PublisherPort, WorkerPort, WorkerOpsPort, PublisherDaprPort, WorkerDaprPort int
+	PublisherPort, PublisherOpsPort, WorkerPort, WorkerOpsPort, PublisherDaprPort, WorkerDaprPort int
 }
 
 // System is the whole flow: broker, state store, publisher + sidecar, workers + sidecars.
@@ -215,8 +215,11 @@ func (h *Harness) StartSystem(ctx context.Context, b *Broker, o SystemOptions) (
 	if err != nil {
 		return nil, err
 	}
-	env := append(append([]string{"DAPR_HTTP_PORT=" + strconv.Itoa(daprPort), "READINESS_INTERVAL=200ms"},
-		appEnv...), o.PublisherEnv...)
+	env := []string{"DAPR_HTTP_PORT=" + strconv.Itoa(daprPort), "READINESS_INTERVAL=200ms"}
+	if o.PublisherOpsPort != 0 {
+		env = append(env, "OPS_PORT="+strconv.Itoa(o.PublisherOpsPort))
+	}
+	env = append(append(env, appEnv...), o.PublisherEnv...)
 	p, err := h.newApp("publisher", h.Bins.Publisher, port, env)
 	if err != nil {
 		return nil, err

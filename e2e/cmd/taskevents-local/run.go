@@ -21,6 +21,7 @@ type config struct {
 	Publisher     string `env:"PUBLISHER_BIN,required"`
 	Worker        string `env:"WORKER_BIN,required"`
 	PublisherPort int    `env:"PUBLISHER_PORT" envDefault:"8000"`
+	PublisherOps  int    `env:"PUBLISHER_OPS_PORT" envDefault:"8003"`
 	WorkerPort    int    `env:"WORKER_PORT" envDefault:"8001"`
 	WorkerOpsPort int    `env:"WORKER_OPS_PORT" envDefault:"8002"`
 	PublisherDapr int    `env:"PUBLISHER_DAPR_HTTP_PORT" envDefault:"3500"`
@@ -45,7 +46,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	if !slices.Contains(harness.Brokers, cfg.Broker) {
 		return fmt.Errorf("unknown BROKER %q; valid: %s", cfg.Broker, strings.Join(harness.Brokers, ", "))
 	}
-	ports := map[string]int{"PUBLISHER_PORT": cfg.PublisherPort, "WORKER_PORT": cfg.WorkerPort, "WORKER_OPS_PORT": cfg.WorkerOpsPort,
+	ports := map[string]int{"PUBLISHER_PORT": cfg.PublisherPort, "PUBLISHER_OPS_PORT": cfg.PublisherOps, "WORKER_PORT": cfg.WorkerPort, "WORKER_OPS_PORT": cfg.WorkerOpsPort,
 		"PUBLISHER_DAPR_HTTP_PORT": cfg.PublisherDapr, "WORKER_DAPR_HTTP_PORT": cfg.WorkerDapr}
 	brokerPort := map[string]struct {
 		name string
@@ -102,7 +103,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	}
 	sys, err := h.StartSystem(startCtx, broker, harness.SystemOptions{
 		Workers: cfg.Workers, WorkerEnv: strings.Fields(cfg.WorkerEnv), Jaeger: jaeger,
-		PublisherPort: cfg.PublisherPort, WorkerPort: cfg.WorkerPort, WorkerOpsPort: cfg.WorkerOpsPort,
+		PublisherPort: cfg.PublisherPort, PublisherOpsPort: cfg.PublisherOps, WorkerPort: cfg.WorkerPort, WorkerOpsPort: cfg.WorkerOpsPort,
 		PublisherDaprPort: cfg.PublisherDapr, WorkerDaprPort: cfg.WorkerDapr,
 	})
 	if err != nil {
@@ -125,12 +126,13 @@ taskevents is running on %s. Try:
   curl -i -X POST %s/tasks -H 'Content-Type: application/json' -d '{"title": "Learn Dapr pub/sub"}'
 
 and look for "EVENT RECEIVED" in the [worker] lines below. Also:
+  publisher metrics:   curl -s %s/metrics | grep taskevents_
   worker metrics:      curl -s %s/metrics | grep taskevents_
   dead letters kept:   curl -s %s/admin/deadletters
   worker's sidecar:    curl -s %s/v1.0/metadata
 %sCtrl-C stops everything.
 ================================================================================
-`, broker.Name, sys.Publisher.URL, sys.Workers[0].OpsURL, sys.Workers[0].URL, sys.WorkerSidecars[0].HTTPURL, traces)
+`, broker.Name, sys.Publisher.URL, sys.Publisher.OpsURL, sys.Workers[0].OpsURL, sys.Workers[0].URL, sys.WorkerSidecars[0].HTTPURL, traces)
 	<-ctx.Done()
 	return nil
 }
