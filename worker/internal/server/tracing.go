@@ -80,7 +80,7 @@ func endDelivery(d delivery) {
 	attrs := make([]attribute.KeyValue, 0, 8)
 	attrs = append(attrs, attribute.String("dapr.delivery.outcome", d.outcome), attribute.Bool("dapr.delivery.duplicate", d.duplicate))
 	if d.meta.ID != "" {
-		attrs = append(attrs, semconv.MessagingMessageID(d.meta.ID), semconv.CloudEventsEventID(d.meta.ID))
+		attrs = append(attrs, semconv.MessagingMessageID(d.meta.ID))
 	}
 	if d.meta.Topic != "" {
 		attrs = append(attrs, semconv.MessagingDestinationName(d.meta.Topic))
