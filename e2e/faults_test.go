@@ -14,6 +14,7 @@ import (
 // Scenario 3: the worker answers RETRY to the first two deliveries of every event; the
 // Resiliency policy in components/ makes daprd redeliver, and every task is handled once.
 func TestRetryIsRedelivered(t *testing.T) {
+	t.Parallel() // mostly waiting on daprd's retry back-off; runs beside TestMonitoring
 	for _, broker := range brokers() {
 		t.Run(broker, func(t *testing.T) {
 			sys := startSystem(t, broker, harness.SystemOptions{WorkerEnv: []string{"FAULT_RETRY_FIRST=2"}})

@@ -44,6 +44,9 @@ var monitoringAlerts = []string{"deadLetters", "retryRatio", "sidecarUnavailable
 // returns data under traffic, no alert fires without a fault, and each alert fires under
 // the fault it is for.
 func TestMonitoring(t *testing.T) {
+	// Most of its minute is waiting out rule windows, as TestRetryIsRedelivered's is waiting
+	// out daprd's back-off: the two run side by side, after the other tests.
+	t.Parallel()
 	helmBin(t)
 	if bins.Prometheus == "" {
 		t.Fatal("PROMETHEUS is not set: run `make test-e2e`, which builds Prometheus and promtool (tools/prometheus/build.sh) and sets it")
