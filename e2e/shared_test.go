@@ -25,6 +25,11 @@ func TestAppsShareConfigBehaviour(t *testing.T) {
 		{"pprof-addr", []string{"PPROF_ADDR=6060"}, `PPROF_ADDR must be host:port (for example 127.0.0.1:6060) or empty, got "6060"`},
 		{"drain-delay-negative", []string{"DRAIN_DELAY=-1s"}, "DRAIN_DELAY must not be negative, got -1s"},
 		{"drain-delay-text", []string{"DRAIN_DELAY=soon"}, `DRAIN_DELAY has an invalid value "soon"`},
+		{"otel-sampler", []string{"OTEL_TRACES_SAMPLER=sometimes"}, `OTEL_TRACES_SAMPLER has an invalid value "sometimes"`},
+		{"otel-sampler-arg", []string{"OTEL_TRACES_SAMPLER=traceidratio", "OTEL_TRACES_SAMPLER_ARG=2"}, `OTEL_TRACES_SAMPLER_ARG has an invalid value "2"`},
+		{"otel-protocol", []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318", "OTEL_EXPORTER_OTLP_PROTOCOL=carrier-pigeon"}, `OTEL_EXPORTER_OTLP_PROTOCOL has an invalid value "carrier-pigeon"`},
+		{"otel-exporter", []string{"OTEL_TRACES_EXPORTER=zipkin"}, `OTEL_TRACES_EXPORTER has an invalid value "zipkin"`},
+		{"otel-disabled", []string{"OTEL_SDK_DISABLED=maybe"}, `OTEL_SDK_DISABLED has an invalid value "maybe"`},
 		{"all-at-once", []string{"APP_PORT=70000", "LOG_LEVEL=loud"}, "APP_PORT must be between 0 and 65535, got 70000\nconfig: LOG_LEVEL must be one of"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
