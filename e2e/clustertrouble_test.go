@@ -107,11 +107,13 @@ func (s *clusterSummary) troubleshooting(t *testing.T, k *kube) {
 // can give it and waits until every pod is Ready; with tokens on, it checks that a wrong
 // token is refused on both hops.
 func (s *clusterSummary) ciValues(t *testing.T, k *kube) {
-	// The ServiceMonitor CRD, as prometheus-operator ships it, for ha-values' serviceMonitor.
-	crd := filepath.Join(moduleDir(t, os.TempDir(), prometheusOperatorModule),
-		"example", "prometheus-operator-crd", "monitoring.coreos.com_servicemonitors.yaml")
-	k.mustKubectl("apply", "--server-side", "-f", crd)
-	k.mustKubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=60s")
+	// The ServiceMonitor and PrometheusRule CRDs, as prometheus-operator ships them, for
+	// ha-values' serviceMonitor and monitoring.prometheusRule.
+	crds := filepath.Join(moduleDir(t, os.TempDir(), prometheusOperatorModule), "example", "prometheus-operator-crd")
+	for _, kind := range []string{"servicemonitors", "prometheusrules"} {
+		k.mustKubectl("apply", "--server-side", "-f", filepath.Join(crds, "monitoring.coreos.com_"+kind+".yaml"))
+		k.mustKubectl("wait", "--for=condition=Established", "crd/"+kind+".monitoring.coreos.com", "--timeout=60s")
+	}
 	// Both tokens of tokens-values come from existing Secrets, as its comment says.
 	k.mustKubectl("create", "secret", "generic", "dapr-api-token", "--from-literal=token=ci-api-token-0123456789")
 	k.mustKubectl("create", "secret", "generic", "dapr-app-token", "--from-literal=token=ci-app-token-0123456789")
@@ -138,6 +140,8 @@ func (s *clusterSummary) ciValues(t *testing.T, k *kube) {
 			_, _, total := k.pods(appLabel).readyPods()
 			t.Logf("%s-values: %d pods Ready 2/2", name, total)
 			switch name {
+			case "ha":
+				checkTracingWired(t, k)
 			case "tokens":
 				checkTokens(t, k)
 			case "kafka", "rabbitmq":
@@ -264,4 +268,31 @@ func checkFlow(t *testing.T, k *kube) {
 	waitFor(t, "the worker to handle the task", 90*time.Second, time.Second, func() (bool, string) {
 		return logs.handled()[c.ID], "not yet"
 	})
+}
+
+// checkTracingWired: with tracing.enabled, every pod names the release's Configuration in
+// dapr.io/config, and its daprd runs with it (a sidecar without its Configuration exits at
+// start: the pod is Ready, so each daprd found it). It logs how often daprd restarted, which
+// says whether one started before Helm created the Configuration.
+func checkTracingWired(t *testing.T, k *kube) {
+	t.Helper()
+	out := k.mustKubectl("get", "configurations.dapr.io", "taskevents-tracing", "-o", "jsonpath={.spec.tracing.samplingRate}")
+	if out != "0.1" {
+		t.Errorf("Configuration taskevents-tracing has samplingRate %q, want 0.1", out)
+	}
+	restarts := 0
+	for _, p := range k.pods(appLabel).Items {
+		if p.Metadata.DeletionTimestamp != "" {
+			continue // the previous release's, draining
+		}
+		if got := p.Metadata.Annotations["dapr.io/config"]; got != "taskevents-tracing" {
+			t.Errorf("pod %s: dapr.io/config = %q, want taskevents-tracing", p.Metadata.Name, got)
+		}
+		for _, c := range p.Status.ContainerStatuses {
+			if c.Name == "daprd" {
+				restarts += c.RestartCount
+			}
+		}
+	}
+	t.Logf("ha-values: every pod's daprd runs with Configuration taskevents-tracing; daprd restarts: %d", restarts)
 }
