@@ -48,8 +48,10 @@ func TestLimits(t *testing.T) {
 	// Slowloris clients and idle connections at the same time: both wait for the same
 	// ReadHeaderTimeout, and each is the other's background load.
 	servers := map[string]string{"publisher": hostPort(pub.URL), "worker": hostPort(wrk.URL)}
-	if wrk.OpsURL != "" && wrk.OpsURL != wrk.URL {
-		servers["worker ops"] = hostPort(wrk.OpsURL)
+	for name, a := range map[string]*harness.App{"publisher ops": pub, "worker ops": wrk} {
+		if a.OpsURL != "" && a.OpsURL != a.URL {
+			servers[name] = hostPort(a.OpsURL)
+		}
 	}
 	type closed struct {
 		server string
