@@ -121,6 +121,15 @@ func (s *clusterSummary) ciValues(t *testing.T, k *kube) {
 	for _, name := range []string{"default", "ha", "tokens", "kafka", "rabbitmq"} {
 		t.Run(name, func(t *testing.T) {
 			k := k.with(t)
+			if name == "tokens" || name == "kafka" || name == "rabbitmq" {
+				// These check that an event goes through. A worker of the previous release
+				// still draining is in the same consumer group and can take the event (one
+				// fresh-clone run here lost tokens' task that way): wait until it is gone.
+				waitFor(t, name+": the previous release's pods to be gone", 2*time.Minute, time.Second, func() (bool, string) {
+					l := k.pods(appLabel)
+					return len(l.Items) == 0, fmt.Sprintf("%d pods", len(l.Items))
+				})
+			}
 			switch name {
 			case "ha":
 				// ha-values renders the tracing Configuration from the chart: the GitOps
