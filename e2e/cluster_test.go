@@ -90,6 +90,18 @@ func (k *kube) mustKubectl(args ...string) string {
 	return out
 }
 
+// uninstall removes the release and waits until its pods are gone: a worker still draining
+// is in the same consumer group as the next release's and could take that release's events
+// (a cold run here lost ci-values/tokens' task to one of ha-values' workers that way).
+func (k *kube) uninstall(t *testing.T) {
+	t.Helper()
+	k.mustHelm("uninstall", "taskevents", "--wait", "--timeout", "3m")
+	waitFor(t, "the release's pods to be gone after helm uninstall", 2*time.Minute, time.Second, func() (bool, string) {
+		l := k.pods(appLabel)
+		return len(l.Items) == 0, fmt.Sprintf("%d pods", len(l.Items))
+	})
+}
+
 // fatal fails the test, and keeps the first failure's message for the verdict.
 func (k *kube) fatal(err error) {
 	k.t.Helper()
@@ -339,14 +351,10 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("helm test:\n%s", out)
 		}
 	})
-	k.mustHelm("uninstall", "taskevents", "--wait", "--timeout", "3m")
 	// helm uninstall leaves test hook pods (they are not part of the release); so does
 	// every chart whose test pod keeps its logs for `helm test --logs`.
 	k.mustKubectl("delete", "pod", "-l", "app.kubernetes.io/instance=taskevents,app.kubernetes.io/component=test")
-	waitFor(t, "the chart's pods to be gone after helm uninstall", 2*time.Minute, time.Second, func() (bool, string) {
-		l := k.pods(appLabel)
-		return len(l.Items) == 0, fmt.Sprintf("%d pods", len(l.Items))
-	})
+	k.uninstall(t)
 	t.Run("troubleshooting", func(t *testing.T) { summary.troubleshooting(t, k.with(t)) })
 	t.Run("ci-values", func(t *testing.T) { summary.ciValues(t, k.with(t)) })
 
