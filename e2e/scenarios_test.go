@@ -42,7 +42,7 @@ func happyPath(t *testing.T, broker string, sys *harness.System) {
 		t.Fatalf("POST /tasks = %d %s (%v), want 202", r.Status, r.Body, err)
 	}
 	if _, err := uuid.Parse(c.ID); err != nil || c.Title != "Learn Dapr pub/sub" || c.Event != "published" {
-		t.Fatalf("body %s is not the seed's {id, title, event: published}", r.Body)
+		t.Fatalf("body %s is not the documented {id, title, event: published}", r.Body)
 	}
 	line, err := sys.Workers[0].WaitForLine(ctx, func(l string) bool {
 		return strings.Contains(l, `"EVENT RECEIVED"`) && strings.Contains(l, c.ID)
