@@ -56,6 +56,14 @@ daprd: ## Build (once per machine) the pinned daprd and print its path.
 helm: ## Build (once per machine) the pinned helm and print its path.
 	@tools/helm/build.sh
 
+.PHONY: helm-docs
+helm-docs: ## Build (once per machine) the pinned helm-docs and print its path.
+	@tools/helm-docs/build.sh
+
+.PHONY: chart-docs
+chart-docs: ## Regenerate charts/taskevents/README.md from the `# --` comments in its values.yaml.
+	@tools/helm-docs/render.sh charts/taskevents
+
 .PHONY: kube
 kube: ## Build (once per machine) the pinned Kubernetes binaries (apiserver to kubelet, kubectl); print their directory.
 	@tools/kube/build.sh
@@ -104,9 +112,9 @@ test-unit: ## Unit tests and fuzz seed corpora of both apps (and the bench's go-
 
 .PHONY: test-e2e
 test-e2e: prereqs ## End-to-end tests through the real daprd and brokers (BROKERS=redis,kafka,rabbitmq: all by default).
-	@daprd=$$(tools/daprd/build.sh) && libs=$$(tools/kafka/fetch.sh) && helm=$$(tools/helm/build.sh) && jaeger=$$(tools/jaeger/build.sh) \
+	@daprd=$$(tools/daprd/build.sh) && libs=$$(tools/kafka/fetch.sh) && helm=$$(tools/helm/build.sh) && helmdocs=$$(tools/helm-docs/build.sh) && jaeger=$$(tools/jaeger/build.sh) \
 		&& kube=$$(tools/kube/build.sh) && moto=$$(tools/moto/install.sh) && prom=$$(tools/prometheus/build.sh) && cd e2e \
-		&& DAPRD=$$daprd KAFKA_LIBS=$$libs HELM=$$helm KUBE_DIR=$$kube MOTO_SERVER=$$moto JAEGER=$$jaeger PROMETHEUS=$$prom BROKERS=$(BROKERS) \
+		&& DAPRD=$$daprd KAFKA_LIBS=$$libs HELM=$$helm HELM_DOCS=$$helmdocs KUBE_DIR=$$kube MOTO_SERVER=$$moto JAEGER=$$jaeger PROMETHEUS=$$prom BROKERS=$(BROKERS) \
 		go test -count=1 -v -timeout 30m -skip '^TestCluster$$' ./... 2>&1 \
 		| grep -E --line-buffered -v '^=== (RUN|PAUSE|CONT)'
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned helm-docs once per machine into a cache outside the work tree and prints
-# its path. A cold build takes about COLD on 2 cores; a warm call returns at once.
+# its path. A cold build takes about 1.5 minutes on 2 cores with an empty Go build cache
+# (20 s when Go's cache already holds its dependencies); a warm call returns at once.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 pkg=github.com/norwoodj/helm-docs
