@@ -13,17 +13,17 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/kit/lifecycle"
+	"github.com/taskevents/taskevents/kit/logging"
+	"github.com/taskevents/taskevents/kit/pprofserver"
+	"github.com/taskevents/taskevents/kit/tracing"
 	"github.com/taskevents/taskevents/publisher/internal/coalesce"
 	"github.com/taskevents/taskevents/publisher/internal/config"
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
 	"github.com/taskevents/taskevents/publisher/internal/idempotency"
-	"github.com/taskevents/taskevents/publisher/internal/lifecycle"
-	"github.com/taskevents/taskevents/publisher/internal/logging"
 	"github.com/taskevents/taskevents/publisher/internal/metrics"
-	"github.com/taskevents/taskevents/publisher/internal/pprofserver"
 	"github.com/taskevents/taskevents/publisher/internal/readiness"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
-	"github.com/taskevents/taskevents/publisher/internal/tracing"
 )
 
 // readTimeout bounds reading one request (headers and a body of at most

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/taskevents/taskevents/publisher/internal/logbuf"
+	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
 )
 
@@ -32,7 +32,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 type app struct {
 	url    string
 	opsURL string // OPS_PORT: /metrics and the probes
-	stdout *logbuf.Buffer
+	stdout *logging.Buffer
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error // valid once done is closed
@@ -60,7 +60,7 @@ func startRun(t *testing.T, fake *sidecartest.Fake, extraEnv ...string) *app {
 		"READINESS_INTERVAL=20ms", "DRAIN_DELAY=0s", "SHUTDOWN_TIMEOUT=5s", "PUBLISH_TIMEOUT=1s",
 	}, extraEnv...)
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &app{stdout: &logbuf.Buffer{}, cancel: cancel, done: make(chan struct{})}
+	a := &app{stdout: &logging.Buffer{}, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
 		a.err = run(ctx, env, a.stdout)

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/taskevents/taskevents/kit/tracing/tracingtest"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
-	"github.com/taskevents/taskevents/publisher/internal/tracing/tracingtest"
 )
 
 const (

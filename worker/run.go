@@ -12,18 +12,18 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/kit/lifecycle"
+	"github.com/taskevents/taskevents/kit/logging"
+	"github.com/taskevents/taskevents/kit/pprofserver"
+	"github.com/taskevents/taskevents/kit/tracing"
 	"github.com/taskevents/taskevents/worker/internal/config"
 	"github.com/taskevents/taskevents/worker/internal/deadletter"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/fault"
 	"github.com/taskevents/taskevents/worker/internal/handler"
-	"github.com/taskevents/taskevents/worker/internal/lifecycle"
-	"github.com/taskevents/taskevents/worker/internal/logging"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
-	"github.com/taskevents/taskevents/worker/internal/pprofserver"
 	"github.com/taskevents/taskevents/worker/internal/server"
 	"github.com/taskevents/taskevents/worker/internal/sidecar"
-	"github.com/taskevents/taskevents/worker/internal/tracing"
 )
 
 // serviceName is service.name in the worker's spans unless OTEL_SERVICE_NAME

@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/taskevents/taskevents/worker/internal/logbuf"
+	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/worker/internal/sidecar/sidecartest"
 )
 
 // logLines returns the parsed log lines with message msg.
-func logLines(t *testing.T, out *logbuf.Buffer, msg string) []map[string]any {
+func logLines(t *testing.T, out *logging.Buffer, msg string) []map[string]any {
 	t.Helper()
 	var lines []map[string]any
 	sc := bufio.NewScanner(strings.NewReader(out.String()))
@@ -56,7 +56,7 @@ func get(url string) (int, string) {
 func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &logbuf.Buffer{}
+	out := &logging.Buffer{}
 	const token = "run-test-token"
 	fake := sidecartest.New(t)
 	_, sidecarPort, _ := strings.Cut(strings.TrimPrefix(fake.URL, "http://"), ":")
@@ -136,7 +136,7 @@ func TestRun(t *testing.T) {
 
 func TestRunWarnsWithoutToken(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &logbuf.Buffer{}
+	out := &logging.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "OPS_PORT=0", "DRAIN_DELAY=0s", "FAULT_RETRY_FIRST=2"}, out)
@@ -176,7 +176,7 @@ func TestRunBadConfig(t *testing.T) {
 func TestRunPortInUse(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &logbuf.Buffer{}
+	out := &logging.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "OPS_PORT=0", "DRAIN_DELAY=0s"}, out)
@@ -215,7 +215,7 @@ func TestRunPprof(t *testing.T) {
 		t.Run("PPROF_ADDR="+tt.addr, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			out := &logbuf.Buffer{}
+			out := &logging.Buffer{}
 			done := make(chan error, 1)
 			go func() {
 				done <- run(ctx, []string{"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "OPS_PORT=0", "OPS_LISTEN_HOST=127.0.0.1",

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/taskevents/taskevents/worker/internal/logbuf"
-	"github.com/taskevents/taskevents/worker/internal/tracing/tracingtest"
+	"github.com/taskevents/taskevents/kit/logging"
+	"github.com/taskevents/taskevents/kit/tracing/tracingtest"
 )
 
 // With OTEL_EXPORTER_OTLP_ENDPOINT set, run exports a delivery's spans, under
@@ -18,7 +18,7 @@ func TestRunTracing(t *testing.T) {
 	col := tracingtest.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &logbuf.Buffer{}
+	out := &logging.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "OPS_PORT=0", "DRAIN_DELAY=0s",

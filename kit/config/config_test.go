@@ -1,5 +1,3 @@
-// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
-
 package config
 
 import (
@@ -9,8 +7,18 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// TestSharedErrors holds the messages of the settings both apps read; the
-// same table runs in each app, and e2e compares the two binaries' output.
+// app is what each app's Config does with the shared settings.
+type app struct {
+	Shared
+	Port int `env:"APP_PORT" envDefault:"8000"`
+}
+
+func load(environ []string) (app, error) {
+	return Load(environ, func(c app, ch *Checks) { c.Check(ch, c.Port) })
+}
+
+// TestSharedErrors holds the messages of the settings both apps read; e2e
+// compares the two binaries' output.
 func TestSharedErrors(t *testing.T) {
 	for _, tt := range []struct{ env, want string }{
 		{"APP_PORT=abc", `config: APP_PORT has an invalid value "abc": strconv.ParseInt: parsing "abc": invalid syntax`},
@@ -27,18 +35,18 @@ func TestSharedErrors(t *testing.T) {
 		{"DRAIN_DELAY=soon", `config: DRAIN_DELAY has an invalid value "soon": unable to parse duration: time: invalid duration "soon"`},
 	} {
 		t.Run(tt.env, func(t *testing.T) {
-			_, err := Load([]string{tt.env})
+			_, err := load([]string{tt.env})
 			if err == nil || err.Error() != tt.want {
-				t.Errorf("Load(%s) = %v\nwant %s", tt.env, err, tt.want)
+				t.Errorf("load(%s) = %v\nwant %s", tt.env, err, tt.want)
 			}
 		})
 	}
 }
 
 func TestSharedErrorsAllAtOnce(t *testing.T) {
-	_, err := Load([]string{"APP_PORT=70000", "LOG_LEVEL=loud", "DRAIN_DELAY=-1s"})
+	_, err := load([]string{"APP_PORT=70000", "LOG_LEVEL=loud", "DRAIN_DELAY=-1s"})
 	if err == nil {
-		t.Fatal("Load accepted three bad values")
+		t.Fatal("load accepted three bad values")
 	}
 	for _, name := range []string{"APP_PORT", "LOG_LEVEL", "DRAIN_DELAY"} {
 		if !strings.Contains(err.Error(), "config: "+name+" ") {
@@ -54,7 +62,7 @@ func TestLevel(t *testing.T) {
 		t.Fatalf("LogLevels = %v, want the four of %v", LogLevels, want)
 	}
 	for _, l := range LogLevels {
-		cfg, err := Load([]string{"LOG_LEVEL=" + l})
+		cfg, err := load([]string{"LOG_LEVEL=" + l})
 		if err != nil {
 			t.Fatalf("LOG_LEVEL=%s: %v", l, err)
 		}
@@ -72,7 +80,7 @@ func TestSidecarBaseURL(t *testing.T) {
 		{"DAPR_HOST=[::1]", "http://[::1]:3500"},
 		{"DAPR_HOST=daprd.local", "http://daprd.local:3500"},
 	} {
-		cfg, err := Load([]string{tt.env})
+		cfg, err := load([]string{tt.env})
 		if err != nil {
 			t.Fatalf("%s: %v", tt.env, err)
 		}

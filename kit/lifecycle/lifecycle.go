@@ -1,5 +1,3 @@
-// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
-
 // Package lifecycle serves an app's HTTP servers and drains them on
 // SIGTERM the same way in both apps: readiness turns 503, DRAIN_DELAY
 // passes while the servers keep serving, so that Kubernetes endpoints and

@@ -1,5 +1,3 @@
-// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
-
 package lifecycle_test
 
 import (
@@ -14,8 +12,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/taskevents/taskevents/publisher/internal/lifecycle"
-	"github.com/taskevents/taskevents/publisher/internal/logbuf"
+	"github.com/taskevents/taskevents/kit/lifecycle"
+	"github.com/taskevents/taskevents/kit/logging"
 )
 
 func listen(t *testing.T) net.Listener {
@@ -94,7 +92,7 @@ func TestDrain(t *testing.T) {
 	})
 	ln := listen(t)
 	url := "http://" + ln.Addr().String()
-	logs := &logbuf.Buffer{}
+	logs := &logging.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

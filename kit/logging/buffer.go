@@ -1,15 +1,12 @@
-// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
-
-// Package logbuf is a log sink that tests can read while the code under test writes to it
-// from other goroutines.
-package logbuf
+package logging
 
 import (
 	"bytes"
 	"sync"
 )
 
-// Buffer is a goroutine-safe bytes.Buffer for zerolog output.
+// Buffer is a goroutine-safe bytes.Buffer for zerolog output: a log sink that tests
+// read while the code under test writes to it from other goroutines.
 type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

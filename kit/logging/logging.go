@@ -1,5 +1,3 @@
-// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
-
 // Package logging builds the app's one zerolog logger, so that both apps
 // write the same JSON lines: one object per event, a level and a timestamp
 // on each.

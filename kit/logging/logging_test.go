@@ -1,5 +1,3 @@
-// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
-
 package logging_test
 
 import (
@@ -9,8 +7,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/taskevents/taskevents/publisher/internal/logbuf"
-	"github.com/taskevents/taskevents/publisher/internal/logging"
+	"github.com/taskevents/taskevents/kit/logging"
 )
 
 func TestNew(t *testing.T) {
@@ -24,7 +21,7 @@ func TestNew(t *testing.T) {
 		{zerolog.DebugLevel, func(l zerolog.Logger) { l.Debug().Msg("request") }, true},
 		{zerolog.ErrorLevel, func(l zerolog.Logger) { l.Warn().Msg("retry") }, false},
 	} {
-		var buf logbuf.Buffer
+		var buf logging.Buffer
 		tt.logged(logging.New(&buf, tt.level))
 		out := buf.String()
 		if (out != "") != tt.wantOut {
@@ -47,7 +44,7 @@ func TestNew(t *testing.T) {
 }
 
 func TestErrorLog(t *testing.T) {
-	var buf logbuf.Buffer
+	var buf logging.Buffer
 	logging.ErrorLog(logging.New(&buf, zerolog.InfoLevel), "http").Printf("http: TLS handshake error from %s\n", "1.2.3.4:5")
 	var line map[string]any
 	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {

@@ -1,12 +1,10 @@
-// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
-
-package logtext_test
+package logging_test
 
 import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/taskevents/taskevents/publisher/internal/logtext"
+	"github.com/taskevents/taskevents/kit/logging"
 )
 
 func TestTruncateKeepsUTF8Whole(t *testing.T) {
@@ -26,7 +24,7 @@ func TestTruncateKeepsUTF8Whole(t *testing.T) {
 		{"🥛🥛", 5, "🥛…"},             // a 4-byte rune
 		{"\xff\xfeabc", 1, "\xff…"}, // already invalid input is cut, not repaired
 	} {
-		got := logtext.Truncate(c.in, c.n)
+		got := logging.Truncate(c.in, c.n)
 		if got != c.want {
 			t.Errorf("Truncate(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
 		}
@@ -44,7 +42,7 @@ func FuzzTruncate(f *testing.F) {
 		if n < 0 {
 			n = -n
 		}
-		got := logtext.Truncate(s, n)
+		got := logging.Truncate(s, n)
 		if len(s) <= n {
 			if got != s {
 				t.Fatalf("Truncate(%q, %d) = %q, want it unchanged", s, n, got)

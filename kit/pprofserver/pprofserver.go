@@ -1,5 +1,3 @@
-// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
-
 // Package pprofserver serves net/http/pprof on a listener and a mux of its
 // own (PPROF_ADDR): profiles never share a port, or a handler chain, with
 // the app's routes or its probes.
@@ -17,7 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/taskevents/taskevents/publisher/internal/logging"
+	"github.com/taskevents/taskevents/kit/logging"
 )
 
 // writeTimeout outlasts a 30-second CPU profile or trace

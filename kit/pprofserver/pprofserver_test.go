@@ -1,5 +1,3 @@
-// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
-
 package pprofserver
 
 import (
@@ -14,7 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/taskevents/taskevents/publisher/internal/logbuf"
+	"github.com/taskevents/taskevents/kit/logging"
 )
 
 func TestIsLoopback(t *testing.T) {
@@ -80,7 +78,7 @@ func TestListen(t *testing.T) {
 		{":0", true}, // every interface
 	} {
 		t.Run(tt.addr, func(t *testing.T) {
-			logs := &logbuf.Buffer{}
+			logs := &logging.Buffer{}
 			s, err := Listen(context.Background(), tt.addr, zerolog.New(logs))
 			if err != nil {
 				t.Skipf("cannot listen on %s here: %v", tt.addr, err)
@@ -118,7 +116,7 @@ func TestListenError(t *testing.T) {
 }
 
 func TestStart(t *testing.T) {
-	logs := &logbuf.Buffer{}
+	logs := &logging.Buffer{}
 	stop, err := Start(context.Background(), "", time.Second, zerolog.New(logs))
 	if err != nil || stop == nil {
 		t.Fatalf("Start with PPROF_ADDR unset = %v", err)

@@ -1,8 +1,6 @@
-// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
-
 // Package problem writes RFC 9457 problem details (application/problem+json),
-// byte for byte the same in both apps. Each app's own problem types are
-// slugs in slugs.go, each documented in docs/problems.md.
+// byte for byte the same in both apps. Each app keeps its own problem types
+// (slugs, each documented in docs/problems.md) next to the routes that use them.
 package problem
 
 import (

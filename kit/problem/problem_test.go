@@ -1,5 +1,3 @@
-// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
-
 package problem_test
 
 import (
@@ -7,7 +5,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/taskevents/taskevents/publisher/internal/problem"
+	"github.com/taskevents/taskevents/kit/problem"
 )
 
 func TestWrite(t *testing.T) {

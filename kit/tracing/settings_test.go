@@ -1,5 +1,3 @@
-// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
-
 package tracing_test
 
 import (
@@ -12,7 +10,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 
-	"github.com/taskevents/taskevents/publisher/internal/tracing"
+	"github.com/taskevents/taskevents/kit/tracing"
 )
 
 func TestParseSettings(t *testing.T) {

@@ -1,5 +1,3 @@
-// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
-
 // Package tracing gives the app its OpenTelemetry tracer, configured by the
 // standard OTEL_* variables of the environment run is given, and the W3C
 // trace context helpers the routes use to continue a caller's trace.
@@ -39,7 +37,7 @@ import (
 )
 
 // scope names the instrumentation in every span this app records.
-const scope = "github.com/taskevents/taskevents/publisher/internal/tracing"
+const scope = "github.com/taskevents/taskevents/kit/tracing"
 
 // The batch processor's settings: the SDK's defaults, passed explicitly so
 // that the OTEL_BSP_* variables of the process do not count (only environ

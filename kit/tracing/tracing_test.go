@@ -1,5 +1,3 @@
-// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
-
 package tracing_test
 
 import (
@@ -21,8 +19,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/taskevents/taskevents/publisher/internal/tracing"
-	"github.com/taskevents/taskevents/publisher/internal/tracing/tracingtest"
+	"github.com/taskevents/taskevents/kit/tracing"
+	"github.com/taskevents/taskevents/kit/tracing/tracingtest"
 )
 
 const (

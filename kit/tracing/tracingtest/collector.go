@@ -1,5 +1,3 @@
-// This file is kept identical in publisher/ and worker/ (e2e/samecode_test.go).
-
 // Package tracingtest is a fake OTLP/HTTP trace receiver for tests: it
 // decodes what an exporter sends to /v1/traces and keeps the spans.
 package tracingtest

@@ -12,7 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/taskevents/taskevents/publisher/internal/logbuf"
+	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
 )
@@ -21,13 +21,13 @@ import (
 type rig struct {
 	c    *Coalescer
 	fake *sidecartest.Fake
-	logs *logbuf.Buffer
+	logs *logging.Buffer
 }
 
 func newRig(t *testing.T, o Options) *rig {
 	t.Helper()
 	fake := sidecartest.New(t)
-	logs := &logbuf.Buffer{}
+	logs := &logging.Buffer{}
 	if o.PublishTimeout == 0 {
 		o.PublishTimeout = 5 * time.Second
 	}

@@ -4,11 +4,21 @@ package config
 import (
 	"strings"
 	"time"
+
+	kitconfig "github.com/taskevents/taskevents/kit/config"
 )
+
+// Load parses environ (KEY=value pairs, as from os.Environ) and validates
+// the result. Every error names the variable at fault.
+func Load(environ []string) (Config, error) { return kitconfig.Load(environ, Config.validate) }
 
 // Config is every setting the publisher reads. The envDefault tags are the
 // documentation of the defaults; README's table mirrors them.
 type Config struct {
+	// Shared is DAPR_HOST, DAPR_HTTP_PORT, DAPR_API_TOKEN, LOG_LEVEL,
+	// PPROF_ADDR and DRAIN_DELAY, read as the worker reads them.
+	kitconfig.Shared
+
 	// AppID only appears in error messages that tell an operator which
 	// app-id to allow in a component's scopes; the Dapr injector sets APP_ID.
 	AppID string `env:"APP_ID" envDefault:"task-api"`
@@ -20,10 +30,6 @@ type Config struct {
 	OpsPort       int    `env:"OPS_PORT" envDefault:"8003"`
 	OpsListenHost string `env:"OPS_LISTEN_HOST"`
 
-	DaprHost     string `env:"DAPR_HOST" envDefault:"127.0.0.1"`
-	DaprHTTPPort int    `env:"DAPR_HTTP_PORT" envDefault:"3500"`
-	DaprAPIToken string `env:"DAPR_API_TOKEN"`
-
 	PubSubName string `env:"PUBSUB_NAME,notEmpty" envDefault:"pubsub"`
 	Topic      string `env:"TOPIC_NAME,notEmpty" envDefault:"task-events"`
 
@@ -31,9 +37,7 @@ type Config struct {
 	MaxTitleLength      int           `env:"MAX_TITLE_LENGTH" envDefault:"200"`
 	SidecarMaxIdleConns int           `env:"SIDECAR_MAX_IDLE_CONNS" envDefault:"256"`
 	ReadinessInterval   time.Duration `env:"READINESS_INTERVAL" envDefault:"2s"`
-	DrainDelay          time.Duration `env:"DRAIN_DELAY" envDefault:"5s"`
 	ShutdownTimeout     time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
-	LogLevel            string        `env:"LOG_LEVEL" envDefault:"info"`
 
 	// PublishCoalesce sends publishes that arrive while another is in flight
 	// together through daprd's bulk publish API; false publishes each alone.
@@ -45,10 +49,6 @@ type Config struct {
 	// makes the largest batches (least CPU per event, measured); two keeps
 	// publishing when one request hangs until its attempt timeout.
 	PublishMaxInFlight int `env:"PUBLISH_MAX_IN_FLIGHT" envDefault:"2"`
-
-	// PprofAddr, when set (e.g. 127.0.0.1:6060), serves net/http/pprof on
-	// its own listener. Off by default: profiles reveal internals.
-	PprofAddr string `env:"PPROF_ADDR"`
 
 	// IdempotencyStore names the Dapr state store component that remembers
 	// Idempotency-Keys, or is "memory" for an in-process store.
@@ -64,10 +64,11 @@ const IdempotencyInMemory = "memory"
 // some 300 KB, well inside daprd's default 4 MB body limit.
 const maxBatch = 1000
 
-// validate checks the publisher's own settings; checkShared (load.go) has
-// checked those the worker reads too.
-func (c Config) validate(ch *checks) {
-	bad := ch.bad
+// validate checks the shared settings first, as the worker does, then the
+// publisher's own.
+func (c Config) validate(ch *kitconfig.Checks) {
+	c.Check(ch, c.Port)
+	bad := ch.Bad
 	// The pub/sub name is one path segment of the publish URL; a topic may
 	// contain "/" (daprd takes the wildcard tail) but not blanks.
 	if strings.TrimSpace(c.PubSubName) != c.PubSubName || strings.Contains(c.PubSubName, "/") {
@@ -79,11 +80,11 @@ func (c Config) validate(ch *checks) {
 	if strings.TrimSpace(c.AppID) == "" {
 		bad("APP_ID must not be blank")
 	}
-	ch.port("OPS_PORT", c.OpsPort, 0)
+	ch.Port("OPS_PORT", c.OpsPort, 0)
 	if c.OpsPort != 0 && c.OpsPort == c.Port {
 		bad("OPS_PORT must differ from APP_PORT (%d): the API and /metrics are served on separate ports", c.Port)
 	}
-	ch.positive("PUBLISH_TIMEOUT", c.PublishTimeout)
+	ch.Positive("PUBLISH_TIMEOUT", c.PublishTimeout)
 	if c.PublishBatchMax < 1 || c.PublishBatchMax > maxBatch {
 		bad("PUBLISH_BATCH_MAX must be between 1 and %d, got %d", maxBatch, c.PublishBatchMax)
 	}
@@ -97,12 +98,12 @@ func (c Config) validate(ch *checks) {
 	if c.SidecarMaxIdleConns < 1 {
 		bad("SIDECAR_MAX_IDLE_CONNS must be at least 1, got %d", c.SidecarMaxIdleConns)
 	}
-	ch.positive("READINESS_INTERVAL", c.ReadinessInterval)
-	ch.positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
+	ch.Positive("READINESS_INTERVAL", c.ReadinessInterval)
+	ch.Positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
 	// The store name is one path segment of the state API's URL.
 	if strings.TrimSpace(c.IdempotencyStore) != c.IdempotencyStore || strings.Contains(c.IdempotencyStore, "/") {
 		bad("IDEMPOTENCY_STORE must be a state store component name or %q, without \"/\" or surrounding spaces, got %q",
 			IdempotencyInMemory, c.IdempotencyStore)
 	}
-	ch.positive("IDEMPOTENCY_KEY_TTL", c.IdempotencyKeyTTL)
+	ch.Positive("IDEMPOTENCY_KEY_TTL", c.IdempotencyKeyTTL)
 }

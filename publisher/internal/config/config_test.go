@@ -7,6 +7,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	kitconfig "github.com/taskevents/taskevents/kit/config"
 	"github.com/taskevents/taskevents/publisher/internal/config"
 )
 
@@ -16,10 +17,11 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Config{
-		AppID: "task-api", Port: 8000, OpsPort: 8003, DaprHost: "127.0.0.1", DaprHTTPPort: 3500,
+		Shared: kitconfig.Shared{DaprHost: "127.0.0.1", DaprHTTPPort: 3500, DrainDelay: 5 * time.Second, LogLevel: "info"},
+
+		AppID: "task-api", Port: 8000, OpsPort: 8003,
 		PubSubName: "pubsub", Topic: "task-events", PublishTimeout: 5 * time.Second, MaxTitleLength: 200,
-		SidecarMaxIdleConns: 256, ReadinessInterval: 2 * time.Second, DrainDelay: 5 * time.Second,
-		ShutdownTimeout: 10 * time.Second, LogLevel: "info",
+		SidecarMaxIdleConns: 256, ReadinessInterval: 2 * time.Second, ShutdownTimeout: 10 * time.Second,
 		IdempotencyStore: "statestore", IdempotencyKeyTTL: 24 * time.Hour,
 		PublishCoalesce: true, PublishBatchMax: 100, PublishMaxInFlight: 2,
 	}

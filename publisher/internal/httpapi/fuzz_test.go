@@ -16,8 +16,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/kit/problem"
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
-	"github.com/taskevents/taskevents/publisher/internal/problem"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
 	"github.com/taskevents/taskevents/publisher/internal/task"

@@ -16,9 +16,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/kit/logging"
+	"github.com/taskevents/taskevents/kit/problem"
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
-	"github.com/taskevents/taskevents/publisher/internal/logbuf"
-	"github.com/taskevents/taskevents/publisher/internal/problem"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
 )
@@ -28,9 +28,9 @@ const traceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 // newAPI wires the handler to a real sidecar client aimed at sidecarURL.
 // Retries do not wait; the third failed attempt asks for a wait past the
 // deadline, so a failing sidecar sees exactly 3 attempts.
-func newAPI(t *testing.T, sidecarURL string, mod func(*sidecar.Options)) (http.Handler, *logbuf.Buffer) {
+func newAPI(t *testing.T, sidecarURL string, mod func(*sidecar.Options)) (http.Handler, *logging.Buffer) {
 	t.Helper()
-	logs := &logbuf.Buffer{}
+	logs := &logging.Buffer{}
 	logger := zerolog.New(logs).Level(zerolog.InfoLevel)
 	o := sidecar.Options{
 		BaseURL:        sidecarURL,
@@ -104,30 +104,30 @@ func TestRoutes(t *testing.T) {
 			body: `{"title":"` + strings.Repeat("日", 200) + `"}`, wantStatus: 202, wantPublish: 1, wantTitleOut: strings.Repeat("日", 200)},
 
 		{name: "malformed JSON", method: "POST", path: "/tasks", contentType: jsonCT, body: `{"title": xyz}`,
-			wantStatus: 400, wantType: problem.MalformedJSON, wantDetail: []string{"line 1, column 11", "byte offset 10"}},
+			wantStatus: 400, wantType: httpapi.ProblemMalformedJSON, wantDetail: []string{"line 1, column 11", "byte offset 10"}},
 		{name: "trailing garbage", method: "POST", path: "/tasks", contentType: jsonCT, body: `{"title":"a"}x`,
-			wantStatus: 400, wantType: problem.MalformedJSON, wantDetail: []string{"after the JSON object"}},
+			wantStatus: 400, wantType: httpapi.ProblemMalformedJSON, wantDetail: []string{"after the JSON object"}},
 		{name: "empty body", method: "POST", path: "/tasks", contentType: jsonCT, body: ``,
-			wantStatus: 400, wantType: problem.MalformedJSON, wantDetail: []string{"empty"}},
+			wantStatus: 400, wantType: httpapi.ProblemMalformedJSON, wantDetail: []string{"empty"}},
 		{name: "invalid UTF-8", method: "POST", path: "/tasks", contentType: jsonCT, body: "{\"title\":\"\xc3\x28\"}",
-			wantStatus: 400, wantType: problem.MalformedJSON, wantDetail: []string{"UTF-8"}},
+			wantStatus: 400, wantType: httpapi.ProblemMalformedJSON, wantDetail: []string{"UTF-8"}},
 		{name: "missing title", method: "POST", path: "/tasks", contentType: jsonCT, body: `{}`,
-			wantStatus: 422, wantType: problem.InvalidTask, wantDetail: []string{"title"},
+			wantStatus: 422, wantType: httpapi.ProblemInvalidTask, wantDetail: []string{"title"},
 			wantFields: map[string]string{"title": "is required"}},
 		{name: "null title", method: "POST", path: "/tasks", contentType: jsonCT, body: `{"title":null}`,
-			wantStatus: 422, wantType: problem.InvalidTask, wantFields: map[string]string{"title": "must not be null"}},
+			wantStatus: 422, wantType: httpapi.ProblemInvalidTask, wantFields: map[string]string{"title": "must not be null"}},
 		{name: "blank title", method: "POST", path: "/tasks", contentType: jsonCT, body: `{"title":" \t "}`,
-			wantStatus: 422, wantType: problem.InvalidTask, wantFields: map[string]string{"title": "must not be blank"}},
+			wantStatus: 422, wantType: httpapi.ProblemInvalidTask, wantFields: map[string]string{"title": "must not be blank"}},
 		{name: "title too long", method: "POST", path: "/tasks", contentType: jsonCT, body: `{"title":"` + strings.Repeat("日", 201) + `"}`,
-			wantStatus: 422, wantType: problem.InvalidTask, wantFields: map[string]string{"title": "must be at most 200 characters, got 201"}},
+			wantStatus: 422, wantType: httpapi.ProblemInvalidTask, wantFields: map[string]string{"title": "must be at most 200 characters, got 201"}},
 		{name: "title not a string", method: "POST", path: "/tasks", contentType: jsonCT, body: `{"title":["a"]}`,
-			wantStatus: 422, wantType: problem.InvalidTask, wantFields: map[string]string{"title": "must be a string, got an array"}},
+			wantStatus: 422, wantType: httpapi.ProblemInvalidTask, wantFields: map[string]string{"title": "must be a string, got an array"}},
 		{name: "unknown fields all named", method: "POST", path: "/tasks", contentType: jsonCT,
 			body:       `{"title":"a","priority":1,"assignee":"bob"}`,
-			wantStatus: 422, wantType: problem.InvalidTask, wantDetail: []string{`"priority"`, `"assignee"`},
+			wantStatus: 422, wantType: httpapi.ProblemInvalidTask, wantDetail: []string{`"priority"`, `"assignee"`},
 			wantFields: map[string]string{"priority": "unknown field", "assignee": "unknown field"}},
 		{name: "not an object", method: "POST", path: "/tasks", contentType: jsonCT, body: `["a"]`,
-			wantStatus: 422, wantType: problem.InvalidTask, wantDetail: []string{"JSON object"}},
+			wantStatus: 422, wantType: httpapi.ProblemInvalidTask, wantDetail: []string{"JSON object"}},
 		{name: "body over 64 KiB", method: "POST", path: "/tasks", contentType: jsonCT, body: big,
 			wantStatus: 413, wantType: "about:blank"},
 		{name: "body over 64 KiB without Content-Length", method: "POST", path: "/tasks", contentType: jsonCT, body: big, chunked: true,
@@ -154,28 +154,28 @@ func TestRoutes(t *testing.T) {
 
 		{name: "sidecar keeps failing to publish", method: "POST", path: "/tasks", contentType: jsonCT, body: `{"title":"a"}`,
 			script:     []sidecartest.Response{sidecartest.PublishFailed},
-			wantStatus: 503, wantType: problem.SidecarUnavailable, wantHeader: map[string]string{"Retry-After": "1"},
+			wantStatus: 503, wantType: httpapi.ProblemSidecarUnavailable, wantHeader: map[string]string{"Retry-After": "1"},
 			wantDetail: []string{"NOT published", "safe to retry"}, wantPublish: 3},
 		{name: "pubsub not found", method: "POST", path: "/tasks", contentType: jsonCT, body: `{"title":"a"}`,
 			script:     []sidecartest.Response{sidecartest.NotFound},
-			wantStatus: 502, wantType: problem.SidecarRejected, wantSidecar: 404, wantCode: "ERR_PUBSUB_NOT_FOUND",
+			wantStatus: 502, wantType: httpapi.ProblemSidecarRejected, wantSidecar: 404, wantCode: "ERR_PUBSUB_NOT_FOUND",
 			wantDetail: []string{`no pub/sub component named "pubsub" is loaded by the sidecar`, "scopes include task-api",
 				"--resources-path / kubectl get components"}, wantPublish: 1},
 		{name: "topic forbidden", method: "POST", path: "/tasks", contentType: jsonCT, body: `{"title":"a"}`,
 			script:     []sidecartest.Response{sidecartest.Forbidden},
-			wantStatus: 502, wantType: problem.SidecarRejected, wantSidecar: 403, wantCode: "ERR_PUBSUB_FORBIDDEN",
+			wantStatus: 502, wantType: httpapi.ProblemSidecarRejected, wantSidecar: 403, wantCode: "ERR_PUBSUB_FORBIDDEN",
 			wantDetail: []string{"task-api", `"task-events"`, "publishingScopes", "allowedTopics", "protectedTopics"}, wantPublish: 1},
 		{name: "wrong api token", method: "POST", path: "/tasks", contentType: jsonCT, body: `{"title":"a"}`,
 			script:     []sidecartest.Response{sidecartest.Unauthorized},
-			wantStatus: 502, wantType: problem.SidecarRejected, wantSidecar: 401,
+			wantStatus: 502, wantType: httpapi.ProblemSidecarRejected, wantSidecar: 401,
 			wantDetail: []string{"DAPR_API_TOKEN does not match"}, wantPublish: 1},
 		{name: "bad request metadata", method: "POST", path: "/tasks", contentType: jsonCT, body: `{"title":"a"}`,
 			script:     []sidecartest.Response{sidecartest.BadMetadata},
-			wantStatus: 502, wantType: problem.SidecarRejected, wantSidecar: 400, wantCode: "ERR_PUBSUB_REQUEST_METADATA",
+			wantStatus: 502, wantType: httpapi.ProblemSidecarRejected, wantSidecar: 400, wantCode: "ERR_PUBSUB_REQUEST_METADATA",
 			wantDetail: []string{"failed deserializing metadata"}, wantPublish: 1},
 		{name: "200 is not 204", method: "POST", path: "/tasks", contentType: jsonCT, body: `{"title":"a"}`,
 			script:     []sidecartest.Response{{Status: 200}},
-			wantStatus: 502, wantType: problem.SidecarRejected, wantSidecar: 200, wantPublish: 1},
+			wantStatus: 502, wantType: httpapi.ProblemSidecarRejected, wantSidecar: 200, wantPublish: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -377,8 +377,8 @@ func TestCreateTaskSidecarDownIsFast503(t *testing.T) {
 	if rec.Code != 503 || rec.Header().Get("Retry-After") != "1" {
 		t.Fatalf("status = %d, Retry-After = %q; want 503 and 1: %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
 	}
-	if !strings.Contains(rec.Body.String(), problem.SidecarUnavailable) {
-		t.Errorf("body = %s, want type %s", rec.Body, problem.SidecarUnavailable)
+	if !strings.Contains(rec.Body.String(), httpapi.ProblemSidecarUnavailable) {
+		t.Errorf("body = %s, want type %s", rec.Body, httpapi.ProblemSidecarUnavailable)
 	}
 }
 
@@ -403,7 +403,7 @@ func TestReadyz(t *testing.T) {
 }
 
 func TestPanicIsA500WithoutInternals(t *testing.T) {
-	logs := &logbuf.Buffer{}
+	logs := &logging.Buffer{}
 	h := httpapi.New(httpapi.Deps{
 		Publisher:      &fakePublisher{panicWith: "secret internal state"},
 		Logger:         zerolog.New(logs),

@@ -12,10 +12,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/kit/logging"
+	"github.com/taskevents/taskevents/kit/problem"
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
 	"github.com/taskevents/taskevents/publisher/internal/idempotency"
-	"github.com/taskevents/taskevents/publisher/internal/logbuf"
-	"github.com/taskevents/taskevents/publisher/internal/problem"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
 )
@@ -27,7 +27,7 @@ type idemEnv struct {
 	h       http.Handler
 	fake    *sidecartest.Fake
 	advance func(time.Duration) // moves the store's clock
-	logs    *logbuf.Buffer
+	logs    *logging.Buffer
 }
 
 // newIdemEnv wires the handler to a fake sidecar for publishing and to kind
@@ -35,7 +35,7 @@ type idemEnv struct {
 func newIdemEnv(t *testing.T, kind, storeName string) *idemEnv {
 	t.Helper()
 	fake := sidecartest.New(t)
-	logs := &logbuf.Buffer{}
+	logs := &logging.Buffer{}
 	logger := zerolog.New(logs)
 	client := sidecar.New(sidecar.Options{
 		BaseURL: fake.URL, PubSubName: "pubsub", Topic: "task-events", PublishTimeout: 2 * time.Second,
@@ -140,7 +140,7 @@ func TestIdempotencyKey(t *testing.T) {
 		}},
 		{name: "same key, different body: 422 and nothing published", steps: []idemStep{
 			{keys: []string{k}, body: a, status: 202, publishes: 1},
-			{keys: []string{k}, body: b, status: 422, slug: problem.IdempotencyKeyReused, publishes: 1},
+			{keys: []string{k}, body: b, status: 422, slug: httpapi.ProblemIdempotencyKeyReused, publishes: 1},
 			{keys: []string{k}, body: a, status: 202, sameAs: 1, publishes: 2},
 		}},
 		{name: "other keys and no key are new tasks", steps: []idemStep{
@@ -150,48 +150,48 @@ func TestIdempotencyKey(t *testing.T) {
 			{body: a, status: 202, publishes: 4},
 		}},
 		{name: "malformed keys: 400, nothing published", steps: []idemStep{
-			{keys: []string{""}, body: a, status: 400, slug: problem.IdempotencyKeyInvalid},
-			{keys: []string{strings.Repeat("k", 256)}, body: a, status: 400, slug: problem.IdempotencyKeyInvalid},
-			{keys: []string{"caf\u00e9"}, body: a, status: 400, slug: problem.IdempotencyKeyInvalid},
-			{keys: []string{`"unterminated`}, body: a, status: 400, slug: problem.IdempotencyKeyInvalid},
-			{keys: []string{"a", "b"}, body: a, status: 400, slug: problem.IdempotencyKeyInvalid},
+			{keys: []string{""}, body: a, status: 400, slug: httpapi.ProblemIdempotencyKeyInvalid},
+			{keys: []string{strings.Repeat("k", 256)}, body: a, status: 400, slug: httpapi.ProblemIdempotencyKeyInvalid},
+			{keys: []string{"caf\u00e9"}, body: a, status: 400, slug: httpapi.ProblemIdempotencyKeyInvalid},
+			{keys: []string{`"unterminated`}, body: a, status: 400, slug: httpapi.ProblemIdempotencyKeyInvalid},
+			{keys: []string{"a", "b"}, body: a, status: 400, slug: httpapi.ProblemIdempotencyKeyInvalid},
 			// The key is checked before the body, so a bad key is reported even with a bad body.
-			{keys: []string{"a b"}, body: `{`, status: 400, slug: problem.IdempotencyKeyInvalid},
+			{keys: []string{"a b"}, body: `{`, status: 400, slug: httpapi.ProblemIdempotencyKeyInvalid},
 		}},
 		{name: "an invalid task does not use up the key", steps: []idemStep{
-			{keys: []string{k}, body: `{}`, status: 422, slug: problem.InvalidTask},
+			{keys: []string{k}, body: `{}`, status: 422, slug: httpapi.ProblemInvalidTask},
 			{keys: []string{k}, body: b, status: 202, publishes: 1},
 		}},
 		{name: "retry after a rejected publish is published under the same id", steps: []idemStep{
 			{keys: []string{k}, body: a, before: func(e *idemEnv) { e.fake.Script(sidecartest.NotFound, sidecartest.Published) },
-				status: 502, slug: problem.SidecarRejected, publishes: 1},
+				status: 502, slug: httpapi.ProblemSidecarRejected, publishes: 1},
 			{keys: []string{k}, body: a, status: 202, sameAs: 1, publishes: 2},
 		}},
 		{name: "retry after an unavailable sidecar is published under the same id", steps: []idemStep{
 			{keys: []string{k}, body: a, before: func(e *idemEnv) {
 				e.fake.Script(sidecartest.PublishFailed, sidecartest.PublishFailed, sidecartest.Published)
-			}, status: 503, slug: problem.SidecarUnavailable, publishes: 2},
+			}, status: 503, slug: httpapi.ProblemSidecarUnavailable, publishes: 2},
 			{keys: []string{k}, body: a, status: 202, sameAs: 1, publishes: 3},
 		}},
 		{name: "keys expire after the TTL", steps: []idemStep{
 			{keys: []string{k}, body: a, status: 202, publishes: 1},
 			{keys: []string{k}, body: a, before: func(e *idemEnv) { e.advance(ttl - time.Second) }, status: 202, sameAs: 1, publishes: 2},
-			{keys: []string{k}, body: b, status: 422, slug: problem.IdempotencyKeyReused, publishes: 2},
+			{keys: []string{k}, body: b, status: 422, slug: httpapi.ProblemIdempotencyKeyReused, publishes: 2},
 			{keys: []string{k}, body: b, before: func(e *idemEnv) { e.advance(time.Second) }, status: 202, publishes: 3},
 			{keys: []string{k}, body: b, status: 202, sameAs: 4, publishes: 4},
 		}},
 		{name: "state store down: 503, nothing published, fine again once it is back", kinds: []string{"dapr"}, steps: []idemStep{
 			{keys: []string{k}, body: a, before: func(e *idemEnv) { e.fake.FailState(&sidecartest.StateStoreDown) },
-				status: 503, slug: problem.IdempotencyStoreUnavailable},
+				status: 503, slug: httpapi.ProblemIdempotencyStoreUnavailable},
 			{body: a, status: 202, publishes: 1}, // requests without a key never touch the store
 			{keys: []string{k}, body: a, before: func(e *idemEnv) { e.fake.FailState(nil) }, status: 202, publishes: 2},
 		}},
 		{name: "sidecar unreachable for the claim: 503", kinds: []string{"dapr"}, steps: []idemStep{
 			{keys: []string{k}, body: a, before: func(e *idemEnv) { e.fake.Close() },
-				status: 503, slug: problem.IdempotencyStoreUnavailable},
+				status: 503, slug: httpapi.ProblemIdempotencyStoreUnavailable},
 		}},
 		{name: "no such state store: 502 naming IDEMPOTENCY_STORE", kinds: []string{"dapr"}, store: "nope", steps: []idemStep{
-			{keys: []string{k}, body: a, status: 502, slug: problem.SidecarRejected},
+			{keys: []string{k}, body: a, status: 502, slug: httpapi.ProblemSidecarRejected},
 			{body: a, status: 202, publishes: 1},
 		}},
 	}

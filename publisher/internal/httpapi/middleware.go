@@ -9,7 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/taskevents/taskevents/publisher/internal/problem"
+	"github.com/taskevents/taskevents/kit/problem"
 )
 
 // recorder remembers the status so the access log and the panic handler know

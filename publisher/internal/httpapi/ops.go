@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/taskevents/taskevents/publisher/internal/logtext"
-	"github.com/taskevents/taskevents/publisher/internal/problem"
+	"github.com/taskevents/taskevents/kit/logging"
+	"github.com/taskevents/taskevents/kit/problem"
 )
 
 // opsBodyLimit caps request bodies on the ops port: nothing there reads one.
@@ -29,7 +29,7 @@ func Ops(metrics http.Handler, ready func() (bool, string)) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Blank(http.StatusNotFound, fmt.Sprintf(
 			"No route for %s %s. The ops port serves GET /metrics, GET /healthz and GET /readyz; the API is on APP_PORT.",
-			r.Method, logtext.Truncate(r.URL.Path, 200))))
+			r.Method, logging.Truncate(r.URL.Path, 200))))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, opsBodyLimit)

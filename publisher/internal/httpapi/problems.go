@@ -1,13 +1,13 @@
-package problem
+package httpapi
 
 // Slugs of the publisher's own problem types, each a section of docs/problems.md.
 const (
-	MalformedJSON      = "malformed-json"
-	InvalidTask        = "invalid-task"
-	SidecarUnavailable = "sidecar-unavailable"
-	SidecarRejected    = "sidecar-rejected"
+	ProblemMalformedJSON      = "malformed-json"
+	ProblemInvalidTask        = "invalid-task"
+	ProblemSidecarUnavailable = "sidecar-unavailable"
+	ProblemSidecarRejected    = "sidecar-rejected"
 
-	IdempotencyKeyInvalid       = "idempotency-key-invalid"
-	IdempotencyKeyReused        = "idempotency-key-reused"
-	IdempotencyStoreUnavailable = "idempotency-store-unavailable"
+	ProblemIdempotencyKeyInvalid       = "idempotency-key-invalid"
+	ProblemIdempotencyKeyReused        = "idempotency-key-reused"
+	ProblemIdempotencyStoreUnavailable = "idempotency-store-unavailable"
 )

@@ -12,11 +12,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/kit/logging"
+	"github.com/taskevents/taskevents/kit/problem"
+	"github.com/taskevents/taskevents/kit/tracing"
 	"github.com/taskevents/taskevents/publisher/internal/idempotency"
-	"github.com/taskevents/taskevents/publisher/internal/logtext"
-	"github.com/taskevents/taskevents/publisher/internal/problem"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
-	"github.com/taskevents/taskevents/publisher/internal/tracing"
 )
 
 // Deps is what the handlers need.
@@ -99,7 +99,7 @@ func New(d Deps) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Blank(http.StatusNotFound, fmt.Sprintf(
 			"No route for %s %s. This API serves POST /tasks, GET /healthz, GET /readyz and GET /openapi.yaml.",
-			r.Method, logtext.Truncate(r.URL.Path, 200))))
+			r.Method, logging.Truncate(r.URL.Path, 200))))
 	})
 	return countRequests(d.Metrics, recoverPanics(d.Logger, logRequests(d.Logger, mux)))
 }

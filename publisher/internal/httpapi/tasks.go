@@ -9,10 +9,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/taskevents/taskevents/kit/logging"
+	"github.com/taskevents/taskevents/kit/problem"
 	"github.com/taskevents/taskevents/publisher/internal/idempotency"
 	"github.com/taskevents/taskevents/publisher/internal/jsonstr"
-	"github.com/taskevents/taskevents/publisher/internal/logtext"
-	"github.com/taskevents/taskevents/publisher/internal/problem"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 	"github.com/taskevents/taskevents/publisher/internal/task"
 )
@@ -74,7 +74,7 @@ func createTask(d Deps) http.Handler {
 			d.Metrics.SidecarUnavailable()
 			// Sidecar restarts take seconds; a quick retry is the right advice.
 			w.Header().Set("Retry-After", "1")
-			problem.Write(w, problem.New(problem.SidecarUnavailable, "Dapr sidecar unavailable", http.StatusServiceUnavailable,
+			problem.Write(w, problem.New(ProblemSidecarUnavailable, "Dapr sidecar unavailable", http.StatusServiceUnavailable,
 				"The Dapr sidecar could not be reached or did not accept the event in time, so the task was NOT "+
 					"published. It is safe to retry the request.").With("task_id", ev.TaskID))
 			return
@@ -124,7 +124,7 @@ func (d Deps) claim(r *http.Request, key idempotency.Key, taskID, title string) 
 		return "", d.storeRejectedProblem(rejected), false
 	default:
 		d.Logger.Warn().Err(err).Str("idempotency_key_id", key.ID()).Msg("idempotency store unavailable; task not published")
-		return "", problem.New(problem.IdempotencyStoreUnavailable, "Idempotency store unavailable", http.StatusServiceUnavailable,
+		return "", problem.New(ProblemIdempotencyStoreUnavailable, "Idempotency store unavailable", http.StatusServiceUnavailable,
 			fmt.Sprintf("The request has an Idempotency-Key, but the store that remembers keys (%s) could not be "+
 				"reached, so the task was NOT published. It is safe to retry the request with the same key.",
 				d.storeName())), false
@@ -133,7 +133,7 @@ func (d Deps) claim(r *http.Request, key idempotency.Key, taskID, title string) 
 		return taskID, problem.Details{}, true
 	}
 	if held.Fingerprint != fp {
-		return "", problem.New(problem.IdempotencyKeyReused, "Idempotency-Key already used", http.StatusUnprocessableEntity,
+		return "", problem.New(ProblemIdempotencyKeyReused, "Idempotency-Key already used", http.StatusUnprocessableEntity,
 			"This Idempotency-Key was first used with a different task. Nothing was published. Resend the "+
 				"original request unchanged to get its answer, or use a new key for a new task."), false
 	}
@@ -155,7 +155,7 @@ func keyProblem(err error) problem.Details {
 	if errors.As(err, &ke) {
 		detail = "The Idempotency-Key header is malformed: " + ke.Detail + "."
 	}
-	return problem.New(problem.IdempotencyKeyInvalid, "Malformed Idempotency-Key", http.StatusBadRequest,
+	return problem.New(ProblemIdempotencyKeyInvalid, "Malformed Idempotency-Key", http.StatusBadRequest,
 		detail+" Nothing was published.")
 }
 
@@ -179,7 +179,7 @@ func (d Deps) storeRejectedProblem(ce *sidecar.ConfigError) problem.Details {
 		detail = fmt.Sprintf("The sidecar answered the idempotency record's save %s %s: %q. %s",
 			strconv.Itoa(ce.Status), code, ce.Message, notPublished)
 	}
-	p := problem.New(problem.SidecarRejected, "Dapr sidecar rejected the request", http.StatusBadGateway, detail).
+	p := problem.New(ProblemSidecarRejected, "Dapr sidecar rejected the request", http.StatusBadGateway, detail).
 		With("sidecar_status", ce.Status)
 	if ce.Code != "" {
 		p = p.With("sidecar_error_code", ce.Code)
@@ -196,11 +196,11 @@ func checkContentType(ct string) (problem.Details, bool) {
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" {
 		return problem.Blank(http.StatusUnsupportedMediaType,
-			fmt.Sprintf("The request's Content-Type is %q. %s", logtext.Truncate(ct, 100), fix)), false
+			fmt.Sprintf("The request's Content-Type is %q. %s", logging.Truncate(ct, 100), fix)), false
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
 		return problem.Blank(http.StatusUnsupportedMediaType,
-			fmt.Sprintf("The request's charset is %q; only UTF-8 JSON is accepted. %s", logtext.Truncate(cs, 50), fix)), false
+			fmt.Sprintf("The request's charset is %q; only UTF-8 JSON is accepted. %s", logging.Truncate(cs, 50), fix)), false
 	}
 	return problem.Details{}, true
 }
@@ -213,24 +213,24 @@ func tooLarge() problem.Details {
 func decodeProblem(err error) problem.Details {
 	var de *task.Error
 	if !errors.As(err, &de) {
-		return problem.New(problem.MalformedJSON, "Malformed JSON", http.StatusBadRequest, "The request body could not be read.")
+		return problem.New(ProblemMalformedJSON, "Malformed JSON", http.StatusBadRequest, "The request body could not be read.")
 	}
 	switch de.Kind {
 	case task.TooLarge:
 		return tooLarge()
 	case task.Invalid:
-		p := problem.New(problem.InvalidTask, "Invalid task", http.StatusUnprocessableEntity, de.Detail)
+		p := problem.New(ProblemInvalidTask, "Invalid task", http.StatusUnprocessableEntity, de.Detail)
 		if len(de.Fields) > 0 {
 			p = p.With("errors", de.Fields)
 		}
 		return p
 	default:
-		return problem.New(problem.MalformedJSON, "Malformed JSON", http.StatusBadRequest, de.Detail)
+		return problem.New(ProblemMalformedJSON, "Malformed JSON", http.StatusBadRequest, de.Detail)
 	}
 }
 
 func (d Deps) rejectedProblem(ce *sidecar.ConfigError, taskID string) problem.Details {
-	p := problem.New(problem.SidecarRejected, "Dapr sidecar rejected the event", http.StatusBadGateway,
+	p := problem.New(ProblemSidecarRejected, "Dapr sidecar rejected the event", http.StatusBadGateway,
 		d.rejectedDetail(ce)).With("sidecar_status", ce.Status).With("task_id", taskID)
 	if ce.Code != "" {
 		p = p.With("sidecar_error_code", ce.Code)

@@ -17,10 +17,10 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/taskevents/taskevents/kit/tracing"
+	"github.com/taskevents/taskevents/kit/tracing/tracingtest"
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
-	"github.com/taskevents/taskevents/publisher/internal/tracing"
-	"github.com/taskevents/taskevents/publisher/internal/tracing/tracingtest"
 )
 
 const (

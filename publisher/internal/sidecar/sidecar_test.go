@@ -13,7 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/taskevents/taskevents/publisher/internal/logbuf"
+	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
 )
@@ -37,8 +37,8 @@ func waitsUntil(n int) func(int) time.Duration {
 	}
 }
 
-func newClient(baseURL string, mod func(*sidecar.Options)) (*sidecar.Client, *logbuf.Buffer) {
-	logs := &logbuf.Buffer{}
+func newClient(baseURL string, mod func(*sidecar.Options)) (*sidecar.Client, *logging.Buffer) {
+	logs := &logging.Buffer{}
 	o := sidecar.Options{
 		BaseURL:        baseURL,
 		PubSubName:     "pubsub",

@@ -3,10 +3,20 @@ package config
 
 import (
 	"time"
+
+	kitconfig "github.com/taskevents/taskevents/kit/config"
 )
+
+// Load parses environ (KEY=value pairs, as from os.Environ) and validates
+// the result. Every error names the variable at fault.
+func Load(environ []string) (Config, error) { return kitconfig.Load(environ, Config.validate) }
 
 // Config is every setting of the worker; the tags are the documentation.
 type Config struct {
+	// Shared is DAPR_HOST, DAPR_HTTP_PORT, DAPR_API_TOKEN, LOG_LEVEL,
+	// PPROF_ADDR and DRAIN_DELAY, read as the publisher reads them.
+	kitconfig.Shared
+
 	// Port serves the event routes (and dead-letter admin): only the pod's
 	// own sidecar should reach it, so the chart binds it to loopback.
 	Port       int    `env:"APP_PORT" envDefault:"8001"`
@@ -16,14 +26,9 @@ type Config struct {
 	OpsPort       int    `env:"OPS_PORT" envDefault:"8002"`
 	OpsListenHost string `env:"OPS_LISTEN_HOST"`
 
-	DaprHost     string `env:"DAPR_HOST" envDefault:"127.0.0.1"`
-	DaprHTTPPort int    `env:"DAPR_HTTP_PORT" envDefault:"3500"`
-	// DaprAPIToken authenticates the worker to its sidecar. A secret.
-	DaprAPIToken string `env:"DAPR_API_TOKEN"`
 	// APIToken, when set, must arrive as the dapr-api-token header on /events/*.
 	// It is a secret: never log it.
 	APIToken string `env:"APP_API_TOKEN"`
-	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 
 	MaxEventBytes int64 `env:"MAX_EVENT_BYTES" envDefault:"1048576"`
 	// MaxBatchBytes caps a bulk delivery's body (subscriptions/bulk): a
@@ -37,9 +42,6 @@ type Config struct {
 	// Redis backlog, bulk against single delivery: 1.14x at 16, 1.26x at 48,
 	// 1.02x at 100 (more state calls at once than daprd serves well).
 	BulkConcurrency int `env:"BULK_CONCURRENCY" envDefault:"48"`
-	// PprofAddr, when set (host:port), serves net/http/pprof there on a
-	// listener of its own. Off by default: profiles expose internals.
-	PprofAddr string `env:"PPROF_ADDR"`
 	// DedupeStore is the Dapr state store component that keeps dedupe
 	// records, handled tasks and dead letters, or "memory" to keep dedupe
 	// records in this process (lost on restart) and only log dead letters.
@@ -57,7 +59,6 @@ type Config struct {
 	FaultDelay      time.Duration `env:"FAULT_DELAY" envDefault:"0s"`
 	FaultDropTitle  string        `env:"FAULT_DROP_TITLE"`
 
-	DrainDelay      time.Duration `env:"DRAIN_DELAY" envDefault:"5s"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
 }
 
@@ -68,11 +69,12 @@ func (c Config) UsesStateStore() bool { return c.DedupeStore != MemoryStore }
 // MemoryStore is the DEDUPE_STORE value that keeps the ledger in-process.
 const MemoryStore = "memory"
 
-// validate checks the worker's own settings; checkShared (load.go) has
-// checked those the publisher reads too.
-func (c Config) validate(ch *checks) {
-	bad := ch.bad
-	ch.port("OPS_PORT", c.OpsPort, 0)
+// validate checks the shared settings first, as the publisher does, then
+// the worker's own.
+func (c Config) validate(ch *kitconfig.Checks) {
+	c.Check(ch, c.Port)
+	bad := ch.Bad
+	ch.Port("OPS_PORT", c.OpsPort, 0)
 	if c.OpsPort != 0 && c.OpsPort == c.Port {
 		bad("OPS_PORT must differ from APP_PORT (%d): events and probes are served on separate ports", c.Port)
 	}
@@ -93,8 +95,8 @@ func (c Config) validate(ch *checks) {
 	if c.DedupeMaxEntries <= 0 {
 		bad("DEDUPE_MAX_ENTRIES must be positive, got %d", c.DedupeMaxEntries)
 	}
-	ch.positive("DEDUPE_TTL", c.DedupeTTL)
-	ch.positive("HANDLER_TIMEOUT", c.HandlerTimeout)
+	ch.Positive("DEDUPE_TTL", c.DedupeTTL)
+	ch.Positive("HANDLER_TIMEOUT", c.HandlerTimeout)
 	// The negated form also rejects NaN.
 	if !(c.FaultRetryRate >= 0 && c.FaultRetryRate <= 1) {
 		bad("FAULT_RETRY_RATE must be between 0 and 1, got %v", c.FaultRetryRate)
@@ -102,7 +104,7 @@ func (c Config) validate(ch *checks) {
 	if c.FaultRetryFirst < 0 {
 		bad("FAULT_RETRY_FIRST must not be negative, got %d", c.FaultRetryFirst)
 	}
-	ch.notNegative("FAULT_DELAY", c.FaultDelay)
+	ch.NotNegative("FAULT_DELAY", c.FaultDelay)
 	// In-flight handlers must be able to finish inside the shutdown budget,
 	// otherwise a rollout turns every slow delivery into a redelivery.
 	if c.ShutdownTimeout <= c.HandlerTimeout {

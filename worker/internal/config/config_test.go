@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	kitconfig "github.com/taskevents/taskevents/kit/config"
 )
 
 func TestDefaults(t *testing.T) {
@@ -18,11 +20,13 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		Port: 8001, OpsPort: 8002, DaprHost: "127.0.0.1", DaprHTTPPort: 3500, LogLevel: "info", MaxEventBytes: 1 << 20,
+		Shared: kitconfig.Shared{DaprHost: "127.0.0.1", DaprHTTPPort: 3500, LogLevel: "info", DrainDelay: 5 * time.Second},
+
+		Port: 8001, OpsPort: 8002, MaxEventBytes: 1 << 20,
 		MaxBatchBytes: 4 << 20, BulkConcurrency: 48,
 		DedupeStore: "statestore", DedupeLease: 15 * time.Second,
 		DedupeMaxEntries: 100000, DedupeTTL: 24 * time.Hour, HandlerTimeout: 4 * time.Second,
-		DrainDelay: 5 * time.Second, ShutdownTimeout: 15 * time.Second,
+		ShutdownTimeout: 15 * time.Second,
 	}
 	if cfg != want {
 		t.Errorf("defaults = %+v\nwant %+v", cfg, want)
@@ -45,13 +49,14 @@ func TestValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		Port: 0, ListenHost: "127.0.0.1", APIToken: "s3cret", LogLevel: "debug", MaxEventBytes: 2048,
-		OpsPort: 9000, OpsListenHost: "0.0.0.0", DaprHost: "::1", DaprHTTPPort: 3600, DaprAPIToken: "d4pr",
+		Shared: kitconfig.Shared{LogLevel: "debug", DaprHost: "::1", DaprHTTPPort: 3600, DaprAPIToken: "d4pr",
+			PprofAddr: "127.0.0.1:6060", DrainDelay: 0},
+		Port: 0, ListenHost: "127.0.0.1", APIToken: "s3cret", MaxEventBytes: 2048,
+		OpsPort: 9000, OpsListenHost: "0.0.0.0",
 		DedupeStore: "memory", DedupeLease: time.Minute, FaultDropTitle: "poison",
 		DedupeMaxEntries: 5, DedupeTTL: time.Minute, HandlerTimeout: 2 * time.Second,
 		FaultRetryRate: 0.25, FaultRetryFirst: 2, FaultDelay: 10 * time.Millisecond,
-		DrainDelay: 0, ShutdownTimeout: 3 * time.Second,
-		MaxBatchBytes: 65536, BulkConcurrency: 4, PprofAddr: "127.0.0.1:6060",
+		ShutdownTimeout: 3 * time.Second, MaxBatchBytes: 65536, BulkConcurrency: 4,
 	}
 	if cfg != want {
 		t.Errorf("got %+v\nwant %+v", cfg, want)

@@ -13,9 +13,9 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/taskevents/taskevents/kit/tracing"
 	"github.com/taskevents/taskevents/worker/internal/bulk"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
-	"github.com/taskevents/taskevents/worker/internal/tracing"
 )
 
 // batchEntry is what a log line says about the batch an event came in.

@@ -10,12 +10,12 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/taskevents/taskevents/kit/logging"
+	"github.com/taskevents/taskevents/kit/problem"
+	"github.com/taskevents/taskevents/kit/tracing"
 	"github.com/taskevents/taskevents/worker/internal/deadletter"
-	"github.com/taskevents/taskevents/worker/internal/logtext"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
-	"github.com/taskevents/taskevents/worker/internal/problem"
 	"github.com/taskevents/taskevents/worker/internal/taskevent"
-	"github.com/taskevents/taskevents/worker/internal/tracing"
 )
 
 // handleDeadLetter keeps what reached the dead-letter topic. It answers
@@ -112,7 +112,7 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request) {
 		topic = q
 	}
 	if pubsub == "" || topic == "" {
-		problem.Write(w, problem.New(problem.NotReplayable, "Dead letter cannot be replayed", http.StatusUnprocessableEntity,
+		problem.Write(w, problem.New(problemNotReplayable, "Dead letter cannot be replayed", http.StatusUnprocessableEntity,
 			"The dead letter does not say which pub/sub component and topic it came from; pass ?topic=<topic>."))
 		return
 	}
@@ -146,7 +146,7 @@ func (s *Server) deadLettersKept(w http.ResponseWriter) bool {
 	if s.deadLetters != nil {
 		return true
 	}
-	problem.Write(w, problem.New(problem.DeadLettersNotKept, "Dead letters are not kept", http.StatusNotImplemented,
+	problem.Write(w, problem.New(problemDeadLettersNotKept, "Dead letters are not kept", http.StatusNotImplemented,
 		"This worker runs without a state store (STATE_STORE is empty), so dead letters are only logged and counted."))
 	return false
 }
@@ -156,13 +156,13 @@ func (s *Server) storeProblem(w http.ResponseWriter, err error) {
 	case errors.Is(err, deadletter.ErrNotFound):
 		problem.Write(w, problem.Blank(http.StatusNotFound, "No dead letter has this id; GET /admin/deadletters lists them."))
 	case errors.Is(err, deadletter.ErrNotReplayable):
-		problem.Write(w, problem.New(problem.NotReplayable, "Dead letter cannot be replayed", http.StatusUnprocessableEntity,
+		problem.Write(w, problem.New(problemNotReplayable, "Dead letter cannot be replayed", http.StatusUnprocessableEntity,
 			"The dead letter is not a JSON CloudEvent, so it cannot be republished as it was; inspect it and discard it."))
 	default:
 		s.log.Error().Err(err).Msg("dead-letter store call failed")
 		w.Header().Set("Retry-After", "1")
 		problem.Write(w, problem.Blank(http.StatusServiceUnavailable,
-			fmt.Sprintf("The state store or the sidecar did not answer: %s", logtext.Truncate(err.Error(), 300))))
+			fmt.Sprintf("The state store or the sidecar did not answer: %s", logging.Truncate(err.Error(), 300))))
 	}
 }
 

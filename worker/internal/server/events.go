@@ -11,13 +11,13 @@ import (
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/taskevents/taskevents/kit/logging"
+	"github.com/taskevents/taskevents/kit/tracing"
 	"github.com/taskevents/taskevents/worker/internal/bulk"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
-	"github.com/taskevents/taskevents/worker/internal/logtext"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/taskevent"
-	"github.com/taskevents/taskevents/worker/internal/tracing"
 )
 
 // Log messages the end-to-end harness and operators search for.
@@ -285,7 +285,7 @@ func (s *Server) logDelivery(d delivery, took time.Duration) {
 		Str("pubsubname", d.meta.PubsubName).
 		Str("traceparent", d.meta.Traceparent).
 		Str("task_id", d.task.TaskID).
-		Str("title", logtext.Truncate(d.task.Title, maxLoggedTitle)).
+		Str("title", logging.Truncate(d.task.Title, maxLoggedTitle)).
 		Str("event_type", d.task.EventType).
 		Str("outcome", d.outcome).
 		Bool("duplicate", d.duplicate).

@@ -10,10 +10,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/worker/internal/bulk"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
-	"github.com/taskevents/taskevents/worker/internal/logbuf"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/server"
 	"github.com/taskevents/taskevents/worker/internal/taskevent"
@@ -27,7 +27,7 @@ import (
 // redeliver a malformed entry forever); every log line is JSON.
 func FuzzDeliverBatch(f *testing.F) {
 	// Entries of a batch log from several goroutines.
-	var logs logbuf.Buffer
+	var logs logging.Buffer
 	srv := server.New(server.Options{
 		Logger:          zerolog.New(&logs),
 		Handler:         handler.Accept{},

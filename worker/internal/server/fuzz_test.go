@@ -15,10 +15,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/worker/internal/bulk"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
-	"github.com/taskevents/taskevents/worker/internal/logbuf"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/server"
 	"github.com/taskevents/taskevents/worker/internal/taskevent"
@@ -38,7 +38,7 @@ func FuzzDeliverEvent(f *testing.F) {
 		maxBytes = 4 << 10 // small, so the fuzzer reaches the limit too
 	)
 	// Entries of a batch log from several goroutines.
-	var logs logbuf.Buffer
+	var logs logging.Buffer
 	calls := 0
 	srv := server.New(server.Options{
 		Logger: zerolog.New(&logs),

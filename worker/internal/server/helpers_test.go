@@ -14,9 +14,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
-	"github.com/taskevents/taskevents/worker/internal/logbuf"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/taskevent"
 	"github.com/taskevents/taskevents/worker/internal/taskevent/eventtest"
@@ -68,7 +68,7 @@ func (r *recorder) count() int {
 type harness struct {
 	t       testing.TB
 	srv     *Server
-	logs    *logbuf.Buffer
+	logs    *logging.Buffer
 	metrics *metrics.Metrics
 	store   *dedupe.Store
 	rec     *recorder
@@ -76,7 +76,7 @@ type harness struct {
 
 func newHarness(t testing.TB, h handler.Handler, mods ...func(*Options)) *harness {
 	t.Helper()
-	logs := &logbuf.Buffer{}
+	logs := &logging.Buffer{}
 	m := metrics.New()
 	store := dedupe.New(1000, time.Hour, time.Now)
 	rec, _ := h.(*recorder)

@@ -1,8 +1,8 @@
-package problem
+package server
 
 // Slugs of the worker's own problem types, each a section of docs/problems.md.
 const (
-	Unauthorized       = "unauthorized"
-	NotReplayable      = "not-replayable"
-	DeadLettersNotKept = "deadletters-not-kept"
+	problemUnauthorized       = "unauthorized"
+	problemNotReplayable      = "not-replayable"
+	problemDeadLettersNotKept = "deadletters-not-kept"
 )

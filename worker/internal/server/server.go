@@ -19,13 +19,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/kit/logging"
+	"github.com/taskevents/taskevents/kit/problem"
+	"github.com/taskevents/taskevents/kit/tracing"
 	"github.com/taskevents/taskevents/worker/internal/deadletter"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
-	"github.com/taskevents/taskevents/worker/internal/logtext"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
-	"github.com/taskevents/taskevents/worker/internal/problem"
-	"github.com/taskevents/taskevents/worker/internal/tracing"
 )
 
 // TokenHeader is the header daprd puts APP_API_TOKEN in.
@@ -145,11 +145,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.metrics.Unauthorized()
 		s.log.Warn().
 			Str("method", r.Method).
-			Str("path", logtext.Truncate(r.URL.Path, 256)).
+			Str("path", logging.Truncate(r.URL.Path, 256)).
 			Str("remote_addr", r.RemoteAddr).
 			Bool("token_present", r.Header.Get(TokenHeader) != "").
 			Msg("unauthorized request")
-		problem.Write(w, problem.New(problem.Unauthorized, "Unauthorized", http.StatusUnauthorized,
+		problem.Write(w, problem.New(problemUnauthorized, "Unauthorized", http.StatusUnauthorized,
 			"The dapr-api-token header is missing or does not match this worker's APP_API_TOKEN. "+
 				"daprd sends it when its own APP_API_TOKEN (annotation dapr.io/app-token-secret) holds the same secret."))
 		return
@@ -192,7 +192,7 @@ func (p *problemWriter) WriteHeader(code int) {
 	case http.StatusNotFound:
 		p.swallow = true
 		detail := fmt.Sprintf("No route matches %s %s on this port. Routes: %s.",
-			p.r.Method, logtext.Truncate(p.r.URL.Path, 256), p.routes)
+			p.r.Method, logging.Truncate(p.r.URL.Path, 256), p.routes)
 		if strings.HasPrefix(p.r.URL.Path, "/dapr/") {
 			detail = "This worker has no programmatic subscriptions or app configuration: its subscriptions are declarative Subscription resources."
 		}
@@ -200,7 +200,7 @@ func (p *problemWriter) WriteHeader(code int) {
 	case http.StatusMethodNotAllowed:
 		p.swallow = true
 		problem.Write(p.ResponseWriter, problem.Blank(code,
-			fmt.Sprintf("%s does not accept %s; the Allow header lists the methods it does accept.", logtext.Truncate(p.r.URL.Path, 256), p.r.Method)))
+			fmt.Sprintf("%s does not accept %s; the Allow header lists the methods it does accept.", logging.Truncate(p.r.URL.Path, 256), p.r.Method)))
 	default:
 		p.ResponseWriter.WriteHeader(code)
 	}

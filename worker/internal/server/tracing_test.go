@@ -18,12 +18,12 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/taskevents/taskevents/kit/tracing"
+	"github.com/taskevents/taskevents/kit/tracing/tracingtest"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/taskevent"
-	"github.com/taskevents/taskevents/worker/internal/tracing"
-	"github.com/taskevents/taskevents/worker/internal/tracing/tracingtest"
 )
 
 // daprd's delivery span: the traceparent header of a single delivery. It is

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 
-	"github.com/taskevents/taskevents/worker/internal/logtext"
+	"github.com/taskevents/taskevents/kit/logging"
 )
 
 // maxPeekField bounds what Peek copies out of an untrusted message, because
@@ -67,12 +67,12 @@ func peekMeta(header http.Header, body []byte) Meta {
 	if m.Traceparent == "" {
 		m.Traceparent = header.Get("traceparent")
 	}
-	m.ID = logtext.Truncate(m.ID, maxPeekField)
-	m.Source = logtext.Truncate(m.Source, maxPeekField)
-	m.Type = logtext.Truncate(m.Type, maxPeekField)
-	m.Topic = logtext.Truncate(m.Topic, maxPeekField)
-	m.PubsubName = logtext.Truncate(m.PubsubName, maxPeekField)
-	m.Traceparent = logtext.Truncate(m.Traceparent, maxPeekField)
+	m.ID = logging.Truncate(m.ID, maxPeekField)
+	m.Source = logging.Truncate(m.Source, maxPeekField)
+	m.Type = logging.Truncate(m.Type, maxPeekField)
+	m.Topic = logging.Truncate(m.Topic, maxPeekField)
+	m.PubsubName = logging.Truncate(m.PubsubName, maxPeekField)
+	m.Traceparent = logging.Truncate(m.Traceparent, maxPeekField)
 	return m
 }
 
@@ -114,9 +114,9 @@ func peekTask(header http.Header, body []byte) Task {
 		return Task{}
 	}
 	return Task{
-		EventType: logtext.Truncate(rawString(raw.EventType), maxPeekField),
-		TaskID:    logtext.Truncate(rawString(raw.TaskID), maxPeekField),
-		Title:     logtext.Truncate(rawString(raw.Title), maxPeekField),
+		EventType: logging.Truncate(rawString(raw.EventType), maxPeekField),
+		TaskID:    logging.Truncate(rawString(raw.TaskID), maxPeekField),
+		Title:     logging.Truncate(rawString(raw.Title), maxPeekField),
 	}
 }
 

@@ -21,7 +21,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/google/uuid"
 
-	"github.com/taskevents/taskevents/worker/internal/logtext"
+	"github.com/taskevents/taskevents/kit/logging"
 )
 
 // Event types the worker understands.
@@ -89,9 +89,9 @@ type Error struct {
 func (e *Error) Error() string {
 	if e.Err != nil {
 		// Some SDK errors end in a newline; log lines should not.
-		return logtext.Truncate(e.Reason+": "+strings.TrimSpace(e.Err.Error()), maxReason)
+		return logging.Truncate(e.Reason+": "+strings.TrimSpace(e.Err.Error()), maxReason)
 	}
-	return logtext.Truncate(e.Reason, maxReason)
+	return logging.Truncate(e.Reason, maxReason)
 }
 
 // maxReason bounds an error message: it is logged as the reason, and SDK
@@ -133,10 +133,10 @@ func Parse(header http.Header, body []byte) (ev Event, err error) {
 		evType = task.EventType
 	}
 	if evType != TypeTaskCreated {
-		return Event{}, &Error{Stage: StageData, Reason: fmt.Sprintf("unknown event type %q", logtext.Truncate(evType, 64)), Meta: meta, Task: task}
+		return Event{}, &Error{Stage: StageData, Reason: fmt.Sprintf("unknown event type %q", logging.Truncate(evType, 64)), Meta: meta, Task: task}
 	}
 	if !IsUUID(task.TaskID) {
-		return Event{}, &Error{Stage: StageData, Reason: fmt.Sprintf("task_id %q is not a UUID", logtext.Truncate(task.TaskID, 64)), Meta: meta, Task: task}
+		return Event{}, &Error{Stage: StageData, Reason: fmt.Sprintf("task_id %q is not a UUID", logging.Truncate(task.TaskID, 64)), Meta: meta, Task: task}
 	}
 	if strings.TrimSpace(task.Title) == "" {
 		return Event{}, &Error{Stage: StageData, Reason: "title is blank", Meta: meta, Task: task}
