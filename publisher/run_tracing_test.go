@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/taskevents/taskevents/kit/tracing/tracingtest"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
 )
@@ -17,7 +19,9 @@ const (
 )
 
 // traceparentOf is the W3C traceparent of an exported span.
-func traceparentOf(s tracingtest.Span) string { return "00-" + s.TraceID + "-" + s.SpanID + "-01" }
+func traceparentOf(s tracingtest.Span) string {
+	return "00-" + s.SpanContext.TraceID + "-" + s.SpanContext.SpanID + "-01"
+}
 
 func postTraced(t *testing.T, url, traceparent string) {
 	t.Helper()
@@ -34,14 +38,17 @@ func postTraced(t *testing.T, url, traceparent string) {
 	}
 }
 
-// With OTEL_EXPORTER_OTLP_ENDPOINT set, run exports the request's spans to
-// it (flushed at shutdown), and what reaches daprd is the publish span's
-// context: the traceparent header of a single publish, each entry's
-// cloudevent.traceparent of a bulk one.
+// With tracing on (the console exporter: the OTLP ones are kit/tracing's
+// tests), run exports the request's spans (flushed at shutdown), and what
+// reaches daprd is the publish span's context: the traceparent header of a
+// single publish, each entry's cloudevent.traceparent of a bulk one.
 func TestRunTracing(t *testing.T) {
-	col := tracingtest.New(t)
+	// The SDK reads these from the process environment: none may leak in.
+	t.Setenv("OTEL_SERVICE_NAME", "")
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "")
+	t.Setenv("OTEL_TRACES_SAMPLER", "")
 	fake := sidecartest.New(t)
-	a := startRun(t, fake, "IDEMPOTENCY_STORE=memory", "OTEL_EXPORTER_OTLP_ENDPOINT="+col.URL)
+	a := startRun(t, fake, "IDEMPOTENCY_STORE=memory", "OTEL_TRACES_EXPORTER=console")
 
 	postTraced(t, a.url, callerParent)
 	const n = 20
@@ -56,14 +63,15 @@ func TestRunTracing(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	out := a.stdout.Bytes()
 	publishSpans := map[string]tracingtest.Span{} // by traceparent
-	for _, s := range col.Named("publish task-events") {
-		if s.Service != "taskevents-publisher" || s.Kind.String() != "SPAN_KIND_PRODUCER" {
+	for _, s := range tracingtest.Named(out, "publish task-events") {
+		if s.Service() != "taskevents-publisher" || s.SpanKind != trace.SpanKindProducer {
 			t.Errorf("publish span %+v", s)
 		}
 		publishSpans[traceparentOf(s)] = s
 	}
-	servers := col.Named("POST /tasks")
+	servers := tracingtest.Named(out, "POST /tasks")
 	if len(servers) != n+1 || len(publishSpans) != n+1 {
 		t.Fatalf("%d server and %d publish spans exported, want %d of each", len(servers), len(publishSpans), n+1)
 	}
@@ -74,7 +82,7 @@ func TestRunTracing(t *testing.T) {
 		t.Fatal("no single publish")
 	}
 	first := singles[0].Header.Get("traceparent")
-	if s, ok := publishSpans[first]; !ok || s.TraceID != callerTrace {
+	if s, ok := publishSpans[first]; !ok || s.SpanContext.TraceID != callerTrace {
 		t.Errorf("the single publish carried traceparent %q, not a publish span in the caller's trace", first)
 	}
 	// The bulk entries: each its own publish span's context.

@@ -1,8 +1,10 @@
-// Package tracingtest is a fake OTLP/HTTP trace receiver for tests: it
-// decodes what an exporter sends to /v1/traces and keeps the spans.
-package tracingtest
+package tracing_test
+
+// A fake OTLP trace receiver: it decodes what an exporter sends and keeps the
+// spans, the headers and the paths.
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/hex"
 	"io"
@@ -31,8 +33,6 @@ type Span struct {
 	SpanID       string
 	ParentSpanID string // "" for a root span
 	Attributes   map[string]string
-	Links        []string // the linked spans' ids
-	StatusError  bool
 }
 
 // Collector is a running fake receiver: over HTTP (New, at URL) or gRPC
@@ -44,11 +44,12 @@ type Collector struct {
 	mu      sync.Mutex
 	spans   []Span
 	headers []http.Header
+	paths   []string
 }
 
-// New starts a collector that answers 200 to every valid export; it stops
-// when the test ends.
-func New(t testing.TB) *Collector {
+// newCollector starts a collector that answers 200 to every valid export; it
+// stops when the test ends.
+func newCollector(t testing.TB) *Collector {
 	c := &Collector{}
 	c.Server = httptest.NewServer(http.HandlerFunc(c.serve))
 	t.Cleanup(c.Close)
@@ -56,24 +57,36 @@ func New(t testing.TB) *Collector {
 }
 
 func (c *Collector) serve(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(r.Body)
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = zr
+	}
+	b, err := io.ReadAll(body)
 	var req coltracepb.ExportTraceServiceRequest
 	if err == nil {
-		err = proto.Unmarshal(body, &req)
+		err = proto.Unmarshal(b, &req)
 	}
-	if r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/x-protobuf" || err != nil {
-		http.Error(w, "want an OTLP/HTTP protobuf export to /v1/traces", http.StatusBadRequest)
+	if r.Header.Get("Content-Type") != "application/x-protobuf" || err != nil {
+		http.Error(w, "want an OTLP/HTTP protobuf export", http.StatusBadRequest)
 		return
 	}
+	c.mu.Lock()
+	c.paths = append(c.paths, r.URL.Path)
+	c.mu.Unlock()
 	c.record(r.Header.Clone(), &req)
 	w.Header().Set("Content-Type", "application/x-protobuf")
 	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
 	_, _ = w.Write(out)
 }
 
-// NewGRPC starts a collector that receives OTLP over gRPC (without TLS) at
-// GRPCEndpoint; it stops when the test ends.
-func NewGRPC(t testing.TB) *Collector {
+// newGRPCCollector starts a collector that receives OTLP over gRPC (without
+// TLS) at GRPCEndpoint; it stops when the test ends.
+func newGRPCCollector(t testing.TB) *Collector {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
@@ -112,14 +125,9 @@ func (c *Collector) record(h http.Header, req *coltracepb.ExportTraceServiceRequ
 		res := values(rs.GetResource().GetAttributes())
 		for _, ss := range rs.GetScopeSpans() {
 			for _, s := range ss.GetSpans() {
-				sp := Span{Service: res["service.name"], Resource: res, Name: s.GetName(), Kind: s.GetKind(),
-					TraceID: hex.EncodeToString(s.GetTraceId()), SpanID: hex.EncodeToString(s.GetSpanId()),
-					ParentSpanID: hex.EncodeToString(s.GetParentSpanId()), Attributes: values(s.GetAttributes()),
-					StatusError: s.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR}
-				for _, l := range s.GetLinks() {
-					sp.Links = append(sp.Links, hex.EncodeToString(l.GetSpanId()))
-				}
-				c.spans = append(c.spans, sp)
+				c.spans = append(c.spans, Span{Service: res["service.name"], Resource: res, Name: s.GetName(),
+					Kind: s.GetKind(), TraceID: hex.EncodeToString(s.GetTraceId()), SpanID: hex.EncodeToString(s.GetSpanId()),
+					ParentSpanID: hex.EncodeToString(s.GetParentSpanId()), Attributes: values(s.GetAttributes())})
 			}
 		}
 	}
@@ -141,6 +149,13 @@ func (c *Collector) Named(name string) []Span {
 		}
 	}
 	return out
+}
+
+// Paths returns the URL path of every OTLP/HTTP export received.
+func (c *Collector) Paths() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.paths...)
 }
 
 // Headers returns the headers of every export request received.

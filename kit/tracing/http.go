@@ -8,9 +8,53 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 )
+
+// propagator is W3C Trace Context: what daprd reads and writes.
+var propagator = propagation.TraceContext{}
+
+// Extract returns ctx with the remote span context of header's traceparent
+// and tracestate, if they are valid.
+func Extract(ctx context.Context, header http.Header) context.Context {
+	return propagator.Extract(ctx, propagation.HeaderCarrier(header))
+}
+
+// ExtractFrom is Extract for a trace context carried in a body (a bulk
+// delivery's CloudEvent) rather than in headers.
+func ExtractFrom(ctx context.Context, traceparent, tracestate string) context.Context {
+	if traceparent == "" {
+		return ctx
+	}
+	return propagator.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent, "tracestate": tracestate})
+}
+
+// Inject returns the traceparent and tracestate of the span in ctx, as they
+// go to daprd; both are empty when ctx has no valid span.
+func Inject(ctx context.Context) (traceparent, tracestate string) {
+	m := propagation.MapCarrier{}
+	propagator.Inject(ctx, m)
+	return m["traceparent"], m["tracestate"]
+}
+
+// TraceID is span's trace id, for the trace_id log field that joins log
+// lines to traces; empty for a nil span or one without a trace id.
+func TraceID(span trace.Span) string {
+	if span == nil || !span.SpanContext().HasTraceID() {
+		return ""
+	}
+	return span.SpanContext().TraceID().String()
+}
+
+// Fail marks span as failed with err (nothing when err is nil).
+func Fail(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+}
 
 // StartServer starts the server span of r, served by route (a pattern such
 // as "/tasks"), named "METHOD route" as the HTTP conventions name it. Its

@@ -1,53 +1,40 @@
-// Package tracing gives the app its OpenTelemetry tracer, configured by the
-// standard OTEL_* variables of the environment run is given, and the W3C
-// trace context helpers the routes use to continue a caller's trace.
+// Package tracing gives an app its OpenTelemetry tracer and the W3C trace
+// context helpers its routes use to continue a caller's trace.
 //
-// Tracing is off unless asked for (see ParseSettings). Off, Enabled is
-// false, the tracer is a no-op, no exporter or goroutine exists, and the
-// routes skip every span: they pass the traceparent through as they did
-// before tracing existed.
+// Whether tracing is on is decided from the environ run is given (see
+// parse); everything else is read by the SDK and its exporters from the
+// process environment, as they document: OTEL_EXPORTER_OTLP_*,
+// OTEL_TRACES_SAMPLER(_ARG), OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
+// OTEL_BSP_*. In the apps environ is the process environment. Off, the
+// tracer is a no-op, no exporter or goroutine exists, and the routes skip
+// every span.
 package tracing
 
 import (
+	"cmp"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"os"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
-	"time"
 
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
-// scope names the instrumentation in every span this app records.
+// scope names the instrumentation in every span the apps record.
 const scope = "github.com/taskevents/taskevents/kit/tracing"
-
-// The batch processor's settings: the SDK's defaults, passed explicitly so
-// that the OTEL_BSP_* variables of the process do not count (only environ
-// does).
-const (
-	batchTimeout  = 5 * time.Second
-	exportTimeout = 30 * time.Second
-	maxQueue      = 2048
-	maxBatch      = 512
-)
 
 // Options configure New.
 type Options struct {
@@ -68,60 +55,57 @@ type Options struct {
 
 // Tracing is the app's tracer. A nil *Tracing is tracing off.
 type Tracing struct {
-	settings Settings
+	settings settings
+	service  string
 	provider *sdktrace.TracerProvider // nil when off
 	tracer   trace.Tracer
 }
 
-// New builds the tracer that environ asks for. It returns a config error
-// naming the variable when a value is bad. When tracing is on, Shutdown must
-// be called to flush the spans still queued.
+// New builds the tracer that environ asks for, or returns a config error
+// naming the variable. When tracing is on, Shutdown flushes what is queued.
 func New(ctx context.Context, environ []string, o Options) (*Tracing, error) {
-	s, err := ParseSettings(environ, o.ServiceName)
+	s, err := parse(environ)
+	if err != nil || (len(s.exporters) == 0 && o.Exporter == nil) {
+		return &Tracing{settings: s}, err
+	}
+	// Later detectors win: the environment's names over the app's default.
+	res, err := resource.New(ctx, resource.WithSchemaURL(semconv.SchemaURL),
+		resource.WithAttributes(semconv.ServiceName(o.ServiceName)), resource.WithTelemetrySDK(), resource.WithFromEnv())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config: OTEL_RESOURCE_ATTRIBUTES or OTEL_SERVICE_NAME: %w", err)
 	}
-	t := &Tracing{settings: s, tracer: noop.NewTracerProvider().Tracer(scope)}
-	if !s.On() && o.Exporter == nil {
-		return t, nil
-	}
-	res := resource.NewWithAttributes(semconv.SchemaURL,
-		append([]attribute.KeyValue{semconv.ServiceName(s.ServiceName),
-			semconv.TelemetrySDKLanguageGo, semconv.TelemetrySDKName("opentelemetry"),
-			semconv.TelemetrySDKVersion(otel.Version())}, s.Attributes...)...)
-
-	var exporters []sdktrace.SpanExporter
-	if o.Exporter != nil {
-		exporters = append(exporters, o.Exporter)
-	} else {
-		if exporters, err = s.newExporters(ctx, o.Console); err != nil {
-			return nil, err
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	exporters := []sdktrace.SpanExporter{o.Exporter}
+	if o.Exporter == nil {
+		exporters = exporters[:0]
+		for _, name := range s.exporters {
+			var e sdktrace.SpanExporter
+			switch {
+			case name == exporterConsole:
+				e, err = stdouttrace.New(stdouttrace.WithWriter(o.Console))
+			case s.protocol == "grpc":
+				e, err = otlptracegrpc.New(ctx)
+			default:
+				e, err = otlptracehttp.New(ctx)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("tracing: %s exporter: %w", name, err)
+			}
+			exporters = append(exporters, e)
 		}
-		if len(exporters) == 0 {
-			s.Exporters = nil
-			t.settings = s
-			return t, nil
-		}
-	}
-	opts := []sdktrace.TracerProviderOption{
-		sdktrace.WithSampler(s.sampler()),
-		sdktrace.WithRawSpanLimits(defaultLimits()),
-		sdktrace.WithResource(res),
 	}
 	for _, e := range exporters {
-		opts = append(opts, sdktrace.WithSpanProcessor(sdktrace.NewBatchSpanProcessor(ownResource{e, res},
-			sdktrace.WithBatchTimeout(batchTimeout), sdktrace.WithExportTimeout(exportTimeout),
-			sdktrace.WithMaxQueueSize(maxQueue), sdktrace.WithMaxExportBatchSize(maxBatch))))
+		opts = append(opts, sdktrace.WithBatcher(e))
 	}
-	// The SDK reports failed exports through the global handler, which
-	// would print them to stderr unformatted.
+	// The SDK reports failed exports to the global handler, which would
+	// print them to stderr unformatted.
 	log := o.Logger.With().Str("component", "tracing").Logger()
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
 		log.Warn().Err(err).Msg("tracing: the OpenTelemetry SDK reported an error; spans may be lost")
 	}))
-	t.provider = sdktrace.NewTracerProvider(opts...)
-	t.tracer = t.provider.Tracer(scope)
-	return t, nil
+	service, _ := res.Set().Value(semconv.ServiceNameKey)
+	p := sdktrace.NewTracerProvider(opts...)
+	return &Tracing{settings: s, service: service.AsString(), provider: p, tracer: p.Tracer(scope)}, nil
 }
 
 // Enabled reports whether spans are recorded. Callers skip all span work
@@ -130,26 +114,10 @@ func (t *Tracing) Enabled() bool { return t != nil && t.provider != nil }
 
 // Tracer is the app's tracer: a no-op one when tracing is off.
 func (t *Tracing) Tracer() trace.Tracer {
-	if t == nil {
-		return noop.NewTracerProvider().Tracer(scope)
+	if !t.Enabled() {
+		return noop.Tracer{}
 	}
 	return t.tracer
-}
-
-// Provider is the tracer provider: a no-op one when tracing is off.
-func (t *Tracing) Provider() trace.TracerProvider {
-	if !t.Enabled() {
-		return noop.NewTracerProvider()
-	}
-	return t.provider
-}
-
-// Settings are the settings tracing was built from.
-func (t *Tracing) Settings() Settings {
-	if t == nil {
-		return Settings{}
-	}
-	return t.settings
 }
 
 // ForceFlush exports every ended span now.
@@ -174,212 +142,105 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 
 // Log adds what tracing does to a start-up log line (zerolog's Event.Func).
 func (t *Tracing) Log(e *zerolog.Event) {
+	e.Bool("tracing", t.Enabled())
 	if !t.Enabled() {
-		e.Bool("tracing", false)
 		return
 	}
 	s := t.settings
-	e.Bool("tracing", true).Str("otel_service_name", s.ServiceName).Strs("otel_traces_exporter", s.Exporters).
-		Str("otel_traces_sampler", s.Sampler)
-	if s.exports(ExporterOTLP) {
-		e.Str("otel_exporter_otlp_endpoint", s.Endpoint).Str("otel_exporter_otlp_protocol", s.Protocol)
+	e.Str("otel_service_name", t.service).Strs("otel_traces_exporter", s.exporters).Str("otel_traces_sampler", s.sampler)
+	if slices.Contains(s.exporters, exporterOTLP) {
+		e.Str("otel_exporter_otlp_endpoint", s.endpoint).Str("otel_exporter_otlp_protocol", s.protocol)
 	}
 }
 
-// propagator is W3C Trace Context: what daprd reads and writes.
-var propagator = propagation.TraceContext{}
+const (
+	exporterOTLP    = "otlp"
+	exporterConsole = "console"
+)
 
-// Extract returns ctx with the remote span context of header's traceparent
-// and tracestate, if they are valid.
-func Extract(ctx context.Context, header http.Header) context.Context {
-	return propagator.Extract(ctx, propagation.HeaderCarrier(header))
+// settings are the few OTEL_* choices the SDK leaves to the app.
+type settings struct {
+	exporters []string // otlp, console or both; empty is tracing off
+	sampler   string
+	protocol  string // http/protobuf, http/json or grpc
+	endpoint  string // OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, for the start-up log line
 }
 
-// ExtractFrom returns ctx with the remote span context of traceparent and
-// tracestate, if they are valid: for a trace context carried in a body (a
-// bulk delivery's CloudEvent) rather than in headers.
-func ExtractFrom(ctx context.Context, traceparent, tracestate string) context.Context {
-	if traceparent == "" {
-		return ctx
+var (
+	samplers = []string{"always_on", "always_off", "traceidratio",
+		"parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"}
+	protocols = []string{"http/protobuf", "http/json", "grpc"}
+)
+
+// parse reads the OTEL_* variables of environ. Unlike the SDK's default
+// (otlp to localhost), nothing set means off, so that an app without a
+// collector pays nothing: tracing is on when an OTLP endpoint is set or
+// OTEL_TRACES_EXPORTER names otlp or console, and off when it is none or
+// OTEL_SDK_DISABLED is true. It also refuses the values the SDK would
+// silently replace by its defaults, so that a typo stops the app at start.
+func parse(environ []string) (settings, error) {
+	vars := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "OTEL_") {
+			vars[k] = strings.TrimSpace(v)
+		}
 	}
-	return propagator.Extract(ctx, &pair{traceparent: traceparent, tracestate: tracestate})
-}
-
-// Inject returns the traceparent and tracestate of the span in ctx, as they
-// go to daprd; both are empty when ctx has no valid span.
-func Inject(ctx context.Context) (traceparent, tracestate string) {
-	var p pair
-	propagator.Inject(ctx, &p)
-	return p.traceparent, p.tracestate
-}
-
-// pair is a TextMapCarrier of the two W3C fields, without a map.
-type pair struct{ traceparent, tracestate string }
-
-func (p *pair) Get(key string) string {
-	switch key {
-	case "traceparent":
-		return p.traceparent
-	case "tracestate":
-		return p.tracestate
+	var errs []error
+	bad := func(name, why string) {
+		errs = append(errs, fmt.Errorf("config: %s has an invalid value %q: %s", name, vars[name], why))
 	}
-	return ""
-}
-
-func (p *pair) Set(key, value string) {
-	switch key {
-	case "traceparent":
-		p.traceparent = value
-	case "tracestate":
-		p.tracestate = value
+	// first is a signal's own variable (OTEL_EXPORTER_OTLP_TRACES_…) if set, else the general one.
+	first := func(general string) (string, string) {
+		own := strings.Replace(general, "OTLP_", "OTLP_TRACES_", 1)
+		if vars[own] != "" {
+			return own, vars[own]
+		}
+		return general, vars[general]
 	}
-}
 
-func (p *pair) Keys() []string { return []string{"traceparent", "tracestate"} }
-
-// TraceID is span's trace id, for the trace_id log field that joins log
-// lines to traces; empty for a nil span or one without a trace id.
-func TraceID(span trace.Span) string {
-	if span == nil {
-		return ""
+	s := settings{sampler: cmp.Or(vars["OTEL_TRACES_SAMPLER"], "parentbased_always_on")}
+	if !slices.Contains(samplers, s.sampler) {
+		bad("OTEL_TRACES_SAMPLER", "want one of "+strings.Join(samplers, ", "))
 	}
-	sc := span.SpanContext()
-	if !sc.HasTraceID() {
-		return ""
+	if arg := vars["OTEL_TRACES_SAMPLER_ARG"]; arg != "" && strings.HasSuffix(s.sampler, "traceidratio") {
+		if r, err := strconv.ParseFloat(arg, 64); err != nil || r < 0 || r > 1 {
+			bad("OTEL_TRACES_SAMPLER_ARG", "want a sampling ratio between 0 and 1, such as 0.25")
+		}
 	}
-	return sc.TraceID().String()
-}
-
-// Fail marks span as failed with err (nothing when err is nil).
-func Fail(span trace.Span, err error) {
-	if err == nil {
-		return
+	name, protocol := first("OTEL_EXPORTER_OTLP_PROTOCOL")
+	if s.protocol = cmp.Or(protocol, "http/protobuf"); !slices.Contains(protocols, s.protocol) {
+		bad(name, "want one of "+strings.Join(protocols, ", "))
 	}
-	span.RecordError(err)
-	span.SetStatus(codes.Error, err.Error())
-}
-
-func (s Settings) sampler() sdktrace.Sampler {
-	switch s.Sampler {
-	case "always_on":
-		return sdktrace.AlwaysSample()
-	case "always_off":
-		return sdktrace.NeverSample()
-	case "traceidratio":
-		return sdktrace.TraceIDRatioBased(s.SamplerArg)
-	case "parentbased_always_off":
-		return sdktrace.ParentBased(sdktrace.NeverSample())
-	case "parentbased_traceidratio":
-		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(s.SamplerArg))
+	name, endpoint := first("OTEL_EXPORTER_OTLP_ENDPOINT")
+	if u, err := url.Parse(endpoint); endpoint != "" && (err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https")) {
+		bad(name, "want an http:// or https:// URL such as http://otel-collector:"+map[bool]string{true: "4317", false: "4318"}[s.protocol == "grpc"])
+	}
+	switch v := vars["OTEL_TRACES_EXPORTER"]; {
+	case v == "" && endpoint != "":
+		s.exporters = []string{exporterOTLP}
+	case v == "" || v == "none":
 	default:
-		return sdktrace.ParentBased(sdktrace.AlwaysSample())
+		for e := range strings.SplitSeq(v, ",") {
+			switch e = strings.TrimSpace(e); {
+			case e == "none":
+				bad("OTEL_TRACES_EXPORTER", "none cannot be combined with other exporters")
+			case e != exporterOTLP && e != exporterConsole:
+				bad("OTEL_TRACES_EXPORTER", "want otlp, console, otlp,console or none")
+			case !slices.Contains(s.exporters, e):
+				s.exporters = append(s.exporters, e)
+			}
+		}
 	}
-}
-
-// defaultLimits are the SDK's default span limits, passed explicitly so that
-// the OTEL_SPAN_* variables of the process do not count.
-func defaultLimits() sdktrace.SpanLimits {
-	return sdktrace.SpanLimits{
-		AttributeValueLengthLimit:   sdktrace.DefaultAttributeValueLengthLimit,
-		AttributeCountLimit:         sdktrace.DefaultAttributeCountLimit,
-		EventCountLimit:             sdktrace.DefaultEventCountLimit,
-		LinkCountLimit:              sdktrace.DefaultLinkCountLimit,
-		AttributePerEventCountLimit: sdktrace.DefaultAttributePerEventCountLimit,
-		AttributePerLinkCountLimit:  sdktrace.DefaultAttributePerLinkCountLimit,
+	disabled := strings.ToLower(vars["OTEL_SDK_DISABLED"])
+	if disabled != "" && disabled != "true" && disabled != "false" {
+		bad("OTEL_SDK_DISABLED", "want true or false")
 	}
-}
-
-// newExporters builds the exporters s names. Every option the OTLP exporters
-// would otherwise read from the process's own environment is passed
-// explicitly, so that environ alone decides.
-func (s Settings) newExporters(ctx context.Context, console io.Writer) ([]sdktrace.SpanExporter, error) {
-	var out []sdktrace.SpanExporter
-	if s.exports(ExporterConsole) {
-		if console == nil {
-			console = os.Stdout
-		}
-		e, err := stdouttrace.New(stdouttrace.WithWriter(console))
-		if err != nil {
-			return nil, fmt.Errorf("tracing: console exporter: %w", err)
-		}
-		out = append(out, e)
+	if len(errs) > 0 {
+		return settings{}, errors.Join(errs...)
 	}
-	if s.exports(ExporterOTLP) {
-		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if s.Certificate != "" {
-			pem, err := os.ReadFile(s.Certificate)
-			if err != nil {
-				return nil, fmt.Errorf("config: OTEL_EXPORTER_OTLP_CERTIFICATE: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("config: OTEL_EXPORTER_OTLP_CERTIFICATE: %s holds no PEM certificate", s.Certificate)
-			}
-			tlsCfg.RootCAs = pool
-		}
-		headers := s.Headers
-		if headers == nil {
-			headers = map[string]string{}
-		}
-		plain := strings.HasPrefix(s.Endpoint, "http:")
-		var e sdktrace.SpanExporter
-		var err error
-		if s.Protocol == ProtocolGRPC {
-			creds := credentials.NewTLS(tlsCfg)
-			if plain {
-				creds = insecure.NewCredentials()
-			}
-			opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpointURL(s.Endpoint),
-				otlptracegrpc.WithTLSCredentials(creds), otlptracegrpc.WithHeaders(headers),
-				otlptracegrpc.WithTimeout(s.Timeout)}
-			if s.Gzip {
-				opts = append(opts, otlptracegrpc.WithCompressor("gzip"))
-			}
-			e, err = otlptracegrpc.New(ctx, opts...)
-		} else {
-			enc, comp := otlptracehttp.EncodingProtobuf, otlptracehttp.NoCompression
-			if s.Protocol == ProtocolHTTPJSON {
-				enc = otlptracehttp.EncodingJSON
-			}
-			if s.Gzip {
-				comp = otlptracehttp.GzipCompression
-			}
-			opts := []otlptracehttp.Option{otlptracehttp.WithEndpointURL(s.Endpoint),
-				otlptracehttp.WithEncoding(enc), otlptracehttp.WithCompression(comp),
-				otlptracehttp.WithHeaders(headers), otlptracehttp.WithTimeout(s.Timeout)}
-			if !plain {
-				opts = append(opts, otlptracehttp.WithTLSClientConfig(tlsCfg))
-			}
-			e, err = otlptracehttp.New(ctx, opts...)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("tracing: OTLP exporter for %s: %w", s.Endpoint, err)
-		}
-		out = append(out, e)
+	if disabled == "true" {
+		s.exporters = nil
 	}
-	return out, nil
+	s.endpoint = endpoint
+	return s, nil
 }
-
-// ownResource exports spans under the resource built from environ. The SDK
-// merges the process's OTEL_RESOURCE_ATTRIBUTES under any resource it is
-// given; in the apps environ is the process environment, but a test's is
-// not, and only environ may count.
-type ownResource struct {
-	sdktrace.SpanExporter
-	res *resource.Resource
-}
-
-func (o ownResource) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	wrapped := make([]sdktrace.ReadOnlySpan, len(spans))
-	for i, s := range spans {
-		wrapped[i] = withResource{s, o.res}
-	}
-	return o.SpanExporter.ExportSpans(ctx, wrapped)
-}
-
-type withResource struct {
-	sdktrace.ReadOnlySpan
-	res *resource.Resource
-}
-
-func (w withResource) Resource() *resource.Resource { return w.res }

@@ -20,7 +20,6 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/taskevents/taskevents/kit/tracing"
-	"github.com/taskevents/taskevents/kit/tracing/tracingtest"
 )
 
 const (
@@ -45,8 +44,8 @@ func TestOffBuildsNothing(t *testing.T) {
 			if tr.Enabled() {
 				t.Error("Enabled() with tracing off")
 			}
-			if _, ok := tr.Provider().(noop.TracerProvider); !ok {
-				t.Errorf("provider %T, want the no-op one", tr.Provider())
+			if _, ok := tr.Tracer().(noop.Tracer); !ok {
+				t.Errorf("tracer %T, want the no-op one", tr.Tracer())
 			}
 			_, span := tr.Tracer().Start(context.Background(), "x")
 			if span.IsRecording() {
@@ -70,11 +69,22 @@ func TestNewRejectsBadSettings(t *testing.T) {
 	}
 }
 
+// setenv sets env in the process environment, where the SDK reads it, and
+// returns it as the environ New is given, as run is in the apps.
+func setenv(t *testing.T, env ...string) []string {
+	t.Helper()
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	return env
+}
+
 // newRecording is tracing on with an in-memory exporter.
 func newRecording(t *testing.T, env ...string) (*tracing.Tracing, *tracetest.InMemoryExporter) {
 	t.Helper()
 	exp := tracetest.NewInMemoryExporter()
-	tr, err := tracing.New(context.Background(), env, tracing.Options{ServiceName: "app", Exporter: exp})
+	tr, err := tracing.New(context.Background(), setenv(t, env...), tracing.Options{ServiceName: "app", Exporter: exp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,24 +108,47 @@ func resourceOf(s tracetest.SpanStub) map[string]string {
 	return m
 }
 
-// The resource comes from environ alone, even though the SDK itself would
-// merge the process's OTEL_RESOURCE_ATTRIBUTES in.
-func TestResourceFromEnvironOnly(t *testing.T) {
-	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "leaked=yes")
-	t.Setenv("OTEL_SERVICE_NAME", "from-process")
-	tr, exp := newRecording(t, "OTEL_RESOURCE_ATTRIBUTES=deployment.environment=test")
-	_, span := tr.Tracer().Start(context.Background(), "x")
-	span.End()
-	spans := ended(t, tr, exp)
-	if len(spans) != 1 {
-		t.Fatalf("%d spans", len(spans))
+// The SDK builds the resource from OTEL_SERVICE_NAME and
+// OTEL_RESOURCE_ATTRIBUTES; the app's name is the default.
+func TestResource(t *testing.T) {
+	for _, tt := range []struct {
+		env  []string
+		want map[string]string
+	}{
+		{nil, map[string]string{"service.name": "app", "telemetry.sdk.language": "go"}},
+		{[]string{"OTEL_RESOURCE_ATTRIBUTES=deployment.environment=test"},
+			map[string]string{"service.name": "app", "deployment.environment": "test", "telemetry.sdk.language": "go"}},
+		{[]string{"OTEL_SERVICE_NAME=billing"}, map[string]string{"service.name": "billing"}},
+		{[]string{"OTEL_RESOURCE_ATTRIBUTES=service.name=from%20attrs, deployment.environment=prod,team=a%2Cb"},
+			map[string]string{"service.name": "from attrs", "deployment.environment": "prod", "team": "a,b"}},
+		{[]string{"OTEL_RESOURCE_ATTRIBUTES=service.name=a", "OTEL_SERVICE_NAME=b"}, map[string]string{"service.name": "b"}},
+	} {
+		t.Run(strings.Join(tt.env, " "), func(t *testing.T) {
+			t.Setenv("OTEL_SERVICE_NAME", "")
+			t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "")
+			tr, exp := newRecording(t, tt.env...)
+			_, span := tr.Tracer().Start(context.Background(), "x")
+			span.End()
+			spans := ended(t, tr, exp)
+			if len(spans) != 1 {
+				t.Fatalf("%d spans", len(spans))
+			}
+			res := resourceOf(spans[0])
+			for k, v := range tt.want {
+				if res[k] != v {
+					t.Errorf("resource %v, want %s=%q", res, k, v)
+				}
+			}
+		})
 	}
-	res := resourceOf(spans[0])
-	if res["service.name"] != "app" || res["deployment.environment"] != "test" || res["telemetry.sdk.language"] != "go" {
-		t.Errorf("resource %v", res)
-	}
-	if _, ok := res["leaked"]; ok {
-		t.Errorf("the process's OTEL_RESOURCE_ATTRIBUTES reached the resource: %v", res)
+}
+
+// A resource attribute that is not key=value is refused at start.
+func TestResourceErrors(t *testing.T) {
+	env := setenv(t, "OTEL_RESOURCE_ATTRIBUTES=team", "OTEL_TRACES_EXPORTER=console")
+	if _, err := tracing.New(context.Background(), env, tracing.Options{}); err == nil ||
+		!strings.Contains(err.Error(), "config: OTEL_RESOURCE_ATTRIBUTES") {
+		t.Errorf("error %v", err)
 	}
 }
 
@@ -203,13 +236,13 @@ func TestTraceIDAndFail(t *testing.T) {
 // The OTLP/HTTP exporter sends to the endpoint and with the headers environ
 // names, and Shutdown flushes what is queued.
 func TestOTLPHTTPExport(t *testing.T) {
-	col := tracingtest.New(t)
-	tr, err := tracing.New(context.Background(), []string{
-		"OTEL_EXPORTER_OTLP_ENDPOINT=" + col.URL,
+	col := newCollector(t)
+	tr, err := tracing.New(context.Background(), setenv(t,
+		"OTEL_EXPORTER_OTLP_ENDPOINT="+col.URL,
 		"OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20t0ken",
 		"OTEL_SERVICE_NAME=exported",
 		"OTEL_RESOURCE_ATTRIBUTES=k8s.namespace.name=prod",
-	}, tracing.Options{ServiceName: "app"})
+	), tracing.Options{ServiceName: "app"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,15 +269,16 @@ func TestOTLPHTTPExport(t *testing.T) {
 	}
 }
 
-// The same over gRPC (gzip set: the export must still arrive).
+// The same over gRPC (gzip set: the export must still arrive), where only
+// the endpoint's scheme, host and port count.
 func TestOTLPGRPCExport(t *testing.T) {
-	col := tracingtest.NewGRPC(t)
-	tr, err := tracing.New(context.Background(), []string{
+	col := newGRPCCollector(t)
+	tr, err := tracing.New(context.Background(), setenv(t,
 		"OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
-		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=" + col.GRPCEndpoint,
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="+col.GRPCEndpoint+"/ignored",
 		"OTEL_EXPORTER_OTLP_HEADERS=x-api-key=k",
 		"OTEL_EXPORTER_OTLP_COMPRESSION=gzip",
-	}, tracing.Options{ServiceName: "app"})
+	), tracing.Options{ServiceName: "app"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,6 +294,58 @@ func TestOTLPGRPCExport(t *testing.T) {
 	}
 	if h := col.Headers()[0]; h.Get("X-Api-Key") != "k" {
 		t.Errorf("export metadata %v", h)
+	}
+}
+
+// Where OTLP/HTTP goes: /v1/traces under the general endpoint (a base path
+// kept), the traces endpoint as it is (/ when it has no path) and winning.
+func TestOTLPHTTPPaths(t *testing.T) {
+	for _, tt := range []struct{ env, want string }{
+		{"OTEL_EXPORTER_OTLP_ENDPOINT=%s", "/v1/traces"},
+		{"OTEL_EXPORTER_OTLP_ENDPOINT=%s/otlp/", "/otlp/v1/traces"},
+		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=%s/custom", "/custom"},
+		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=%s", "/"},
+	} {
+		t.Run(tt.env, func(t *testing.T) {
+			col := newCollector(t)
+			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1") // the traces variable wins
+			env := setenv(t, strings.ReplaceAll(tt.env, "%s", col.URL))
+			tr, err := tracing.New(context.Background(), env, tracing.Options{ServiceName: "app"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, span := tr.Tracer().Start(context.Background(), "x")
+			span.End()
+			if err := tr.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if p := col.Paths(); len(p) != 1 || p[0] != tt.want {
+				t.Errorf("exported to %q, want %s", p, tt.want)
+			}
+		})
+	}
+}
+
+// The traces variables win over the general ones: headers, compression.
+func TestOTLPTracesVariablesWin(t *testing.T) {
+	col := newCollector(t)
+	tr, err := tracing.New(context.Background(), setenv(t,
+		"OTEL_EXPORTER_OTLP_ENDPOINT="+col.URL,
+		"OTEL_EXPORTER_OTLP_HEADERS=a=1", "OTEL_EXPORTER_OTLP_TRACES_HEADERS=api-key=s%3Dcret, x-team = blue",
+		"OTEL_EXPORTER_OTLP_COMPRESSION=none", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=gzip",
+	), tracing.Options{ServiceName: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := tr.Tracer().Start(context.Background(), "x")
+	span.End()
+	if err := tr.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h := col.Headers()
+	if len(h) != 1 || h[0].Get("Api-Key") != "s=cret" || h[0].Get("X-Team") != "blue" || h[0].Get("A") != "" ||
+		h[0].Get("Content-Encoding") != "gzip" {
+		t.Errorf("export headers %v", h)
 	}
 }
 
@@ -295,7 +381,7 @@ func (stuckExporter) Shutdown(context.Context) error { return nil }
 // stdout with the JSON log lines.
 func TestConsoleExporter(t *testing.T) {
 	var out bytes.Buffer
-	tr, err := tracing.New(context.Background(), []string{"OTEL_TRACES_EXPORTER=console"},
+	tr, err := tracing.New(context.Background(), setenv(t, "OTEL_TRACES_EXPORTER=console"),
 		tracing.Options{ServiceName: "app", Console: &out})
 	if err != nil {
 		t.Fatal(err)
@@ -355,14 +441,14 @@ func TestLog(t *testing.T) {
 	log := zerolog.New(&buf)
 	off, _ := tracing.New(context.Background(), nil, tracing.Options{ServiceName: "app"})
 	log.Info().Func(off.Log).Msg("")
-	col := tracingtest.New(t)
-	on, _ := tracing.New(context.Background(), []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + col.URL}, tracing.Options{ServiceName: "app"})
+	col := newCollector(t)
+	on, _ := tracing.New(context.Background(), setenv(t, "OTEL_EXPORTER_OTLP_ENDPOINT="+col.URL), tracing.Options{ServiceName: "app"})
 	defer func() { _ = on.Shutdown(context.Background()) }()
 	log.Info().Func(on.Log).Msg("")
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[0], `"tracing":false`) ||
 		!strings.Contains(lines[1], `"tracing":true,"otel_service_name":"app","otel_traces_exporter":["otlp"]`) ||
-		!strings.Contains(lines[1], `"otel_exporter_otlp_endpoint":"`+col.URL+`/v1/traces"`) {
+		!strings.Contains(lines[1], `"otel_exporter_otlp_endpoint":"`+col.URL+`","otel_exporter_otlp_protocol":"http/protobuf"`) {
 		t.Errorf("log lines:\n%s", buf.String())
 	}
 }

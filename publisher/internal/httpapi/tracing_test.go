@@ -18,7 +18,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskevents/taskevents/kit/tracing"
-	"github.com/taskevents/taskevents/kit/tracing/tracingtest"
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
 	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 )
@@ -225,13 +224,14 @@ func benchTracing(b *testing.B, mode string) *tracing.Tracing {
 	var env []string
 	switch mode {
 	case "on":
-		o.Exporter = tracingtest.Discard{}
+		o.Exporter = tracetest.NewNoopExporter()
 	case "otlp":
 		sink := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
 		}))
 		b.Cleanup(sink.Close)
 		env = []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + sink.URL}
+		b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.URL) // where the exporter reads it
 	}
 	tr, err := tracing.New(context.Background(), env, o)
 	if err != nil {

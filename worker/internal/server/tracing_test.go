@@ -19,7 +19,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskevents/taskevents/kit/tracing"
-	"github.com/taskevents/taskevents/kit/tracing/tracingtest"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
@@ -44,7 +43,7 @@ func tracedHarness(t *testing.T, h handler.Handler) (*harness, *tracing.Tracing,
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
-	return newHarness(t, h, func(o *Options) { o.Tracing = tr }), tr, exp
+	return newHarness(t, h, func(o *Deps) { o.Tracing = tr }), tr, exp
 }
 
 func flushed(t *testing.T, tr *tracing.Tracing, exp *tracetest.InMemoryExporter) tracetest.SpanStubs {
@@ -260,7 +259,7 @@ func TestTracingOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tr := range []*tracing.Tracing{nil, off} {
-		h := newHarness(t, nil, func(o *Options) { o.Tracing = tr })
+		h := newHarness(t, nil, func(o *Deps) { o.Tracing = tr })
 		header := cloudEventHeader()
 		header.Set("traceparent", deliveryParent)
 		if got := status(t, h.do(http.MethodPost, "/events/todo", header, daprdEnvelope)); got != metrics.OutcomeSuccess {
@@ -281,14 +280,14 @@ func BenchmarkHandleEventTracing(b *testing.B) {
 		b.Run(mode, func(b *testing.B) {
 			o := tracing.Options{ServiceName: "taskevents-worker"}
 			if mode == "on" {
-				o.Exporter = tracingtest.Discard{}
+				o.Exporter = tracetest.NewNoopExporter()
 			}
 			tr, err := tracing.New(context.Background(), nil, o)
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
-			srv := New(Options{
+			srv := New(Deps{
 				Logger:         zerolog.New(io.Discard).With().Timestamp().Logger(),
 				Handler:        handler.Accept{},
 				Ledger:         dedupe.Memory{Store: dedupe.New(100_000, time.Hour, time.Now)},
