@@ -5,7 +5,9 @@ SHELL := bash
 MAKEFLAGS += --no-print-directory
 
 APPS    := publisher worker
-MODULES := publisher worker e2e
+# kit: the module both apps require (relative replace); unit-tested and benchmarked like them.
+UNIT_MODULES := kit $(APPS)
+MODULES := kit publisher worker e2e
 # Go modules kept out of go.work (their dependencies must not reach the apps): the bench's
 # go-sdk anchor. They are formatted, vetted, linted and tested like the others, with GOWORK=off.
 OUTSIDE_MODULES := tools/bench/gosdk-publisher
@@ -106,8 +108,8 @@ prereqs: ## Install missing Debian packages the local run and tests need (broker
 test: check test-unit test-e2e test-cluster ## Every check and test: format, vet, lint, unit, fuzz seeds, end-to-end, cluster.
 
 .PHONY: test-unit
-test-unit: ## Unit tests and fuzz seed corpora of both apps (and the bench's go-sdk anchor), with the race detector.
-	@for m in $(APPS); do (cd $$m && go test -race -count=1 ./...); done
+test-unit: ## Unit tests and fuzz seed corpora of kit and both apps (and the bench's go-sdk anchor), with the race detector.
+	@for m in $(UNIT_MODULES); do (cd $$m && go test -race -count=1 ./...); done
 	@for m in $(OUTSIDE_MODULES); do (cd $$m && GOWORK=off go test -race -count=1 ./...); done
 
 .PHONY: test-e2e
@@ -177,8 +179,8 @@ bench: prereqs build ## Both apps against their anchors (direct daprd, go-sdk, P
 		WORKER_BIN=$(BIN)/worker NOOP_WORKER_BIN=$(BIN)/noop-worker $(BIN)/taskevents-bench
 
 .PHONY: bench-micro
-bench-micro: ## Go microbenchmarks (-benchmem) of both apps.
-	@for m in $(APPS); do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
+bench-micro: ## Go microbenchmarks (-benchmem) of kit and both apps.
+	@for m in $(UNIT_MODULES); do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
 
 ##@ Code quality
 
