@@ -83,7 +83,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	}
 
 	m := metrics.New()
-	opts := server.Options{
+	opts := server.Deps{
 		Logger:          logger,
 		Handler:         h,
 		Metrics:         m,
@@ -108,7 +108,6 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 
 	var draining atomic.Bool
 	opts.Ready = func() bool { return !draining.Load() }
-	routes := server.New(opts)
 
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port)))
@@ -126,7 +125,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	requestCtx, stopRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRequests()
 	srv := &http.Server{
-		Handler:           routes,
+		Handler:           server.New(opts),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		// Covers reading the body, the handler, the ledger and the reply.
@@ -137,7 +136,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		ErrorLog:    logging.ErrorLog(logger, "http"),
 	}
 	ops := &http.Server{
-		Handler:           routes.Ops(),
+		Handler:           server.Ops(opts),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       5 * time.Second,
 		WriteTimeout:      10 * time.Second,

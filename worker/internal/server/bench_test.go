@@ -22,7 +22,7 @@ import (
 // body read, CloudEvent parse, dedupe claim, default handler, log line (to
 // io.Discard), metrics and reply. Every iteration is a new event id.
 func BenchmarkHandleEvent(b *testing.B) {
-	srv := New(Options{
+	srv := New(Deps{
 		Logger:         zerolog.New(io.Discard).With().Timestamp().Logger(),
 		Handler:        handler.Accept{},
 		Ledger:         dedupe.Memory{Store: dedupe.New(100_000, time.Hour, time.Now)},
@@ -56,7 +56,7 @@ func BenchmarkHandleEvent(b *testing.B) {
 func BenchmarkHandleEventStateLedger(b *testing.B) {
 	fake := sidecartest.New(b)
 	client := sidecar.New(sidecar.Options{BaseURL: fake.URL, Store: "statestore", Timeout: 5 * time.Second})
-	srv := New(Options{
+	srv := New(Deps{
 		Logger:         zerolog.New(io.Discard).With().Timestamp().Logger(),
 		Handler:        handler.Accept{},
 		Ledger:         dedupe.NewStateLedger(client, 15*time.Second, time.Hour, time.Now),

@@ -90,7 +90,7 @@ func stateHarness(t *testing.T, h handler.Handler, concurrency int) (*harness, *
 	t.Helper()
 	fake := sidecartest.New(t)
 	client := sidecar.New(sidecar.Options{BaseURL: fake.URL, Store: "statestore", Timeout: 5 * time.Second})
-	hs := newHarness(t, h, func(o *Options) {
+	hs := newHarness(t, h, func(o *Deps) {
 		o.Ledger = dedupe.NewStateLedger(client, 15*time.Second, time.Hour, time.Now)
 		o.BulkConcurrency = concurrency
 		o.HandlerTimeout = 2 * time.Second
@@ -160,7 +160,7 @@ func TestBatchOutcomes(t *testing.T) {
 					if ledger == "state" {
 						h, fake = stateHarness(t, rec, conc)
 					} else {
-						h = newHarness(t, rec, func(o *Options) { o.BulkConcurrency = conc })
+						h = newHarness(t, rec, func(o *Deps) { o.BulkConcurrency = conc })
 					}
 					got := h.deliverBatch(batchBody(t, tt.entries(t)...))
 					if len(got) != len(tt.want) {
@@ -267,7 +267,7 @@ func TestBatchBodyLimits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, nil, func(o *Options) {
+			h := newHarness(t, nil, func(o *Deps) {
 				o.MaxBatchBytes, o.MaxEventBytes, o.BulkConcurrency = tt.batchBytes, tt.eventBytes, 8
 			})
 			if tt.wantAll == "" {
@@ -323,7 +323,7 @@ func TestBatchCanceled(t *testing.T) {
 		<-release
 		return nil
 	}}
-	h := newHarness(t, rec, func(o *Options) { o.BulkConcurrency = 1 })
+	h := newHarness(t, rec, func(o *Deps) { o.BulkConcurrency = 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan map[string]string, 1)
 	go func() {

@@ -15,7 +15,7 @@ func keptHarness(t *testing.T) (*harness, *sidecartest.Fake) {
 	t.Helper()
 	fake := sidecartest.New(t)
 	client := sidecar.New(sidecar.Options{BaseURL: fake.URL, Store: "statestore"})
-	h := newHarness(t, nil, func(o *Options) { o.DeadLetters = deadletter.New(client, time.Now) })
+	h := newHarness(t, nil, func(o *Deps) { o.DeadLetters = deadletter.New(client, time.Now) })
 	return h, fake
 }
 

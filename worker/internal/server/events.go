@@ -41,6 +41,7 @@ var statusBodies = map[string][]byte{
 // delivery is what happened to one event on the event route: a request of
 // its own, or one entry of a bulk delivery.
 type delivery struct {
+	start time.Time
 	// rejected: the envelope could not be parsed, so most fields are unknown.
 	rejected  bool
 	meta      taskevent.Meta
@@ -54,108 +55,114 @@ type delivery struct {
 	span trace.Span
 }
 
-// handleEvent always answers 200 with a status: daprd retries any other
-// code except 404, which it drops without dead-lettering before 1.18.
-// A bulk delivery on the same route gets one status per entry (bulk.go).
-func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	body, d, ok := s.readBody(w, r)
-	if ok && mayBeBatch(r.Header, body) {
-		if b, err := bulk.Parse(body); !errors.Is(err, bulk.ErrNotBatch) {
-			s.handleBatch(r.Context(), w, r, b, err, start)
-			return
+// events answers POST /events/todo. It always answers 200 with a status:
+// daprd retries any other code except 404, which it drops without
+// dead-lettering before 1.18. A bulk delivery on the same route gets one
+// status per entry (bulk.go).
+func events(s *Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d := delivery{start: time.Now()}
+		body := s.readBody(w, r, &d)
+		if d.outcome == "" && mayBeBatch(r.Header, body) {
+			if b, err := bulk.Parse(body); !errors.Is(err, bulk.ErrNotBatch) {
+				s.batch(w, r, b, err, d.start)
+				return
+			}
 		}
-	}
-	ctx, span := s.startDelivery(r.Context(), r, start)
-	if ok {
-		d = s.deliverOne(ctx, r.Header, body)
-	}
-	d.span = span
-	took := time.Since(start)
-	s.metrics.Delivery(d.outcome, took)
-	s.logDelivery(d, took)
-	writeStatus(w, d.outcome)
-	endDelivery(d)
+		writeStatus(w, s.deliver(r.Context(), r, d, r.Header, body))
+	})
 }
 
 // readBody reads the whole body, up to the larger of the single-event and
-// the batch limit (deliverOne holds each event to MAX_EVENT_BYTES). When ok
-// is false, d is the answer.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, d delivery, ok bool) {
-	limit := max(s.maxEventBytes, s.maxBatchBytes)
+// the batch limit (parse holds each event to MAX_EVENT_BYTES). When it
+// cannot, d says why.
+func (s *Deps) readBody(w http.ResponseWriter, r *http.Request, d *delivery) []byte {
+	limit := max(s.MaxEventBytes, s.MaxBatchBytes)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err == nil {
+		return body
+	}
+	d.rejected = true
+	d.meta, d.task = taskevent.Peek(r.Header, nil)
 	var tooBig *http.MaxBytesError
 	switch {
+	case errors.As(err, &tooBig) && limit > s.MaxEventBytes:
+		d.outcome, d.reason = metrics.OutcomeDrop, fmt.Sprintf("body exceeds MAX_BATCH_BYTES (%d bytes), the limit of a bulk delivery; a single event is limited to MAX_EVENT_BYTES (%d bytes)", limit, s.MaxEventBytes)
 	case errors.As(err, &tooBig):
-		meta, task := taskevent.Peek(r.Header, nil)
-		reason := fmt.Sprintf("body exceeds MAX_EVENT_BYTES (%d bytes)", s.maxEventBytes)
-		if limit > s.maxEventBytes {
-			reason = fmt.Sprintf("body exceeds MAX_BATCH_BYTES (%d bytes), the limit of a bulk delivery; a single event is limited to MAX_EVENT_BYTES (%d bytes)", limit, s.maxEventBytes)
-		}
-		return nil, delivery{rejected: true, meta: meta, task: task, outcome: metrics.OutcomeDrop, reason: reason}, false
-	case err != nil:
+		d.outcome, d.reason = metrics.OutcomeDrop, fmt.Sprintf("body exceeds MAX_EVENT_BYTES (%d bytes)", s.MaxEventBytes)
+	default:
 		// The connection broke mid-body; the message itself may be fine.
-		meta, task := taskevent.Peek(r.Header, nil)
-		return nil, delivery{rejected: true, meta: meta, task: task, outcome: metrics.OutcomeRetry,
-			reason: "reading body: " + err.Error()}, false
+		d.outcome, d.reason = metrics.OutcomeRetry, "reading body: "+err.Error()
 	}
-	return body, delivery{}, true
+	return nil
 }
 
-// deliverOne parses, claims, handles and records one event. ctx is the
-// delivery's request context.
-func (s *Server) deliverOne(ctx context.Context, header http.Header, body []byte) delivery {
-	d, ev, ok := s.parse(header, body)
-	if !ok {
-		return d
+// deliver answers one event, alone in its request or an entry of a bulk
+// delivery, with tracing on or off: it parses, claims, handles and records
+// the event, then counts it, logs its line and ends its span. d holds what
+// is known before: when and how the event came, and its outcome when it
+// could not even be read. ctx is the delivery's request context.
+func (s *Deps) deliver(ctx context.Context, r *http.Request, d delivery, header http.Header, body []byte) string {
+	var ev taskevent.Event
+	parsed := d.outcome == "" && s.parse(&d, &ev, header, body)
+	if s.Tracing.Enabled() {
+		ctx, d.span = s.deliverySpan(ctx, r, &d)
 	}
-	return s.process(ctx, d, ev)
+	if parsed {
+		s.process(ctx, &d, &ev)
+	}
+	took := time.Since(d.start)
+	s.Metrics.Delivery(d.outcome, took)
+	s.logDelivery(&d, took)
+	endDelivery(&d)
+	return d.outcome
 }
 
-// parse holds one event to MAX_EVENT_BYTES and parses it. When ok is false,
-// d is the answer.
-func (s *Server) parse(header http.Header, body []byte) (d delivery, ev taskevent.Event, ok bool) {
-	if int64(len(body)) > s.maxEventBytes {
-		meta, task := taskevent.Peek(header, nil)
-		return delivery{rejected: true, meta: meta, task: task, outcome: metrics.OutcomeDrop,
-			reason: fmt.Sprintf("body exceeds MAX_EVENT_BYTES (%d bytes)", s.maxEventBytes)}, ev, false
+// parse holds one event to MAX_EVENT_BYTES and parses it into ev. When it
+// cannot, d says why.
+func (s *Deps) parse(d *delivery, ev *taskevent.Event, header http.Header, body []byte) bool {
+	if int64(len(body)) > s.MaxEventBytes {
+		d.meta, d.task = taskevent.Peek(header, nil)
+		d.rejected, d.outcome = true, metrics.OutcomeDrop
+		d.reason = fmt.Sprintf("body exceeds MAX_EVENT_BYTES (%d bytes)", s.MaxEventBytes)
+		return false
 	}
-	ev, err := taskevent.Parse(header, body)
-	if err != nil {
-		d := delivery{outcome: metrics.OutcomeDrop, reason: err.Error()}
+	var err error
+	if *ev, err = taskevent.Parse(header, body); err != nil {
+		d.outcome, d.reason = metrics.OutcomeDrop, err.Error()
 		var perr *taskevent.Error
 		if errors.As(err, &perr) {
 			d.rejected = perr.Stage == taskevent.StageEnvelope
 			d.meta, d.task = perr.Meta, perr.Task
 		}
-		return d, ev, false
+		return false
 	}
-	return delivery{meta: ev.Meta, task: ev.Task}, ev, true
+	d.meta, d.task = ev.Meta, ev.Task
+	return true
 }
 
 // process claims, handles and records a parsed event.
-func (s *Server) process(ctx context.Context, d delivery, ev taskevent.Event) delivery {
+func (s *Deps) process(ctx context.Context, d *delivery, ev *taskevent.Event) {
 	key := ev.Key()
 	claim, err := s.claim(ctx, key)
-	if err != nil {
+	switch {
+	case err != nil:
 		// Without the ledger there is no telling whether the event was
 		// handled; daprd redelivers once the state store is back.
 		d.outcome, d.reason = metrics.OutcomeRetry, "claiming the event in the dedupe ledger: "+err.Error()
-		return d
-	}
-	switch claim {
-	case dedupe.Done:
-		s.metrics.Duplicate()
+		return
+	case claim == dedupe.Done:
+		s.Metrics.Duplicate()
 		d.duplicate, d.outcome = true, metrics.OutcomeSuccess
-		return d
-	case dedupe.InFlight:
+		return
+	case claim == dedupe.InFlight:
 		// Answering SUCCESS here would ack an event whose handling may still
 		// fail; RETRY makes daprd come back after the first attempt settled.
 		// claim already waited up to HANDLER_TIMEOUT for that.
-		s.metrics.Duplicate()
+		s.Metrics.Duplicate()
 		d.duplicate, d.outcome = true, metrics.OutcomeRetry
 		d.reason = "another delivery of this event is being handled"
-		return d
+		return
 	}
 
 	err = s.invoke(ctx, ev)
@@ -164,11 +171,11 @@ func (s *Server) process(ctx context.Context, d delivery, ev taskevent.Event) de
 		d.outcome = metrics.OutcomeSuccess
 		// The ledger's calls outlive a daprd that hung up: the handler ran,
 		// and its record must be written or the claim given back.
-		err = s.ledger.Complete(context.WithoutCancel(ctx), key, dedupe.Handled{
+		err = s.Ledger.Complete(context.WithoutCancel(ctx), key, dedupe.Handled{
 			TaskID: ev.Task.TaskID, Title: ev.Task.Title, EventID: ev.ID, EventType: ev.EventType, HandledAt: time.Now().UTC()})
 		switch {
 		case errors.Is(err, dedupe.ErrAlreadyDone):
-			s.metrics.Duplicate()
+			s.Metrics.Duplicate()
 			d.duplicate = true
 		case err != nil:
 			s.release(ctx, key)
@@ -181,7 +188,6 @@ func (s *Server) process(ctx context.Context, d delivery, ev taskevent.Event) de
 		s.release(ctx, key)
 		d.outcome, d.reason = metrics.OutcomeRetry, err.Error()
 	}
-	return d
 }
 
 // inFlightPoll is how often a delivery that found its event claimed by
@@ -194,15 +200,15 @@ const inFlightPoll = 100 * time.Millisecond
 // stretches one of daprd's delivery attempts, so its retry budget outlasts
 // the lease of a claim whose worker was killed, and the event is handled
 // rather than dead-lettered.
-func (s *Server) claim(ctx context.Context, key string) (dedupe.Result, error) {
+func (s *Deps) claim(ctx context.Context, key string) (dedupe.Result, error) {
 	// A claim abandoned halfway (daprd hung up) could be written without its
 	// TTL; once started, each ledger call runs to its own timeout.
 	lctx := context.WithoutCancel(ctx)
-	res, err := s.ledger.Claim(lctx, key)
+	res, err := s.Ledger.Claim(lctx, key)
 	if err != nil || res != dedupe.InFlight {
 		return res, err
 	}
-	wait, cancel := context.WithTimeout(ctx, s.handlerTimeout)
+	wait, cancel := context.WithTimeout(ctx, s.HandlerTimeout)
 	defer cancel()
 	tick := time.NewTicker(inFlightPoll)
 	defer tick.Stop()
@@ -212,7 +218,7 @@ func (s *Server) claim(ctx context.Context, key string) (dedupe.Result, error) {
 			return dedupe.InFlight, nil
 		case <-tick.C:
 		}
-		if res, err = s.ledger.Claim(lctx, key); err != nil || res != dedupe.InFlight {
+		if res, err = s.Ledger.Claim(lctx, key); err != nil || res != dedupe.InFlight {
 			return res, err
 		}
 	}
@@ -220,17 +226,17 @@ func (s *Server) claim(ctx context.Context, key string) (dedupe.Result, error) {
 
 // release gives the claim back so that a redelivery (or a replay from the
 // dead letters) is handled. If that fails, the claim's lease runs out.
-func (s *Server) release(ctx context.Context, key string) {
-	if err := s.ledger.Release(context.WithoutCancel(ctx), key); err != nil {
-		s.log.Warn().Err(err).Str("event_key", key).Msg("could not release the dedupe claim; a redelivery waits for its lease to expire")
+func (s *Deps) release(ctx context.Context, key string) {
+	if err := s.Ledger.Release(context.WithoutCancel(ctx), key); err != nil {
+		s.Logger.Warn().Err(err).Str("event_key", key).Msg("could not release the dedupe claim; a redelivery waits for its lease to expire")
 	}
 }
 
 // invoke runs the handler under HANDLER_TIMEOUT. The request context ends
 // early when daprd hangs up or the server stops hard; either way the event
 // was not handled and must come back.
-func (s *Server) invoke(parent context.Context, ev taskevent.Event) (err error) {
-	ctx, cancel := context.WithTimeout(parent, s.handlerTimeout)
+func (s *Deps) invoke(parent context.Context, ev *taskevent.Event) (err error) {
+	ctx, cancel := context.WithTimeout(parent, s.HandlerTimeout)
 	defer cancel()
 	defer func() {
 		// A panicking handler is a bug that redelivery will not fix; drop the
@@ -240,62 +246,55 @@ func (s *Server) invoke(parent context.Context, ev taskevent.Event) (err error) 
 			err = handler.Permanent(fmt.Errorf("handler panicked: %v", p))
 		}
 	}()
-	if s.tracing.Enabled() {
+	if s.Tracing.Enabled() {
 		var span trace.Span
-		ctx, span = s.tracing.Tracer().Start(ctx, spanHandlePrefix+ev.EventType)
+		ctx, span = s.Tracing.Tracer().Start(ctx, spanHandlePrefix+ev.EventType)
 		defer func() { tracing.Fail(span, err); span.End() }()
 	}
-	err = s.handler.Handle(ctx, ev)
+	err = s.Handler.Handle(ctx, *ev)
 	if err == nil || handler.IsPermanent(err) || ctx.Err() == nil {
 		return err
 	}
 	if parent.Err() == nil {
-		return fmt.Errorf("handler did not finish within HANDLER_TIMEOUT (%s): %w", s.handlerTimeout, err)
+		return fmt.Errorf("handler did not finish within HANDLER_TIMEOUT (%s): %w", s.HandlerTimeout, err)
 	}
 	return fmt.Errorf("delivery canceled before the handler finished (daprd hung up or the worker is stopping): %w", err)
 }
 
-func (s *Server) logDelivery(d delivery, took time.Duration) {
-	durationMS := float64(took) / float64(time.Millisecond)
-	if d.rejected {
-		e := s.log.Warn()
-		strIf(e, "event_id", d.meta.ID)
-		strIf(e, "source", d.meta.Source)
-		strIf(e, "type", d.meta.Type)
-		strIf(e, "topic", d.meta.Topic)
-		strIf(e, "pubsubname", d.meta.PubsubName)
-		strIf(e, "traceparent", d.meta.Traceparent)
-		strIf(e, "trace_id", tracing.TraceID(d.span))
-		strIf(e, "task_id", d.task.TaskID)
-		d.entry.log(e)
-		e.Str("outcome", d.outcome).
-			Str("reason", d.reason).
-			Float64("duration_ms", durationMS).
-			Msg(MsgRejected)
-		return
-	}
-	e := s.log.Info()
+// logDelivery writes the delivery's one line. A rejected envelope could not
+// be read, so its line has only the fields that could.
+func (s *Deps) logDelivery(d *delivery, took time.Duration) {
+	e, msg := s.Logger.Info(), MsgReceived
 	if d.outcome != metrics.OutcomeSuccess {
-		e = s.log.Warn()
+		e = s.Logger.Warn()
 	}
-	e.Str("event_id", d.meta.ID).
-		Str("source", d.meta.Source).
-		Str("type", d.meta.Type).
-		Str("topic", d.meta.Topic).
-		Str("pubsubname", d.meta.PubsubName).
-		Str("traceparent", d.meta.Traceparent).
-		Str("task_id", d.task.TaskID).
-		Str("title", logging.Truncate(d.task.Title, maxLoggedTitle)).
-		Str("event_type", d.task.EventType).
-		Str("outcome", d.outcome).
-		Bool("duplicate", d.duplicate).
-		Float64("duration_ms", durationMS)
+	if d.rejected {
+		msg = MsgRejected
+	}
+	str := func(key, val string) {
+		if val != "" || !d.rejected {
+			e.Str(key, val)
+		}
+	}
+	str("event_id", d.meta.ID)
+	str("source", d.meta.Source)
+	str("type", d.meta.Type)
+	str("topic", d.meta.Topic)
+	str("pubsubname", d.meta.PubsubName)
+	str("traceparent", d.meta.Traceparent)
+	str("task_id", d.task.TaskID)
+	if !d.rejected {
+		e.Str("title", logging.Truncate(d.task.Title, maxLoggedTitle)).Str("event_type", d.task.EventType)
+	}
+	e.Str("outcome", d.outcome)
+	if !d.rejected {
+		e.Bool("duplicate", d.duplicate)
+	}
+	e.Float64("duration_ms", float64(took)/float64(time.Millisecond))
 	strIf(e, "trace_id", tracing.TraceID(d.span))
 	d.entry.log(e)
-	if d.reason != "" {
-		e.Str("reason", d.reason)
-	}
-	e.Msg(MsgReceived)
+	strIf(e, "reason", d.reason)
+	e.Msg(msg)
 }
 
 func strIf(e *zerolog.Event, key, val string) {

@@ -206,7 +206,7 @@ func TestConcurrentDuplicateInFlight(t *testing.T) {
 		once.Do(func() { close(entered) })
 		<-release
 		return nil
-	}}, func(o *Options) { o.HandlerTimeout = 300 * time.Millisecond })
+	}}, func(o *Deps) { o.HandlerTimeout = 300 * time.Millisecond })
 
 	first := make(chan string, 1)
 	go func() {
@@ -361,7 +361,7 @@ func TestHandlerErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, &recorder{do: tt.do}, func(o *Options) {
+			h := newHarness(t, &recorder{do: tt.do}, func(o *Deps) {
 				if tt.timeout > 0 {
 					o.HandlerTimeout = tt.timeout
 				}

@@ -28,7 +28,7 @@ import (
 func FuzzDeliverBatch(f *testing.F) {
 	// Entries of a batch log from several goroutines.
 	var logs logging.Buffer
-	srv := server.New(server.Options{
+	srv := server.New(server.Deps{
 		Logger:          zerolog.New(&logs),
 		Handler:         handler.Accept{},
 		Ledger:          dedupe.Memory{Store: dedupe.New(1000, time.Hour, time.Now)},

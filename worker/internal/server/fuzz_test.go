@@ -40,7 +40,7 @@ func FuzzDeliverEvent(f *testing.F) {
 	// Entries of a batch log from several goroutines.
 	var logs logging.Buffer
 	calls := 0
-	srv := server.New(server.Options{
+	srv := server.New(server.Deps{
 		Logger: zerolog.New(&logs),
 		Handler: handler.Func(func(_ context.Context, _ taskevent.Event) error {
 			calls++

@@ -67,14 +67,15 @@ func (r *recorder) count() int {
 
 type harness struct {
 	t       testing.TB
-	srv     *Server
+	srv     http.Handler
+	ops     http.Handler
 	logs    *logging.Buffer
 	metrics *metrics.Metrics
 	store   *dedupe.Store
 	rec     *recorder
 }
 
-func newHarness(t testing.TB, h handler.Handler, mods ...func(*Options)) *harness {
+func newHarness(t testing.TB, h handler.Handler, mods ...func(*Deps)) *harness {
 	t.Helper()
 	logs := &logging.Buffer{}
 	m := metrics.New()
@@ -84,7 +85,7 @@ func newHarness(t testing.TB, h handler.Handler, mods ...func(*Options)) *harnes
 		rec = &recorder{}
 		h = rec
 	}
-	o := Options{
+	o := Deps{
 		Logger:         zerolog.New(logs).With().Timestamp().Logger(),
 		Handler:        h,
 		Ledger:         dedupe.Memory{Store: store},
@@ -95,7 +96,7 @@ func newHarness(t testing.TB, h handler.Handler, mods ...func(*Options)) *harnes
 	for _, mod := range mods {
 		mod(&o)
 	}
-	return &harness{t: t, srv: New(o), logs: logs, metrics: m, store: store, rec: rec}
+	return &harness{t: t, srv: New(o), ops: Ops(o), logs: logs, metrics: m, store: store, rec: rec}
 }
 
 func cloudEventHeader() http.Header {
@@ -106,7 +107,7 @@ func cloudEventHeader() http.Header {
 // default), with daprd's CloudEvent content type unless header is given.
 func deliver(t testing.TB, path string, header http.Header, body string, maxBytes int64) (*harness, *httptest.ResponseRecorder) {
 	t.Helper()
-	h := newHarness(t, nil, func(o *Options) {
+	h := newHarness(t, nil, func(o *Deps) {
 		if maxBytes > 0 {
 			o.MaxEventBytes = maxBytes
 		}
@@ -195,7 +196,7 @@ func (h *harness) scrape() string {
 	h.t.Helper()
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	rec := httptest.NewRecorder()
-	h.srv.Ops().ServeHTTP(rec, req)
+	h.ops.ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK {
 		h.t.Fatalf("/metrics: %d", rec.Code)
 	}

@@ -53,7 +53,7 @@ func TestDeliveryLedgerOutcomes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := tt.ledger
 			rec := &recorder{do: func(context.Context, taskevent.Event) error { return tt.handlerErr }}
-			h := newHarness(t, rec, func(o *Options) { o.Ledger = &l; o.HandlerTimeout = 300 * time.Millisecond })
+			h := newHarness(t, rec, func(o *Deps) { o.Ledger = &l; o.HandlerTimeout = 300 * time.Millisecond })
 			if got := status(t, h.deliver(daprdEnvelope)); got != tt.want {
 				t.Fatalf("status = %s, want %s", got, tt.want)
 			}

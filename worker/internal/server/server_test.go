@@ -59,7 +59,7 @@ func TestAuth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, nil, func(o *Options) { o.APIToken = tt.token })
+			h := newHarness(t, nil, func(o *Deps) { o.APIToken = tt.token })
 			header := cloudEventHeader()
 			if tt.header != "" {
 				header.Set(TokenHeader, tt.header)
@@ -132,7 +132,7 @@ func TestRouting(t *testing.T) {
 func TestHealth(t *testing.T) {
 	var ready atomic.Bool
 	ready.Store(true)
-	h := newHarness(t, nil, func(o *Options) { o.Ready = ready.Load })
+	h := newHarness(t, nil, func(o *Deps) { o.Ready = ready.Load })
 	check := func(path string, wantCode int, wantBody string) {
 		t.Helper()
 		rec := h.do(http.MethodGet, path, nil, "")
@@ -192,7 +192,7 @@ func TestDeadLetter(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	h := newHarness(t, nil, func(o *Options) { o.APIToken = token })
+	h := newHarness(t, nil, func(o *Deps) { o.APIToken = token })
 	auth := cloudEventHeader()
 	auth.Set(TokenHeader, token)
 	before := h.scrape()

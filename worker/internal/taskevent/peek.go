@@ -61,18 +61,10 @@ func peekMeta(header http.Header, body []byte) Meta {
 			}
 		}
 	}
-	if m.PubsubName == "" {
-		m.PubsubName = header.Get("pubsubname")
+	m.withHeaders(header)
+	for _, f := range []*string{&m.ID, &m.Source, &m.Type, &m.Topic, &m.PubsubName, &m.Traceparent} {
+		*f = logging.Truncate(*f, maxPeekField)
 	}
-	if m.Traceparent == "" {
-		m.Traceparent = header.Get("traceparent")
-	}
-	m.ID = logging.Truncate(m.ID, maxPeekField)
-	m.Source = logging.Truncate(m.Source, maxPeekField)
-	m.Type = logging.Truncate(m.Type, maxPeekField)
-	m.Topic = logging.Truncate(m.Topic, maxPeekField)
-	m.PubsubName = logging.Truncate(m.PubsubName, maxPeekField)
-	m.Traceparent = logging.Truncate(m.Traceparent, maxPeekField)
 	return m
 }
 

@@ -200,15 +200,19 @@ func metaOf(ce *event.Event, header http.Header) Meta {
 		PubsubName:  extString(ce, "pubsubname"),
 		Traceparent: extString(ce, "traceparent"),
 	}
-	// daprd also sends these as plain headers; use them when the envelope
-	// lacks them (binary mode, hand-built CloudEvents).
+	m.withHeaders(header)
+	return m
+}
+
+// withHeaders takes what daprd also sends as plain headers when the envelope
+// lacks it (binary mode, hand-built CloudEvents).
+func (m *Meta) withHeaders(header http.Header) {
 	if m.PubsubName == "" {
 		m.PubsubName = header.Get("pubsubname")
 	}
 	if m.Traceparent == "" {
 		m.Traceparent = header.Get("traceparent")
 	}
-	return m
 }
 
 func extString(ce *event.Event, name string) string {
