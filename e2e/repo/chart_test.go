@@ -498,9 +498,10 @@ func TestChartKubeVersion(t *testing.T) {
 	renderChart(t, "--kube-version", "1.27.0")
 }
 
-// Every key in values.yaml has a comment starting with its dotted path, except the keys of
-// Kubernetes objects passed through as they are (resources, securityContext, ...), whose parent
-// key is documented. The schema documents the same keys.
+// Every key in values.yaml has a helm-docs "# --" comment right above it (the chart README's
+// table is generated from them), except the keys of Kubernetes objects passed through as they
+// are (resources, securityContext, ...), whose parent key is documented. The comment says what
+// the key does, not its own path again: the README's table already names the key.
 func TestChartValuesDocumented(t *testing.T) {
 	f, err := os.Open(filepath.Join(chartDir(), "values.yaml"))
 	if err != nil {
@@ -538,11 +539,12 @@ func TestChartValuesDocumented(t *testing.T) {
 		if !inside {
 			keys++
 			dotted := strings.Join(path, ".")
-			documented := slices.ContainsFunc(comments, func(c string) bool {
-				return strings.HasPrefix(c, dotted+" ")
-			})
-			if !documented {
-				t.Errorf("values.yaml: %s has no comment starting with %q", dotted, dotted)
+			i := slices.IndexFunc(comments, func(c string) bool { return strings.HasPrefix(c, "-- ") })
+			switch {
+			case i < 0:
+				t.Errorf("values.yaml: %s has no helm-docs comment (# -- ...) right above it", dotted)
+			case strings.HasPrefix(strings.TrimPrefix(comments[i], "-- "), dotted+" "):
+				t.Errorf("values.yaml: the comment of %s starts by repeating its path: %q", dotted, comments[i])
 			}
 		}
 		comments = nil
@@ -551,7 +553,9 @@ func TestChartValuesDocumented(t *testing.T) {
 		t.Fatalf("checked only %d keys of values.yaml; the parser is broken", keys)
 	}
 
-	// The schema is strict at every level it describes.
+	// The schema is strict at every level it describes. A $ref'd definition describes the
+	// same object as the schema that refers to it, so it is walked there: a closed definition
+	// closes the object (the worker's block is the shared app definition without service).
 	data, err := os.ReadFile(filepath.Join(chartDir(), "values.schema.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -560,13 +564,24 @@ func TestChartValuesDocumented(t *testing.T) {
 	if err := json.Unmarshal(data, &schema); err != nil {
 		t.Fatal(err)
 	}
+	defs, _ := schema["$defs"].(map[string]any)
 	var walk func(s map[string]any, at string)
 	walk = func(s map[string]any, at string) {
+		ref, hasRef := s["$ref"].(string)
+		if hasRef {
+			name, _ := strings.CutPrefix(ref, "#/$defs/")
+			def, ok := defs[name].(map[string]any)
+			if !ok {
+				t.Errorf("values.schema.json: %s refers to %q, which is not in $defs", at, ref)
+				return
+			}
+			walk(def, at)
+		}
 		props, ok := s["properties"].(map[string]any)
 		if !ok {
 			return
 		}
-		if s["additionalProperties"] != false {
+		if s["additionalProperties"] != false && !hasRef {
 			t.Errorf("values.schema.json: %s allows unknown keys", at)
 		}
 		for k, p := range props {
