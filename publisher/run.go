@@ -16,14 +16,14 @@ import (
 	"github.com/taskevents/taskevents/kit/lifecycle"
 	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/kit/pprofserver"
+	"github.com/taskevents/taskevents/kit/sidecar"
 	"github.com/taskevents/taskevents/kit/tracing"
-	"github.com/taskevents/taskevents/publisher/internal/coalesce"
 	"github.com/taskevents/taskevents/publisher/internal/config"
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
 	"github.com/taskevents/taskevents/publisher/internal/idempotency"
 	"github.com/taskevents/taskevents/publisher/internal/metrics"
+	"github.com/taskevents/taskevents/publisher/internal/publish"
 	"github.com/taskevents/taskevents/publisher/internal/readiness"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar"
 )
 
 // readTimeout bounds reading one request (headers and a body of at most
@@ -54,33 +54,36 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		return err
 	}
 	// Deferred first, so it runs last: after the server has drained and the
-	// coalescer has sent what was queued, every span has ended.
+	// publisher has sent what was queued, every span has ended.
 	defer shutdownTracing(ctx, tr, cfg.ShutdownTimeout, logger)
 
 	client := sidecar.New(sidecar.Options{
-		BaseURL:        cfg.SidecarBaseURL(),
-		APIToken:       cfg.DaprAPIToken,
+		BaseURL:      cfg.SidecarBaseURL(),
+		APIToken:     cfg.DaprAPIToken,
+		MaxIdleConns: cfg.SidecarMaxIdleConns,
+	})
+	defer client.Close()
+	// Publishes that arrive while PUBLISH_MAX_IN_FLIGHT others are in flight
+	// queue and go together in one bulk publish; a lone one still goes alone.
+	// Without coalescing nothing limits the publishes in flight, so nothing
+	// queues and every event goes alone.
+	maxBatch, maxInFlight := cfg.PublishBatchMax, cfg.PublishMaxInFlight
+	if !cfg.PublishCoalesce {
+		maxBatch, maxInFlight = 1, 0
+	}
+	publisher := publish.New(client.Topic(cfg.PubSubName, cfg.Topic), publish.Options{
 		PubSubName:     cfg.PubSubName,
 		Topic:          cfg.Topic,
+		MaxBatch:       maxBatch,
+		MaxInFlight:    maxInFlight,
 		PublishTimeout: cfg.PublishTimeout,
-		MaxIdleConns:   cfg.SidecarMaxIdleConns,
 		Logger:         logger,
 		Observer:       m,
 		Traced:         tr.Enabled(),
 	})
-	defer client.Close()
-
-	// With coalescing, publishes that arrive while others are in flight go
-	// together in one bulk publish; a lone one still goes alone.
-	var publisher sidecar.Publisher = client
-	if cfg.PublishCoalesce {
-		co := coalesce.New(client, coalesce.Options{
-			MaxBatch: cfg.PublishBatchMax, MaxInFlight: cfg.PublishMaxInFlight, PublishTimeout: cfg.PublishTimeout})
-		// Closed after the server has drained: by then no handler waits on
-		// it, and Close still sends whatever is queued.
-		defer co.Close()
-		publisher = co
-	}
+	// Closed after the server has drained: by then no handler waits on it,
+	// and Close still sends whatever is queued.
+	defer publisher.Close()
 
 	// A claim gets the budget of one publish attempt: it is one or two quick
 	// sidecar calls, and the request still has its whole PUBLISH_TIMEOUT after.

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 )
 
 // burst posts n tasks at once while the fake sidecar holds every publish,

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 )
 
 // scrape reads a text exposition into series ("name{labels}", as written)

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/taskevents/taskevents/kit/logging"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 )
 
 // eventually polls cond until it holds or the deadline passes.

@@ -9,8 +9,8 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 	"github.com/taskevents/taskevents/kit/tracing/tracingtest"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
 )
 
 const (

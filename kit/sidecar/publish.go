@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -62,18 +61,12 @@ func escapeTopic(topic string) string {
 // *UnavailableError worth retrying (the sidecar unreachable, or the broker
 // write failed: 500 ERR_PUBSUB_PUBLISH_MESSAGE), or a *ConfigError.
 func (t *Topic) Publish(ctx context.Context, m Message) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.publishURL(m), bytes.NewReader(m.Data))
-	if err != nil {
-		return &ConfigError{Message: "cannot build the publish request: " + err.Error()}
-	}
-	req.Header.Set("Content-Type", contentType(m))
+	traceState := ""
 	if m.TraceParent != "" {
-		req.Header.Set("traceparent", m.TraceParent)
-		if m.TraceState != "" {
-			req.Header.Set("tracestate", m.TraceState)
-		}
+		traceState = m.TraceState
 	}
-	resp, err := t.c.do(req)
+	resp, err := t.c.call(ctx, http.MethodPost, t.publishURL(m), m.Data, "Content-Type", contentType(m),
+		"traceparent", m.TraceParent, "tracestate", traceState)
 	if err != nil {
 		return err
 	}
@@ -142,12 +135,7 @@ func (t *Topic) PublishBulk(ctx context.Context, ms []Message) []error {
 		}
 		return errs
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.bulkPath, bytes.NewReader(encodeBulk(ms)))
-	if err != nil {
-		return setAll(&ConfigError{Message: "cannot build the bulk publish request: " + err.Error()})
-	}
-	req.Header.Set("Content-Type", contentTypeJSON)
-	resp, err := t.c.do(req)
+	resp, err := t.c.call(ctx, http.MethodPost, t.bulkPath, encodeBulk(ms), "Content-Type", contentTypeJSON)
 	if err != nil {
 		return setAll(err)
 	}

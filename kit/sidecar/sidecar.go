@@ -9,6 +9,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -133,11 +134,22 @@ func NewHTTPClient(maxIdleConns int) *http.Client {
 // Close releases idle connections.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
-// do sends req with the API token. A transport failure (refused, reset,
-// timed out) comes back as *UnavailableError.
-func (c *Client) do(req *http.Request) (*http.Response, error) {
+// call makes one request with the API token and the given header pairs
+// (empty values are left out). A request that cannot be built is a
+// *ConfigError; a transport failure (refused, reset, timed out) an
+// *UnavailableError.
+func (c *Client) call(ctx context.Context, method, target string, body []byte, header ...string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
+	if err != nil {
+		return nil, &ConfigError{Message: "cannot build the request: " + err.Error()}
+	}
 	if c.token != "" {
 		req.Header.Set("dapr-api-token", c.token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] != "" {
+			req.Header.Set(header[i], header[i+1])
+		}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -194,11 +206,7 @@ const metadataLimit = 1 << 20
 // app's port. (/v1.0/healthz would wait for the app and never turn ready if
 // daprd waits on the app's port.)
 func (c *Client) CheckOutbound(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1.0/healthz/outbound", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.http.Do(req)
+	resp, err := c.call(ctx, http.MethodGet, c.base+"/v1.0/healthz/outbound", nil)
 	if err != nil {
 		return fmt.Errorf("sidecar outbound health check: %w", err)
 	}
@@ -219,11 +227,7 @@ type Component struct {
 // Components lists the components the sidecar has loaded (GET /v1.0/metadata).
 // A 401 comes back as *ConfigError.
 func (c *Client) Components(ctx context.Context) ([]Component, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1.0/metadata", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.do(req)
+	resp, err := c.call(ctx, http.MethodGet, c.base+"/v1.0/metadata", nil)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar metadata: %w", err)
 	}

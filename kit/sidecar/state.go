@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -97,17 +96,11 @@ func (c *Client) DeleteState(ctx context.Context, store, key, etag string) error
 }
 
 func (c *Client) stateWrite(ctx context.Context, method, target string, body []byte, ifMatch string) error {
-	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
-	if err != nil {
-		return &ConfigError{Message: "cannot build the state request: " + err.Error()}
-	}
+	contentType := ""
 	if body != nil {
-		req.Header.Set("Content-Type", contentTypeJSON)
+		contentType = contentTypeJSON
 	}
-	if ifMatch != "" {
-		req.Header.Set("If-Match", ifMatch)
-	}
-	resp, err := c.do(req)
+	resp, err := c.call(ctx, method, target, body, "Content-Type", contentType, "If-Match", ifMatch)
 	if err != nil {
 		return err
 	}
@@ -137,11 +130,7 @@ type State struct {
 // the key does not exist or has expired (daprd answers 204). Errors are
 // *UnavailableError or *ConfigError, as for SaveState.
 func (c *Client) GetState(ctx context.Context, store, key string) (s State, found bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.statePath(store)+"/"+url.PathEscape(key), nil)
-	if err != nil {
-		return State{}, false, &ConfigError{Message: "cannot build the state request: " + err.Error()}
-	}
-	resp, err := c.do(req)
+	resp, err := c.call(ctx, http.MethodGet, c.statePath(store)+"/"+url.PathEscape(key), nil)
 	if err != nil {
 		return State{}, false, err
 	}

@@ -17,9 +17,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/taskevents/taskevents/kit/problem"
+	"github.com/taskevents/taskevents/kit/sidecar"
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
+	"github.com/taskevents/taskevents/publisher/internal/publish"
 	"github.com/taskevents/taskevents/publisher/internal/task"
 )
 
@@ -27,11 +28,11 @@ import (
 // target can tell a 202 that published from one that did not without copying the fake
 // sidecar's ever-growing record on every input.
 type countingPublisher struct {
-	next sidecar.Publisher
+	next httpapi.Publisher
 	n    atomic.Int64
 }
 
-func (c *countingPublisher) Publish(ctx context.Context, ev sidecar.TaskCreated, trace sidecar.TraceContext) error {
+func (c *countingPublisher) Publish(ctx context.Context, ev publish.TaskCreated, trace publish.TraceContext) error {
 	c.n.Add(1)
 	return c.next.Publish(ctx, ev, trace)
 }
@@ -43,8 +44,10 @@ func (c *countingPublisher) Publish(ctx context.Context, ev sidecar.TaskCreated,
 // whose status matches the decoder's verdict: never a 5xx, never a plain-text error.
 func FuzzCreateTask(f *testing.F) {
 	fake := sidecartest.New(f)
-	client := sidecar.New(sidecar.Options{
-		BaseURL: fake.URL, PubSubName: "pubsub", Topic: "task-events",
+	sc := sidecar.New(sidecar.Options{BaseURL: fake.URL})
+	f.Cleanup(sc.Close)
+	client := publish.New(sc.Topic("pubsub", "task-events"), publish.Options{
+		PubSubName: "pubsub", Topic: "task-events",
 		PublishTimeout: 2 * time.Second, Backoff: func(int) time.Duration { return 0 },
 		Logger: zerolog.Nop(),
 	})

@@ -18,22 +18,29 @@ import (
 
 	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/kit/problem"
+	"github.com/taskevents/taskevents/kit/sidecar"
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
+	"github.com/taskevents/taskevents/publisher/internal/publish"
 )
 
 const traceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
-// newAPI wires the handler to a real sidecar client aimed at sidecarURL.
+// apiOptions are the publisher's options and the sidecar client's token.
+type apiOptions struct {
+	publish.Options
+	APIToken string
+}
+
+// newAPI wires the handler to a real publisher and sidecar client aimed at
+// sidecarURL.
 // Retries do not wait; the third failed attempt asks for a wait past the
 // deadline, so a failing sidecar sees exactly 3 attempts.
-func newAPI(t *testing.T, sidecarURL string, mod func(*sidecar.Options)) (http.Handler, *logging.Buffer) {
+func newAPI(t *testing.T, sidecarURL string, mod func(*apiOptions)) (http.Handler, *logging.Buffer) {
 	t.Helper()
 	logs := &logging.Buffer{}
 	logger := zerolog.New(logs).Level(zerolog.InfoLevel)
-	o := sidecar.Options{
-		BaseURL:        sidecarURL,
+	o := apiOptions{Options: publish.Options{
 		PubSubName:     "pubsub",
 		Topic:          "task-events",
 		PublishTimeout: 2 * time.Second,
@@ -44,11 +51,13 @@ func newAPI(t *testing.T, sidecarURL string, mod func(*sidecar.Options)) (http.H
 			return 0
 		},
 		Logger: logger,
-	}
+	}}
 	if mod != nil {
 		mod(&o)
 	}
-	client := sidecar.New(o)
+	sc := sidecar.New(sidecar.Options{BaseURL: sidecarURL, APIToken: o.APIToken})
+	t.Cleanup(sc.Close)
+	client := publish.New(sc.Topic(o.PubSubName, o.Topic), o.Options)
 	t.Cleanup(client.Close)
 	return httpapi.New(httpapi.Deps{
 		Publisher:      client,
@@ -280,11 +289,11 @@ func checkCreated(t *testing.T, body []byte, wantTitle string, pubs []sidecartes
 	if c.Title != wantTitle || c.Event != "published" {
 		t.Errorf("202 body = %+v, want title %q and event published", c, wantTitle)
 	}
-	var ev sidecar.TaskCreated
+	var ev publish.TaskCreated
 	if err := json.Unmarshal(pubs[0].Body, &ev); err != nil {
 		t.Fatal(err)
 	}
-	if ev != (sidecar.TaskCreated{EventType: "task.created", TaskID: c.ID, Title: wantTitle}) {
+	if ev != (publish.TaskCreated{EventType: "task.created", TaskID: c.ID, Title: wantTitle}) {
 		t.Errorf("published %+v, want task.created for %s", ev, c.ID)
 	}
 	if q := pubs[0].Query; q.Get("metadata.cloudevent.id") != c.ID || q.Get("metadata.partitionKey") != c.ID ||
@@ -298,7 +307,7 @@ func TestCreateTaskForwardsTraceContextAndToken(t *testing.T) {
 		t.Run("token="+token, func(t *testing.T) {
 			fake := sidecartest.New(t)
 			fake.Token = token
-			h, logs := newAPI(t, fake.URL, func(o *sidecar.Options) { o.APIToken = token })
+			h, logs := newAPI(t, fake.URL, func(o *apiOptions) { o.APIToken = token })
 
 			req := httptest.NewRequest(http.MethodPost, "/tasks", strings.NewReader(`{"title":"traced"}`))
 			req.Header.Set("Content-Type", "application/json")
@@ -361,7 +370,7 @@ func TestCreateTaskSidecarDownIsFast503(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	h, _ := newAPI(t, "http://"+addr, func(o *sidecar.Options) {
+	h, _ := newAPI(t, "http://"+addr, func(o *apiOptions) {
 		o.PublishTimeout = 300 * time.Millisecond
 		o.Backoff = func(int) time.Duration { return 20 * time.Millisecond }
 	})
@@ -446,7 +455,7 @@ type fakePublisher struct {
 	panicWith string
 }
 
-func (f *fakePublisher) Publish(context.Context, sidecar.TaskCreated, sidecar.TraceContext) error {
+func (f *fakePublisher) Publish(context.Context, publish.TaskCreated, publish.TraceContext) error {
 	if f.panicWith != "" {
 		panic(f.panicWith)
 	}

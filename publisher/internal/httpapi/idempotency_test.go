@@ -14,10 +14,11 @@ import (
 
 	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/kit/problem"
+	"github.com/taskevents/taskevents/kit/sidecar"
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
 	"github.com/taskevents/taskevents/publisher/internal/idempotency"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
+	"github.com/taskevents/taskevents/publisher/internal/publish"
 )
 
 const ttl = 24 * time.Hour
@@ -37,8 +38,10 @@ func newIdemEnv(t *testing.T, kind, storeName string) *idemEnv {
 	fake := sidecartest.New(t)
 	logs := &logging.Buffer{}
 	logger := zerolog.New(logs)
-	client := sidecar.New(sidecar.Options{
-		BaseURL: fake.URL, PubSubName: "pubsub", Topic: "task-events", PublishTimeout: 2 * time.Second,
+	sc := sidecar.New(sidecar.Options{BaseURL: fake.URL})
+	t.Cleanup(sc.Close)
+	client := publish.New(sc.Topic("pubsub", "task-events"), publish.Options{
+		PubSubName: "pubsub", Topic: "task-events", PublishTimeout: 2 * time.Second,
 		Backoff: func(n int) time.Duration {
 			if n >= 2 {
 				return time.Hour // two attempts, then give up
@@ -52,7 +55,7 @@ func newIdemEnv(t *testing.T, kind, storeName string) *idemEnv {
 	var store idempotency.Store
 	switch kind {
 	case "dapr":
-		store = idempotency.NewDapr(client, storeName, ttl, time.Second)
+		store = idempotency.NewDapr(sc, storeName, ttl, time.Second)
 		env.advance = fake.Advance
 	case "memory":
 		c := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}

@@ -99,7 +99,7 @@ func route(pattern string) string {
 }
 
 // logRequests logs one debug line per request; the domain outcome (the
-// publish) is logged at info by the sidecar client.
+// publish) is logged at info by the publisher.
 func logRequests(log zerolog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if log.GetLevel() > zerolog.DebugLevel {

@@ -3,6 +3,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -16,12 +17,21 @@ import (
 	"github.com/taskevents/taskevents/kit/problem"
 	"github.com/taskevents/taskevents/kit/tracing"
 	"github.com/taskevents/taskevents/publisher/internal/idempotency"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar"
+	"github.com/taskevents/taskevents/publisher/internal/publish"
 )
+
+// Publisher publishes task events: *publish.Publisher, or an in-memory fake
+// in tests.
+type Publisher interface {
+	// Publish returns nil only once the sidecar accepted the event, and
+	// otherwise a *sidecar.ConfigError or an error matching
+	// sidecar.ErrUnavailable.
+	Publish(ctx context.Context, ev publish.TaskCreated, trace publish.TraceContext) error
+}
 
 // Deps is what the handlers need.
 type Deps struct {
-	Publisher sidecar.Publisher
+	Publisher Publisher
 	// Ready reports readiness for /readyz and, when not ready, why.
 	Ready  func() (ready bool, reason string)
 	Logger zerolog.Logger

@@ -9,11 +9,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/taskevents/taskevents/kit/jsonstr"
 	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/kit/problem"
+	"github.com/taskevents/taskevents/kit/sidecar"
 	"github.com/taskevents/taskevents/publisher/internal/idempotency"
-	"github.com/taskevents/taskevents/publisher/internal/jsonstr"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar"
+	"github.com/taskevents/taskevents/publisher/internal/publish"
 	"github.com/taskevents/taskevents/publisher/internal/task"
 )
 
@@ -57,7 +58,7 @@ func createTask(d Deps) http.Handler {
 			taskID = id
 		}
 
-		ev := sidecar.NewTaskCreated(taskID, t.Title)
+		ev := publish.NewTaskCreated(taskID, t.Title)
 		// Detached from the client's cancellation: once started, a publish
 		// runs to its own deadline (PUBLISH_TIMEOUT), so a client that hangs
 		// up cannot leave an attempt half-done and an outcome unlogged.

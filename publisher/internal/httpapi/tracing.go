@@ -9,7 +9,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskevents/taskevents/kit/tracing"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar"
+	"github.com/taskevents/taskevents/publisher/internal/publish"
 )
 
 // Span names the end-to-end trace test looks for.
@@ -38,10 +38,10 @@ func traceTasks(t *tracing.Tracing, next http.Handler) http.Handler {
 // through unchanged, and span is nil. With tracing on it is a producer span's,
 // "publish <topic>", a child of the request's server span: daprd's publish
 // span and the CloudEvent's traceparent then hang under it.
-func (d Deps) tracePublish(ctx context.Context, r *http.Request, ev sidecar.TaskCreated) (
-	context.Context, trace.Span, sidecar.TraceContext) {
+func (d Deps) tracePublish(ctx context.Context, r *http.Request, ev publish.TaskCreated) (
+	context.Context, trace.Span, publish.TraceContext) {
 	if !d.Tracing.Enabled() {
-		return ctx, nil, sidecar.TraceContext{
+		return ctx, nil, publish.TraceContext{
 			TraceParent: r.Header.Get("traceparent"),
 			TraceState:  r.Header.Get("tracestate"),
 		}
@@ -57,9 +57,9 @@ func (d Deps) tracePublish(ctx context.Context, r *http.Request, ev sidecar.Task
 			semconv.MessagingDestinationName(d.Topic),
 			semconv.MessagingMessageID(ev.TaskID),
 			attribute.String("dapr.pubsub.name", d.PubSubName),
-			semconv.CloudEventsEventType(sidecar.EventTypeTaskCreated)))
+			semconv.CloudEventsEventType(publish.EventTypeTaskCreated)))
 	tp, ts := tracing.Inject(ctx)
-	return ctx, span, sidecar.TraceContext{TraceParent: tp, TraceState: ts}
+	return ctx, span, publish.TraceContext{TraceParent: tp, TraceState: ts}
 }
 
 // endPublish ends the publish span, marked failed when the publish failed.

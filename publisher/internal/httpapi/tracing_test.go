@@ -17,9 +17,10 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/taskevents/taskevents/kit/sidecar"
 	"github.com/taskevents/taskevents/kit/tracing"
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar"
+	"github.com/taskevents/taskevents/publisher/internal/publish"
 )
 
 const (
@@ -31,18 +32,18 @@ const (
 // tracePublisher records the trace context each publish was given.
 type tracePublisher struct {
 	mu     sync.Mutex
-	traces []sidecar.TraceContext
+	traces []publish.TraceContext
 	err    error
 }
 
-func (p *tracePublisher) Publish(_ context.Context, _ sidecar.TaskCreated, tc sidecar.TraceContext) error {
+func (p *tracePublisher) Publish(_ context.Context, _ publish.TaskCreated, tc publish.TraceContext) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.traces = append(p.traces, tc)
 	return p.err
 }
 
-func (p *tracePublisher) last(t *testing.T) sidecar.TraceContext {
+func (p *tracePublisher) last(t *testing.T) publish.TraceContext {
 	t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()

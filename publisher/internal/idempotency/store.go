@@ -1,7 +1,6 @@
 package idempotency
 
 import (
-	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/taskevents/taskevents/publisher/internal/sidecar"
+	"github.com/taskevents/taskevents/kit/memstore"
+	"github.com/taskevents/taskevents/kit/sidecar"
 )
 
 // Record is what a key is remembered with.
@@ -38,44 +38,25 @@ type Store interface {
 // state store. A restart forgets every key, and replicas do not share keys.
 // It holds at most maxKeys; beyond that the oldest key is forgotten early.
 type Memory struct {
-	ttl     time.Duration
-	maxKeys int
-	now     func() time.Time
-
-	mu   sync.Mutex
-	keys map[string]*list.Element
-	// order holds *memEntry oldest first. Every key lives exactly ttl and is
-	// never refreshed, so the oldest is also the next to expire.
-	order *list.List
-}
-
-type memEntry struct {
-	id      string
-	rec     Record
-	expires time.Time
+	mu sync.Mutex
+	// keys are never renewed: every key lives exactly the TTL.
+	keys *memstore.Store[string, Record]
 }
 
 // NewMemory returns an empty memory store. now is the clock (time.Now
 // outside tests).
 func NewMemory(ttl time.Duration, maxKeys int, now func() time.Time) *Memory {
-	return &Memory{ttl: ttl, maxKeys: max(maxKeys, 1), now: now, keys: map[string]*list.Element{}, order: list.New()}
+	return &Memory{keys: memstore.New[string, Record](memstore.Options{MaxEntries: maxKeys, TTL: ttl, Now: now})}
 }
 
 // Claim implements Store; it never fails.
 func (m *Memory) Claim(_ context.Context, key Key, rec Record) (Record, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.now()
-	for front := m.order.Front(); front != nil && !now.Before(front.Value.(*memEntry).expires); front = m.order.Front() {
-		m.remove(front)
+	if held, ok := m.keys.Get(key.ID()); ok {
+		return held, false, nil
 	}
-	if el, ok := m.keys[key.ID()]; ok {
-		return el.Value.(*memEntry).rec, false, nil
-	}
-	for m.order.Len() >= m.maxKeys {
-		m.remove(m.order.Front())
-	}
-	m.keys[key.ID()] = m.order.PushBack(&memEntry{id: key.ID(), rec: rec, expires: now.Add(m.ttl)})
+	m.keys.Put(key.ID(), rec)
 	return rec, true, nil
 }
 
@@ -83,18 +64,14 @@ func (m *Memory) Claim(_ context.Context, key Key, rec Record) (Record, bool, er
 func (m *Memory) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.order.Len()
-}
-
-func (m *Memory) remove(el *list.Element) {
-	delete(m.keys, m.order.Remove(el).(*memEntry).id)
+	return m.keys.Len()
 }
 
 // StateAPI is the part of the sidecar's state API that Dapr needs;
 // *sidecar.Client implements it.
 type StateAPI interface {
-	SaveStateFirstWrite(ctx context.Context, store, key string, value json.RawMessage, ttl time.Duration) error
-	GetState(ctx context.Context, store, key string) (value []byte, found bool, err error)
+	SaveState(ctx context.Context, store string, it sidecar.StateItem) error
+	GetState(ctx context.Context, store, key string) (sidecar.State, bool, error)
 }
 
 var _ StateAPI = (*sidecar.Client)(nil)
@@ -125,19 +102,15 @@ func NewDapr(api StateAPI, store string, ttl, timeout time.Duration) *Dapr {
 func (d *Dapr) Claim(ctx context.Context, key Key, rec Record) (Record, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	value, err := json.Marshal(rec)
-	if err != nil {
-		return Record{}, false, fmt.Errorf("encode idempotency record: %w", err)
-	}
 	for range claimRounds {
-		err := d.api.SaveStateFirstWrite(ctx, d.store, key.ID(), value, d.ttl)
+		err := d.api.SaveState(ctx, d.store, sidecar.StateItem{Key: key.ID(), Value: rec, ETag: sidecar.CreateOnly, TTL: d.ttl})
 		if err == nil {
 			return rec, true, nil
 		}
 		if !errors.Is(err, sidecar.ErrETagMismatch) {
 			return Record{}, false, d.wrap("save", err)
 		}
-		raw, found, err := d.api.GetState(ctx, d.store, key.ID())
+		s, found, err := d.api.GetState(ctx, d.store, key.ID())
 		if err != nil {
 			return Record{}, false, d.wrap("read", err)
 		}
@@ -145,9 +118,9 @@ func (d *Dapr) Claim(ctx context.Context, key Key, rec Record) (Record, bool, er
 			continue // the record expired between our save and our read: the key is new again
 		}
 		var held Record
-		if err := json.Unmarshal(raw, &held); err != nil || held.TaskID == "" {
+		if err := json.Unmarshal(s.Value, &held); err != nil || held.TaskID == "" {
 			return Record{}, false, fmt.Errorf("state store %q holds %s that is not an idempotency record: %.100q",
-				d.store, key.ID(), raw)
+				d.store, key.ID(), s.Value)
 		}
 		return held, false, nil
 	}

@@ -12,11 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/taskevents/taskevents/publisher/internal/idempotency"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
+	"github.com/taskevents/taskevents/kit/sidecar"
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 )
 
 func key(t *testing.T, v string) idempotency.Key {
@@ -63,7 +61,7 @@ type storeUnderTest struct {
 func stores(t *testing.T, ttl time.Duration) []storeUnderTest {
 	c := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
 	fake := sidecartest.New(t)
-	client := sidecar.New(sidecar.Options{BaseURL: fake.URL, Logger: zerolog.Nop()})
+	client := sidecar.New(sidecar.Options{BaseURL: fake.URL})
 	t.Cleanup(client.Close)
 	return []storeUnderTest{
 		{"memory", idempotency.NewMemory(ttl, 1000, c.Now), c.Advance},
@@ -166,7 +164,7 @@ func TestMemoryIsBounded(t *testing.T) {
 func TestDaprClaimRequests(t *testing.T) {
 	fake := sidecartest.New(t)
 	fake.Token = "tok"
-	client := sidecar.New(sidecar.Options{BaseURL: fake.URL, APIToken: "tok", Logger: zerolog.Nop()})
+	client := sidecar.New(sidecar.Options{BaseURL: fake.URL, APIToken: "tok"})
 	t.Cleanup(client.Close)
 	store := idempotency.NewDapr(client, "statestore", 24*time.Hour, 2*time.Second)
 	k := key(t, "k1")
@@ -196,7 +194,7 @@ func TestDaprClaimRequests(t *testing.T) {
 
 func TestDaprClaimRoundsTTLUp(t *testing.T) {
 	fake := sidecartest.New(t)
-	client := sidecar.New(sidecar.Options{BaseURL: fake.URL, Logger: zerolog.Nop()})
+	client := sidecar.New(sidecar.Options{BaseURL: fake.URL})
 	t.Cleanup(client.Close)
 	for ttl, want := range map[time.Duration]string{time.Millisecond: "1", 1500 * time.Millisecond: "2", time.Minute: "60"} {
 		store := idempotency.NewDapr(client, "statestore", ttl, time.Second)
@@ -233,7 +231,7 @@ func TestDaprClaimErrors(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(fake)
 			}
-			client := sidecar.New(sidecar.Options{BaseURL: fake.URL, Logger: zerolog.Nop()})
+			client := sidecar.New(sidecar.Options{BaseURL: fake.URL})
 			t.Cleanup(client.Close)
 			name := tt.store
 			if name == "" {
@@ -265,16 +263,16 @@ type stubState struct {
 	gets  []string // "" means not found
 }
 
-func (s *stubState) SaveStateFirstWrite(context.Context, string, string, json.RawMessage, time.Duration) error {
+func (s *stubState) SaveState(context.Context, string, sidecar.StateItem) error {
 	err := s.saves[0]
 	s.saves = s.saves[1:]
 	return err
 }
 
-func (s *stubState) GetState(context.Context, string, string) ([]byte, bool, error) {
+func (s *stubState) GetState(context.Context, string, string) (sidecar.State, bool, error) {
 	v := s.gets[0]
 	s.gets = s.gets[1:]
-	return []byte(v), v != "", nil
+	return sidecar.State{Value: []byte(v)}, v != "", nil
 }
 
 func TestDaprClaimRaces(t *testing.T) {

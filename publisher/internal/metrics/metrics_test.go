@@ -15,12 +15,12 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/taskevents/taskevents/publisher/internal/coalesce"
+	"github.com/taskevents/taskevents/kit/sidecar"
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
 	"github.com/taskevents/taskevents/publisher/internal/metrics"
 	"github.com/taskevents/taskevents/publisher/internal/metrics/metricstest"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
+	"github.com/taskevents/taskevents/publisher/internal/publish"
 )
 
 // Metric names, as dashboards and alerts use them.
@@ -91,10 +91,14 @@ func quickRetries(n int) time.Duration {
 	return 0
 }
 
-func newClient(t *testing.T, fake *sidecartest.Fake, m *metrics.Metrics, timeout time.Duration) *sidecar.Client {
+// newClient returns a publisher whose publishes go to fake, counted by m;
+// with maxInFlight 0 every publish goes alone, at once.
+func newClient(t *testing.T, fake *sidecartest.Fake, m *metrics.Metrics, timeout time.Duration, maxInFlight int) *publish.Publisher {
 	t.Helper()
-	c := sidecar.New(sidecar.Options{BaseURL: fake.URL, PubSubName: "pubsub", Topic: "task-events",
-		PublishTimeout: timeout, Backoff: quickRetries, Logger: zerolog.Nop(), Observer: m})
+	sc := sidecar.New(sidecar.Options{BaseURL: fake.URL})
+	t.Cleanup(sc.Close)
+	c := publish.New(sc.Topic("pubsub", "task-events"), publish.Options{PubSubName: "pubsub", Topic: "task-events",
+		MaxBatch: 100, MaxInFlight: maxInFlight, PublishTimeout: timeout, Backoff: quickRetries, Logger: zerolog.Nop(), Observer: m})
 	t.Cleanup(c.Close)
 	return c
 }
@@ -192,7 +196,7 @@ func TestRequestsThroughTheAPI(t *testing.T) {
 				fake.Script(tt.script...)
 			}
 			m := metrics.New()
-			h := httpapi.New(httpapi.Deps{Publisher: newClient(t, fake, m, 2*time.Second), Logger: zerolog.Nop(),
+			h := httpapi.New(httpapi.Deps{Publisher: newClient(t, fake, m, 2*time.Second, 0), Logger: zerolog.Nop(),
 				MaxTitleLength: 200, Metrics: m})
 			req := httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body))
 			req.Header.Set("Content-Type", jsonCT)
@@ -228,71 +232,8 @@ func TestPanicIsCounted(t *testing.T) {
 
 type panicking struct{}
 
-func (panicking) Publish(context.Context, sidecar.TaskCreated, sidecar.TraceContext) error {
+func (panicking) Publish(context.Context, publish.TaskCreated, publish.TraceContext) error {
 	panic("boom")
-}
-
-// A bulk publish whose broker refuses two of four entries: the call counts
-// as one failed bulk attempt of 4 entries that published 2; the coalescer
-// then retries each failed entry alone through Finish, as it does in run.
-func TestBulkPartialFailureWithRetries(t *testing.T) {
-	fake := sidecartest.New(t)
-	fake.ScriptBulk(func([]sidecartest.BulkEntry) sidecartest.Response { return sidecartest.FailEntries("1", "3") })
-	// Entry 1: its first retry fails, its second is accepted. Entry 3: its
-	// first retry is accepted.
-	fake.Script(sidecartest.PublishFailed, sidecartest.Published)
-	m := metrics.New()
-	c := newClient(t, fake, m, 2*time.Second)
-	ctx := context.Background()
-	var entries []sidecar.Entry
-	for _, id := range []string{"a", "b", "c", "d"} {
-		entries = append(entries, sidecar.Entry{Event: sidecar.NewTaskCreated(id, "t"), Start: time.Now()})
-	}
-	errs := c.PublishBulk(ctx, entries)
-	for i, err := range errs {
-		if failed := i == 1 || i == 3; (err != nil) != failed {
-			t.Fatalf("entry %d: %v", i, err)
-		}
-		if err != nil {
-			if err := c.Finish(ctx, entries[i], sidecar.Outcome{Attempts: 1, BatchSize: 4, Err: err}); err != nil {
-				t.Fatalf("entry %d retried: %v", i, err)
-			}
-		}
-	}
-	check(t, m, []series{
-		{attempts, []string{"mode", "bulk", "result", "failed"}, 1},
-		{publishTime, []string{"mode", "bulk"}, 1},
-		{batch, nil, 1},
-		{attempts, []string{"mode", "single", "result", "failed"}, 1},
-		{attempts, []string{"mode", "single", "result", "accepted"}, 2},
-		{publishTime, []string{"mode", "single"}, 3},
-		{retries, nil, 3},
-		{published, nil, 4},
-	})
-	if got := metricstest.Sum(t, m.Registry, batch); got != 4 {
-		t.Errorf("bulk batch entries sum = %v, want 4", got)
-	}
-}
-
-func TestBulkAccepted(t *testing.T) {
-	fake := sidecartest.New(t)
-	m := metrics.New()
-	c := newClient(t, fake, m, 2*time.Second)
-	entries := make([]sidecar.Entry, 50)
-	for i := range entries {
-		entries[i] = sidecar.Entry{Event: sidecar.NewTaskCreated(string(rune('a'+i%26))+strings.Repeat("x", i), "t")}
-	}
-	for i, err := range c.PublishBulk(context.Background(), entries) {
-		if err != nil {
-			t.Fatalf("entry %d: %v", i, err)
-		}
-	}
-	check(t, m, []series{
-		{attempts, []string{"mode", "bulk", "result", "accepted"}, 1},
-		{publishTime, []string{"mode", "bulk"}, 1},
-		{batch, nil, 1},
-		{published, nil, 50},
-	})
 }
 
 // A request still queued behind a publish in flight when its deadline runs
@@ -301,16 +242,14 @@ func TestBulkAccepted(t *testing.T) {
 func TestQueuedPastItsDeadlineIs503(t *testing.T) {
 	fake := sidecartest.New(t)
 	m := metrics.New()
-	co := coalesce.New(newClient(t, fake, m, 5*time.Second),
-		coalesce.Options{MaxBatch: 100, MaxInFlight: 1, PublishTimeout: 5 * time.Second})
-	t.Cleanup(co.Close)
+	co := newClient(t, fake, m, 5*time.Second, 1)
 
 	release := fake.Hold()
 	defer release()
 	var wg sync.WaitGroup
 	var first error
 	wg.Go(func() {
-		first = co.Publish(context.Background(), sidecar.NewTaskCreated("first", "x"), sidecar.TraceContext{})
+		first = co.Publish(context.Background(), publish.NewTaskCreated("first", "x"), publish.TraceContext{})
 	})
 	deadline := time.Now().Add(5 * time.Second)
 	for len(fake.Publishes()) == 0 {
@@ -323,7 +262,7 @@ func TestQueuedPastItsDeadlineIs503(t *testing.T) {
 	// its deadline passes in the queue.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	queued := co.Publish(ctx, sidecar.NewTaskCreated("late", "x"), sidecar.TraceContext{})
+	queued := co.Publish(ctx, publish.NewTaskCreated("late", "x"), publish.TraceContext{})
 	var ue *sidecar.UnavailableError
 	if !errors.As(queued, &ue) || ue.Attempts != 0 {
 		t.Fatalf("queued publish = %v, want unavailable after 0 attempts", queued)
@@ -355,7 +294,7 @@ func TestQueuedPastItsDeadlineIs503(t *testing.T) {
 // failing answers every publish with err.
 type failing struct{ err error }
 
-func (f failing) Publish(context.Context, sidecar.TaskCreated, sidecar.TraceContext) error {
+func (f failing) Publish(context.Context, publish.TaskCreated, publish.TraceContext) error {
 	return f.err
 }
 

@@ -1,4 +1,4 @@
-package coalesce
+package publish
 
 import (
 	"context"
@@ -13,13 +13,13 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/taskevents/taskevents/kit/logging"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
+	"github.com/taskevents/taskevents/kit/sidecar"
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 )
 
-// rig is a Coalescer in front of a real sidecar client and a fake sidecar.
+// rig is a Publisher in front of a real sidecar client and a fake sidecar.
 type rig struct {
-	c    *Coalescer
+	c    *Publisher
 	fake *sidecartest.Fake
 	logs *logging.Buffer
 }
@@ -31,12 +31,10 @@ func newRig(t *testing.T, o Options) *rig {
 	if o.PublishTimeout == 0 {
 		o.PublishTimeout = 5 * time.Second
 	}
-	client := sidecar.New(sidecar.Options{
-		BaseURL: fake.URL, PubSubName: "pubsub", Topic: "task-events", PublishTimeout: o.PublishTimeout,
-		Backoff: threeAttempts, Logger: zerolog.New(logs),
-	})
+	o.PubSubName, o.Topic, o.Backoff, o.Logger = "pubsub", "task-events", threeAttempts, zerolog.New(logs)
+	client := sidecar.New(sidecar.Options{BaseURL: fake.URL})
 	t.Cleanup(client.Close)
-	c := New(client, o)
+	c := New(client.Topic("pubsub", "task-events"), o)
 	t.Cleanup(c.Close)
 	return &rig{c: c, fake: fake, logs: logs}
 }
@@ -51,7 +49,7 @@ func threeAttempts(n int) time.Duration {
 }
 
 // queued is how many entries wait for a sender (abandoned ones included).
-func (c *Coalescer) queued() int {
+func (c *Publisher) queued() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.queue)
@@ -75,9 +73,9 @@ type calls struct {
 	errs map[string]error
 }
 
-func (cs *calls) publish(ctx context.Context, c *Coalescer, id string, trace sidecar.TraceContext) {
+func (cs *calls) publish(ctx context.Context, c *Publisher, id string, trace TraceContext) {
 	cs.wg.Go(func() {
-		err := c.Publish(ctx, sidecar.NewTaskCreated(id, "title "+id), trace)
+		err := c.Publish(ctx, NewTaskCreated(id, "title "+id), trace)
 		cs.mu.Lock()
 		defer cs.mu.Unlock()
 		if cs.errs == nil {
@@ -98,10 +96,10 @@ func (r *rig) queueBehindHeld(t *testing.T, cs *calls, ids ...string) (release f
 	t.Helper()
 	release = r.fake.Hold()
 	t.Cleanup(release)
-	cs.publish(context.Background(), r.c, "first", sidecar.TraceContext{})
+	cs.publish(context.Background(), r.c, "first", TraceContext{})
 	waitFor(t, "the first publish to reach the sidecar", func() bool { return len(r.fake.Publishes()) == 1 })
 	for i, id := range ids {
-		cs.publish(context.Background(), r.c, id, sidecar.TraceContext{TraceParent: traceparent(id)})
+		cs.publish(context.Background(), r.c, id, TraceContext{TraceParent: traceparent(id)})
 		waitFor(t, "entry "+id+" to queue", func() bool { return r.c.queued() == i+1 })
 	}
 	return release
@@ -123,7 +121,7 @@ func bulkIDs(t *testing.T, b sidecartest.BulkRequest) []string {
 	t.Helper()
 	var out []string
 	for _, e := range b.Entries {
-		var ev sidecar.TaskCreated
+		var ev TaskCreated
 		if err := json.Unmarshal(e.Event, &ev); err != nil {
 			t.Fatalf("entry event %s: %v", e.Event, err)
 		}
@@ -134,7 +132,7 @@ func bulkIDs(t *testing.T, b sidecartest.BulkRequest) []string {
 
 func TestLoneRequestUsesTheSinglePath(t *testing.T) {
 	r := newRig(t, Options{MaxBatch: 100, MaxInFlight: 4})
-	if err := r.c.Publish(context.Background(), sidecar.NewTaskCreated("only", "alone"), sidecar.TraceContext{}); err != nil {
+	if err := r.c.Publish(context.Background(), NewTaskCreated("only", "alone"), TraceContext{}); err != nil {
 		t.Fatal(err)
 	}
 	if p, b := len(r.fake.Publishes()), len(r.fake.BulkPublishes()); p != 1 || b != 0 {
@@ -295,13 +293,13 @@ func TestDeadlineWhileQueued(t *testing.T) {
 	release := r.fake.Hold()
 	defer release()
 	var cs calls
-	cs.publish(context.Background(), r.c, "first", sidecar.TraceContext{})
+	cs.publish(context.Background(), r.c, "first", TraceContext{})
 	waitFor(t, "the first publish to reach the sidecar", func() bool { return len(r.fake.Publishes()) == 1 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err := r.c.Publish(ctx, sidecar.NewTaskCreated("late", "x"), sidecar.TraceContext{})
+	err := r.c.Publish(ctx, NewTaskCreated("late", "x"), TraceContext{})
 	var ue *sidecar.UnavailableError
 	if !errors.As(err, &ue) || ue.Attempts != 0 || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Publish = %v, want unavailable after 0 attempts, past its deadline", err)
@@ -333,7 +331,7 @@ func TestCancellationWhileQueued(t *testing.T) {
 	release := r.queueBehindHeld(t, &cs, "a")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- r.c.Publish(ctx, sidecar.NewTaskCreated("cancelled", "x"), sidecar.TraceContext{}) }()
+	go func() { done <- r.c.Publish(ctx, NewTaskCreated("cancelled", "x"), TraceContext{}) }()
 	waitFor(t, "the entry to queue", func() bool { return r.c.queued() == 2 })
 	cancel()
 	select {
@@ -382,7 +380,7 @@ func TestCloseDrains(t *testing.T) {
 		t.Errorf("bulk publishes = %d, want the queued five sent in one before Close returned", got)
 	}
 	// After Close, a publish goes alone.
-	if err := r.c.Publish(context.Background(), sidecar.NewTaskCreated("after", "x"), sidecar.TraceContext{}); err != nil {
+	if err := r.c.Publish(context.Background(), NewTaskCreated("after", "x"), TraceContext{}); err != nil {
 		t.Fatal(err)
 	}
 	if last := r.fake.Publishes()[len(r.fake.Publishes())-1]; last.Query.Get("metadata.cloudevent.id") != "after" {

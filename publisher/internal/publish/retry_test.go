@@ -1,4 +1,4 @@
-package sidecar_test
+package publish_test
 
 import (
 	"context"
@@ -7,15 +7,15 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/taskevents/taskevents/kit/logging"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar"
-	"github.com/taskevents/taskevents/publisher/internal/sidecar/sidecartest"
+	"github.com/taskevents/taskevents/kit/sidecar"
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
+	"github.com/taskevents/taskevents/publisher/internal/publish"
 )
 
 const (
@@ -37,27 +37,36 @@ func waitsUntil(n int) func(int) time.Duration {
 	}
 }
 
-func newClient(baseURL string, mod func(*sidecar.Options)) (*sidecar.Client, *logging.Buffer) {
+// testOptions are the publisher's options and the sidecar client's token.
+type testOptions struct {
+	publish.Options
+	APIToken string
+}
+
+// newClient returns a publisher that publishes every event alone, at once,
+// through a sidecar client: the path of PUBLISH_COALESCE=false, and of a
+// lone request.
+func newClient(baseURL string, mod func(*testOptions)) (*publish.Publisher, *logging.Buffer) {
 	logs := &logging.Buffer{}
-	o := sidecar.Options{
-		BaseURL:        baseURL,
+	o := testOptions{Options: publish.Options{
 		PubSubName:     "pubsub",
 		Topic:          "task-events",
 		PublishTimeout: 2 * time.Second,
 		Backoff:        noWait,
 		Logger:         zerolog.New(logs),
-	}
+	}}
 	if mod != nil {
 		mod(&o)
 	}
-	return sidecar.New(o), logs
+	client := sidecar.New(sidecar.Options{BaseURL: baseURL, APIToken: o.APIToken})
+	return publish.New(client.Topic(o.PubSubName, o.Topic), o.Options), logs
 }
 
 func TestPublishRequest(t *testing.T) {
 	tests := []struct {
 		name       string
 		token      string
-		trace      sidecar.TraceContext
+		trace      publish.TraceContext
 		title      string
 		topic      string
 		wantPath   string
@@ -73,7 +82,7 @@ func TestPublishRequest(t *testing.T) {
 		{
 			name:       "token and trace context",
 			token:      "s3cr3t",
-			trace:      sidecar.TraceContext{TraceParent: traceParent, TraceState: "congo=t61rcWkgMzE"},
+			trace:      publish.TraceContext{TraceParent: traceParent, TraceState: "congo=t61rcWkgMzE"},
 			title:      "Fish & <chips>",
 			wantPath:   "/v1.0/publish/pubsub/task-events",
 			wantBody:   `{"event_type":"task.created","task_id":"` + taskID + `","title":"Fish & <chips>"}`,
@@ -91,13 +100,13 @@ func TestPublishRequest(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fake := sidecartest.New(t)
 			fake.Token = tt.token
-			c, _ := newClient(fake.URL, func(o *sidecar.Options) {
+			c, _ := newClient(fake.URL, func(o *testOptions) {
 				o.APIToken = tt.token
 				if tt.topic != "" {
 					o.Topic = tt.topic
 				}
 			})
-			if err := c.Publish(context.Background(), sidecar.NewTaskCreated(taskID, tt.title), tt.trace); err != nil {
+			if err := c.Publish(context.Background(), publish.NewTaskCreated(taskID, tt.title), tt.trace); err != nil {
 				t.Fatalf("Publish: %v", err)
 			}
 			got := fake.Publishes()
@@ -165,13 +174,13 @@ func TestPublishOutcomes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fake := sidecartest.New(t)
 			fake.Script(tt.script...)
-			c, _ := newClient(fake.URL, func(o *sidecar.Options) {
+			c, _ := newClient(fake.URL, func(o *testOptions) {
 				if tt.backoff != nil {
 					o.Backoff = tt.backoff
 				}
 			})
 			start := time.Now()
-			err := c.Publish(context.Background(), sidecar.NewTaskCreated(taskID, "x"), sidecar.TraceContext{})
+			err := c.Publish(context.Background(), publish.NewTaskCreated(taskID, "x"), publish.TraceContext{})
 			// No case waits: a backoff that would cross the deadline ends the
 			// retries at once instead of sleeping until the 2s deadline.
 			if d := time.Since(start); d > time.Second {
@@ -224,12 +233,12 @@ func TestPublishConnectionRefusedIsUnavailableFast(t *testing.T) {
 	addr := ln.Addr().String()
 	_ = ln.Close() // nothing listens there now
 
-	c, _ := newClient("http://"+addr, func(o *sidecar.Options) {
+	c, _ := newClient("http://"+addr, func(o *testOptions) {
 		o.PublishTimeout = 300 * time.Millisecond
 		o.Backoff = func(int) time.Duration { return 10 * time.Millisecond }
 	})
 	start := time.Now()
-	err = c.Publish(context.Background(), sidecar.NewTaskCreated(taskID, "x"), sidecar.TraceContext{})
+	err = c.Publish(context.Background(), publish.NewTaskCreated(taskID, "x"), publish.TraceContext{})
 	elapsed := time.Since(start)
 
 	var ue *sidecar.UnavailableError
@@ -247,7 +256,7 @@ func TestPublishConnectionRefusedIsUnavailableFast(t *testing.T) {
 func TestPublishAttemptTimeoutIsRetried(t *testing.T) {
 	fake := sidecartest.New(t)
 	fake.Hang(true)
-	c, _ := newClient(fake.URL, func(o *sidecar.Options) {
+	c, _ := newClient(fake.URL, func(o *testOptions) {
 		o.AttemptTimeout = 50 * time.Millisecond
 		o.PublishTimeout = 5 * time.Second
 		o.Backoff = func(int) time.Duration {
@@ -255,7 +264,7 @@ func TestPublishAttemptTimeoutIsRetried(t *testing.T) {
 			return 0
 		}
 	})
-	if err := c.Publish(context.Background(), sidecar.NewTaskCreated(taskID, "x"), sidecar.TraceContext{}); err != nil {
+	if err := c.Publish(context.Background(), publish.NewTaskCreated(taskID, "x"), publish.TraceContext{}); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
 	if n := len(fake.Publishes()); n != 2 {
@@ -266,11 +275,11 @@ func TestPublishAttemptTimeoutIsRetried(t *testing.T) {
 func TestPublishStopsAtTheDeadline(t *testing.T) {
 	fake := sidecartest.New(t)
 	fake.Hang(true)
-	c, _ := newClient(fake.URL, func(o *sidecar.Options) {
+	c, _ := newClient(fake.URL, func(o *testOptions) {
 		o.PublishTimeout = 200 * time.Millisecond
 	})
 	start := time.Now()
-	err := c.Publish(context.Background(), sidecar.NewTaskCreated(taskID, "x"), sidecar.TraceContext{})
+	err := c.Publish(context.Background(), publish.NewTaskCreated(taskID, "x"), publish.TraceContext{})
 	if !errors.Is(err, sidecar.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want unavailable wrapping context.DeadlineExceeded", err)
 	}
@@ -312,12 +321,12 @@ func TestPublishLogLine(t *testing.T) {
 			fake := sidecartest.New(t)
 			fake.Token = "s3cr3t-token"
 			fake.Script(tt.script)
-			c, logs := newClient(fake.URL, func(o *sidecar.Options) {
+			c, logs := newClient(fake.URL, func(o *testOptions) {
 				o.APIToken = "s3cr3t-token"
 				o.Backoff = waitsUntil(2)
 				o.Logger = o.Logger.Level(zerolog.InfoLevel) // retries log at debug
 			})
-			_ = c.Publish(context.Background(), sidecar.NewTaskCreated(taskID, "x"), sidecar.TraceContext{TraceParent: tt.trace})
+			_ = c.Publish(context.Background(), publish.NewTaskCreated(taskID, "x"), publish.TraceContext{TraceParent: tt.trace})
 
 			out := logs.String()
 			if strings.Contains(out, "s3cr3t-token") {
@@ -353,7 +362,7 @@ func TestPublishLogLine(t *testing.T) {
 }
 
 func TestExponentialBackoff(t *testing.T) {
-	b := sidecar.Exponential(50*time.Millisecond, time.Second)
+	b := publish.Exponential(50*time.Millisecond, time.Second)
 	for n := 1; n <= 40; n++ {
 		ceiling := time.Second
 		if n <= 5 {
@@ -364,73 +373,5 @@ func TestExponentialBackoff(t *testing.T) {
 				t.Fatalf("backoff(%d) = %s, want within [%s, %s]", n, d, ceiling/2, ceiling)
 			}
 		}
-	}
-}
-
-func TestNewHTTPClientPoolsConnections(t *testing.T) {
-	c := sidecar.NewHTTPClient(256)
-	tr, ok := c.Transport.(*http.Transport)
-	if !ok {
-		t.Fatalf("Transport is %T", c.Transport)
-	}
-	if tr.MaxIdleConns != 256 || tr.MaxIdleConnsPerHost != 256 || tr.Proxy != nil {
-		t.Errorf("MaxIdleConns=%d MaxIdleConnsPerHost=%d Proxy set=%v; want 256, 256, false",
-			tr.MaxIdleConns, tr.MaxIdleConnsPerHost, tr.Proxy != nil)
-	}
-
-	// Concurrent publishes reuse the pool instead of dialling every time
-	// (with net/http's default of 2 idle connections per host, each later
-	// round would dial ~18 new connections).
-	fake := sidecartest.New(t)
-	client, _ := newClient(fake.URL, nil)
-	const concurrency, rounds = 20, 4
-	for range rounds {
-		var wg sync.WaitGroup
-		for range concurrency {
-			wg.Go(func() {
-				if err := client.Publish(context.Background(), sidecar.NewTaskCreated(taskID, "x"), sidecar.TraceContext{}); err != nil {
-					t.Error(err)
-				}
-			})
-		}
-		wg.Wait()
-	}
-	if d := fake.Connections(); d > concurrency+10 {
-		t.Errorf("%d connections for %d publishes in rounds of %d, want about %d", d, concurrency*rounds, concurrency, concurrency)
-	}
-}
-
-func TestCheckOutbound(t *testing.T) {
-	fake := sidecartest.New(t)
-	c, _ := newClient(fake.URL, nil)
-	for _, tt := range []struct {
-		status int
-		ok     bool
-	}{{204, true}, {500, false}, {200, false}} {
-		fake.SetOutbound(tt.status)
-		if err := c.CheckOutbound(context.Background()); (err == nil) != tt.ok {
-			t.Errorf("outbound %d: err = %v, want ok=%v", tt.status, err, tt.ok)
-		}
-	}
-}
-
-func TestComponents(t *testing.T) {
-	fake := sidecartest.New(t)
-	fake.Token = "tok"
-	fake.SetComponents("statestore", "pubsub")
-
-	c, _ := newClient(fake.URL, func(o *sidecar.Options) { o.APIToken = "tok" })
-	comps, err := c.Components(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(comps) != 2 || comps[1].Name != "pubsub" || comps[1].Type != "pubsub.redis" {
-		t.Errorf("components = %+v", comps)
-	}
-
-	bad, _ := newClient(fake.URL, func(o *sidecar.Options) { o.APIToken = "wrong" })
-	var ce *sidecar.ConfigError
-	if _, err := bad.Components(context.Background()); !errors.As(err, &ce) || ce.Status != 401 {
-		t.Errorf("wrong token: err = %v, want ConfigError 401", err)
 	}
 }

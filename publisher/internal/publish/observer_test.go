@@ -1,0 +1,129 @@
+package publish
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/taskevents/taskevents/kit/sidecar"
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
+	"github.com/taskevents/taskevents/publisher/internal/metrics"
+	"github.com/taskevents/taskevents/publisher/internal/metrics/metricstest"
+)
+
+// Metric names, as dashboards and alerts use them.
+const (
+	publishTime = "taskevents_publisher_publish_duration_seconds"
+	attempts    = "taskevents_publisher_publish_attempts_total"
+	retries     = "taskevents_publisher_publish_retries_total"
+	published   = "taskevents_publisher_events_published_total"
+	batchSize   = "taskevents_publisher_bulk_batch_entries"
+)
+
+// series is one expected value: a counter's, or a histogram's sample count.
+type series struct {
+	name   string
+	labels []string
+	want   float64
+}
+
+// checkSeries compares every publish series, zero unless want says otherwise.
+func checkSeries(t *testing.T, m *metrics.Metrics, want []series) {
+	t.Helper()
+	all := []series{
+		{publishTime, []string{"mode", "single"}, 0},
+		{publishTime, []string{"mode", "bulk"}, 0},
+		{attempts, []string{"mode", "single", "result", "accepted"}, 0},
+		{attempts, []string{"mode", "single", "result", "failed"}, 0},
+		{attempts, []string{"mode", "bulk", "result", "accepted"}, 0},
+		{attempts, []string{"mode", "bulk", "result", "failed"}, 0},
+		{retries, nil, 0},
+		{published, nil, 0},
+		{batchSize, nil, 0},
+	}
+	for _, w := range want {
+		for i, s := range all {
+			if s.name == w.name && strings.Join(s.labels, ",") == strings.Join(w.labels, ",") {
+				all[i] = w
+			}
+		}
+	}
+	for _, s := range all {
+		if got := metricstest.Value(t, m.Registry, s.name, s.labels...); got != s.want {
+			t.Errorf("%s%v = %v, want %v", s.name, s.labels, got, s.want)
+		}
+	}
+}
+
+// observedRig is a publisher with one publish in flight at a time, counted
+// by the real metrics, in front of a fake sidecar.
+func observedRig(t *testing.T) (*Publisher, *sidecartest.Fake, *metrics.Metrics) {
+	t.Helper()
+	fake := sidecartest.New(t)
+	m := metrics.New()
+	sc := sidecar.New(sidecar.Options{BaseURL: fake.URL})
+	t.Cleanup(sc.Close)
+	c := New(sc.Topic("pubsub", "task-events"), Options{PubSubName: "pubsub", Topic: "task-events", MaxBatch: 100,
+		MaxInFlight: 1, PublishTimeout: 2 * time.Second, Backoff: threeAttempts, Logger: zerolog.Nop(), Observer: m})
+	t.Cleanup(c.Close)
+	return c, fake, m
+}
+
+// A bulk publish whose broker refuses two of four entries: the call counts
+// as one failed bulk attempt of 4 entries that published 2; each failed
+// entry is then retried alone. The first publish, alone, that the four
+// queued behind adds one accepted single call.
+func TestBulkPartialFailureWithRetries(t *testing.T) {
+	c, fake, m := observedRig(t)
+	fake.ScriptBulk(func([]sidecartest.BulkEntry) sidecartest.Response { return sidecartest.FailEntries("1", "3") })
+	// After the first: one retry fails, the next two are accepted (entry 1
+	// or 3 fails once more; which one depends on which retries first).
+	fake.Script(sidecartest.Published, sidecartest.PublishFailed, sidecartest.Published)
+	var cs calls
+	r := &rig{c: c, fake: fake}
+	r.queueBehindHeld(t, &cs, "a", "b", "c", "d")()
+	for id, err := range cs.wait() {
+		if err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+	}
+	checkSeries(t, m, []series{
+		{attempts, []string{"mode", "bulk", "result", "failed"}, 1},
+		{publishTime, []string{"mode", "bulk"}, 1},
+		{batchSize, nil, 1},
+		{attempts, []string{"mode", "single", "result", "failed"}, 1},
+		{attempts, []string{"mode", "single", "result", "accepted"}, 1 + 2},
+		{publishTime, []string{"mode", "single"}, 1 + 3},
+		{retries, nil, 3},
+		{published, nil, 1 + 4},
+	})
+	if got := metricstest.Sum(t, m.Registry, batchSize); got != 4 {
+		t.Errorf("bulk batch entries sum = %v, want 4", got)
+	}
+}
+
+func TestBulkAccepted(t *testing.T) {
+	c, fake, m := observedRig(t)
+	var cs calls
+	r := &rig{c: c, fake: fake}
+	var ids []string
+	for i := range 50 {
+		ids = append(ids, string(rune('a'+i%26))+strings.Repeat("x", i))
+	}
+	r.queueBehindHeld(t, &cs, ids...)()
+	for id, err := range cs.wait() {
+		if err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+	}
+	checkSeries(t, m, []series{
+		{attempts, []string{"mode", "bulk", "result", "accepted"}, 1},
+		{publishTime, []string{"mode", "bulk"}, 1},
+		{batchSize, nil, 1},
+		{attempts, []string{"mode", "single", "result", "accepted"}, 1}, // the first
+		{publishTime, []string{"mode", "single"}, 1},
+		{published, nil, 1 + 50},
+	})
+}
