@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -33,10 +34,10 @@ func chaosIdempotencyRetry(t *testing.T, broker string) {
 	}
 	postOnce := func(key, title string) attempt {
 		body, _ := json.Marshal(map[string]string{"title": title})
-		rep, err := post(ctx, r.sys.Publisher.URL+"/tasks", "application/json", string(body),
+		rep, err := suite.Post(ctx, r.sys.Publisher.URL+"/tasks", "application/json", string(body),
 			map[string]string{"Idempotency-Key": key})
 		a := attempt{status: rep.Status, body: string(rep.Body), err: err}
-		var c created
+		var c suite.Created
 		if err == nil && rep.Status == http.StatusAccepted && json.Unmarshal(rep.Body, &c) == nil {
 			a.id = c.ID
 		}

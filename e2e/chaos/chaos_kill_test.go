@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -110,7 +111,7 @@ func chaosReplicasKill(t *testing.T, broker string) {
 	r.judge("replicas-kill", accepted, settleWithin(), func() string {
 		per := make([]int, len(r.sys.Workers))
 		for i, w := range r.sys.Workers {
-			per[i] = handled(w.Process)
+			per[i] = suite.Handled(w.Process)
 		}
 		return fmt.Sprintf(" replicas=3 killed=%s killed_at_handled=%d per_replica=%v seed=%d", victim.Name, killedAt, per, seed)
 	})

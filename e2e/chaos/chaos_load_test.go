@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -29,7 +30,7 @@ import (
 // TASKEVENTS_LOAD_DURATION shortens the paced phase (the warm-up is then a fifth of it).
 func TestChaosLoad(t *testing.T) {
 	requireFull(t)
-	if !slices.Contains(brokers(), "redis") {
+	if !slices.Contains(suite.Brokers(), "redis") {
 		t.Skip("the load test runs on redis, which is not in BROKERS")
 	}
 	duration := 5 * time.Minute

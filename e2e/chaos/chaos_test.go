@@ -37,6 +37,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -65,7 +66,7 @@ func sized(fast, full int) int {
 func chaosBrokers(want ...string) []string {
 	var out []string
 	for _, b := range want {
-		if slices.Contains(brokers(), b) {
+		if slices.Contains(suite.Brokers(), b) {
 			out = append(out, b)
 		}
 	}
@@ -137,7 +138,7 @@ func startRig(t *testing.T, broker string, o harness.SystemOptions, ro rigOption
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	h := newHarness(t)
+	h := suite.NewHarness(t)
 	var b *harness.Broker
 	if broker == "redis" {
 		var err error
@@ -148,7 +149,7 @@ func startRig(t *testing.T, broker string, o harness.SystemOptions, ro rigOption
 		if ro.aof {
 			t.Fatalf("aof is for the Redis broker, not %s", broker)
 		}
-		b = startBroker(ctx, t, h, broker)
+		b = suite.StartBroker(ctx, t, h, broker)
 	}
 	for k, v := range ro.overrides {
 		b.Overrides[k] = v
@@ -157,7 +158,7 @@ func startRig(t *testing.T, broker string, o harness.SystemOptions, ro rigOption
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkSameBinaries(t, broker, sys)
+	suite.CheckSameBinaries(t, broker, sys)
 	state := redis.NewClient(&redis.Options{Addr: sys.StateRedisAddr, MaxRetries: -1})
 	t.Cleanup(func() {
 		_ = state.Close()
@@ -402,17 +403,17 @@ func (r *rig) allDeadLettered(ids []string) bool {
 func (r *rig) backlog(ctx context.Context) (string, error) {
 	switch r.broker {
 	case "redis":
-		groups, err := r.state.XInfoGroups(ctx, contract.Topic).Result()
+		groups, err := r.state.XInfoGroups(ctx, suite.Contract.Topic).Result()
 		if err != nil {
 			return "", err
 		}
 		for _, g := range groups {
-			if g.Name != contract.WorkerAppID {
+			if g.Name != suite.Contract.WorkerAppID {
 				continue
 			}
 			lag := g.Lag
 			if lag < 0 { // Redis cannot tell (entries deleted): compare the last ids
-				info, err := r.state.XInfoStream(ctx, contract.Topic).Result()
+				info, err := r.state.XInfoStream(ctx, suite.Contract.Topic).Result()
 				if err != nil {
 					return "", err
 				}
@@ -428,11 +429,11 @@ func (r *rig) backlog(ctx context.Context) (string, error) {
 		return "stream task-events has no group task-worker", nil
 	case "kafka":
 		addr := r.sys.Broker.Overrides["brokers"]
-		end, err := harness.KafkaEndOffsets(ctx, addr, contract.Topic)
+		end, err := harness.KafkaEndOffsets(ctx, addr, suite.Contract.Topic)
 		if err != nil {
 			return "", err
 		}
-		committed, err := harness.KafkaCommitted(ctx, addr, contract.WorkerAppID, contract.Topic)
+		committed, err := harness.KafkaCommitted(ctx, addr, suite.Contract.WorkerAppID, suite.Contract.Topic)
 		if err != nil {
 			return "", err
 		}
@@ -555,7 +556,7 @@ type stream struct {
 }
 
 func newStream(app *harness.App) *stream {
-	return &stream{app: app, client: client, accepted: map[string]string{}, statuses: map[int]int{}}
+	return &stream{app: app, client: suite.Client, accepted: map[string]string{}, statuses: map[int]int{}}
 }
 
 // send publishes task i.
@@ -576,7 +577,7 @@ func (s *stream) send(ctx context.Context, i int) {
 	}
 	var (
 		status int
-		c      created
+		c      suite.Created
 		raw    []byte
 	)
 	sentAt := time.Now()

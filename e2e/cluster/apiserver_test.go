@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/e2e/internal/helmchart"
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"gopkg.in/yaml.v3"
 )
 
@@ -26,7 +28,7 @@ func (k kubeTools) run(t *testing.T, name string, args ...string) (string, error
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = root
+	cmd.Dir = suite.Root
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+k.kubeconfig, "HELM_CACHE_HOME="+t.TempDir(),
 		"HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
 	out, err := cmd.CombinedOutput()
@@ -51,7 +53,7 @@ func TestChartOnAPIServer(t *testing.T) {
 	if kubeDir == "" || helm == "" {
 		t.Fatal("KUBE_DIR and HELM are not set: run `make test-e2e`, which builds kube-apiserver, kubectl and helm")
 	}
-	h := newHarness(t)
+	h := suite.NewHarness(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	api, err := h.StartKubeAPI(ctx, kubeDir)
@@ -59,11 +61,11 @@ func TestChartOnAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := kubeTools{helm: helm, kubectl: filepath.Join(kubeDir, "kubectl"), kubeconfig: api.Kubeconfig}
-	k.daprCRDs = filepath.Join(moduleDir(t, filepath.Join(root, "tools", "daprd"), "github.com/dapr/dapr"),
+	k.daprCRDs = filepath.Join(helmchart.ModuleDir(t, filepath.Join(suite.Root, "tools", "daprd"), "github.com/dapr/dapr"),
 		"charts", "dapr", "crds")
 	// Install order as in a cluster: Dapr's CRDs (the control plane's chart brings them) and
 	// prometheus-operator's ServiceMonitor and PrometheusRule before anything that uses them.
-	promCRDs := filepath.Join(moduleDir(t, os.TempDir(), prometheusOperatorModule), "example", "prometheus-operator-crd")
+	promCRDs := filepath.Join(helmchart.ModuleDir(t, os.TempDir(), helmchart.PrometheusOperatorModule), "example", "prometheus-operator-crd")
 	k.must(t, k.kubectl, "apply", "--server-side", "-f", k.daprCRDs,
 		"-f", filepath.Join(promCRDs, "monitoring.coreos.com_servicemonitors.yaml"),
 		"-f", filepath.Join(promCRDs, "monitoring.coreos.com_prometheusrules.yaml"))
@@ -89,13 +91,13 @@ func TestChartOnAPIServer(t *testing.T) {
 			Scopes []string `json:"scopes"`
 		}
 		out := k.must(t, k.kubectl, "get", "subscriptions.v2alpha1.dapr.io", "task-events", "-o", "json")
-		mustJSON(t, []byte(out), &sub)
-		if sub.Spec.Topic != contract.Topic || sub.Spec.Routes.Default != contract.Route ||
-			len(sub.Spec.Routes.Rules) != 1 || sub.Spec.DeadLetterTopic != contract.DeadLetterTopic ||
-			len(sub.Scopes) != 1 || sub.Scopes[0] != contract.WorkerAppID {
+		suite.MustJSON(t, []byte(out), &sub)
+		if sub.Spec.Topic != suite.Contract.Topic || sub.Spec.Routes.Default != suite.Contract.Route ||
+			len(sub.Spec.Routes.Rules) != 1 || sub.Spec.DeadLetterTopic != suite.Contract.DeadLetterTopic ||
+			len(sub.Scopes) != 1 || sub.Scopes[0] != suite.Contract.WorkerAppID {
 			t.Errorf("stored Subscription differs from subscriptions/task-events.yaml: %+v", sub)
 		}
-		k.must(t, k.kubectl, "get", "components.dapr.io", contract.PubSub)
+		k.must(t, k.kubectl, "get", "components.dapr.io", suite.Contract.PubSub)
 		k.must(t, k.kubectl, "get", "resiliencies.dapr.io", "pubsub-resiliency")
 	})
 
@@ -120,7 +122,7 @@ spec:
 		}
 	})
 
-	valuesFiles, _ := filepath.Glob(filepath.Join(root, "charts", "taskevents", "ci", "*-values.yaml"))
+	valuesFiles, _ := filepath.Glob(filepath.Join(suite.Root, "charts", "taskevents", "ci", "*-values.yaml"))
 	if len(valuesFiles) == 0 {
 		t.Fatal("no charts/taskevents/ci/*-values.yaml")
 	}

@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/e2e/internal/dockerfile"
+	"github.com/taskevents/taskevents/e2e/internal/helmchart"
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 	"github.com/taskevents/taskevents/tools/images"
 )
@@ -36,7 +39,7 @@ func loadClusterEnv(t *testing.T) clusterEnv {
 			t.Skipf("%s is not set: run the cluster test with `make test-cluster`, which builds every part and sets it", name)
 		}
 	}
-	e.daprChart = filepath.Join(moduleDir(t, filepath.Join(root, "tools", "daprd"), "github.com/dapr/dapr"), "charts", "dapr")
+	e.daprChart = filepath.Join(helmchart.ModuleDir(t, filepath.Join(suite.Root, "tools", "daprd"), "github.com/dapr/dapr"), "charts", "dapr")
 	return e
 }
 
@@ -69,7 +72,7 @@ func (k *kube) run(timeout time.Duration, bin string, args ...string) (string, e
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir, cmd.Env = root, k.env()
+	cmd.Dir, cmd.Env = suite.Root, k.env()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
@@ -96,7 +99,7 @@ func (k *kube) mustKubectl(args ...string) string {
 func (k *kube) uninstall(t *testing.T) {
 	t.Helper()
 	k.mustHelm("uninstall", "taskevents", "--wait", "--timeout", "3m")
-	waitFor(t, "the release's pods to be gone after helm uninstall", 2*time.Minute, time.Second, func() (bool, string) {
+	suite.WaitFor(t, "the release's pods to be gone after helm uninstall", 2*time.Minute, time.Second, func() (bool, string) {
 		l := k.pods(appLabel)
 		return len(l.Items) == 0, fmt.Sprintf("%d pods", len(l.Items))
 	})
@@ -127,7 +130,7 @@ func (k *kube) mustHelm(args ...string) string {
 // applyManifest applies one of e2e/testdata/cluster with the image refs filled in.
 func (k *kube) applyManifest(name string, vars map[string]string) {
 	k.t.Helper()
-	b, err := os.ReadFile(filepath.Join(root, "e2e", "testdata", "cluster", name))
+	b, err := os.ReadFile(filepath.Join(suite.Root, "e2e", "testdata", "cluster", name))
 	if err != nil {
 		k.t.Fatal(err)
 	}
@@ -230,23 +233,6 @@ func (l podList) readyPods() (ready, injected, total int) {
 	return ready, injected, total
 }
 
-// waitFor polls cond every interval until it holds or timeout passes.
-func waitFor(t *testing.T, what string, timeout, interval time.Duration, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	last := ""
-	for time.Since(start) < timeout {
-		ok, state := cond()
-		if ok {
-			return time.Since(start)
-		}
-		last = state
-		time.Sleep(interval)
-	}
-	t.Fatalf("%s: not within %s (last: %s)", what, timeout, last)
-	return 0
-}
-
 const (
 	// appLabel selects the release's two apps (not its helm test pod).
 	appLabel       = "app.kubernetes.io/instance=taskevents,app.kubernetes.io/component in (publisher,worker)"
@@ -268,7 +254,7 @@ func TestCluster(t *testing.T) {
 			t.Logf("TestCluster failed; in short (the whole account is above):\n%s", verdict)
 		}
 	})
-	h := newHarness(t)
+	h := suite.NewHarness(t)
 	start := time.Now()
 
 	// Images build while the cluster starts: both are minutes of mostly different work.
@@ -276,20 +262,20 @@ func TestCluster(t *testing.T) {
 		imgs []images.Image
 		err  error
 	}
-	appVersion, err := images.ChartAppVersion(filepath.Join(root, "charts", "taskevents", "Chart.yaml"))
+	appVersion, err := images.ChartAppVersion(filepath.Join(suite.Root, "charts", "taskevents", "Chart.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The app images hold exactly what the Dockerfiles build: their build stages replayed.
-	di := loadDockerignore(t, filepath.Join(root, ".dockerignore"))
-	buildCtx, modules := buildContext(t, di), goWorkModules(t)
-	publisherBin := buildWithDockerfile(t, buildCtx, modules, "publisher")
-	workerBin := buildWithDockerfile(t, buildCtx, modules, "worker")
+	di := dockerfile.LoadDockerignore(t, filepath.Join(suite.Root, ".dockerignore"))
+	buildCtx, modules := dockerfile.BuildContext(t, di), dockerfile.GoWorkModules(t)
+	publisherBin := dockerfile.Build(t, buildCtx, modules, "publisher")
+	workerBin := dockerfile.Build(t, buildCtx, modules, "worker")
 	imagesDone := make(chan built, 1)
 	go func() {
 		imgs, err := images.BuildAll(context.Background(), images.Inputs{
 			OutDir: filepath.Join(h.Dir, "images"), Publisher: publisherBin, Worker: workerBin,
-			Daprd: bins.Daprd, DaprControlPlaneDir: e.daprControlPlane, CoreDNS: e.coredns,
+			Daprd: suite.Bins.Daprd, DaprControlPlaneDir: e.daprControlPlane, CoreDNS: e.coredns,
 			AppVersion: appVersion,
 		})
 		imagesDone <- built{imgs, err}

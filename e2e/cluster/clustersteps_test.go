@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -69,7 +70,7 @@ func (s *clusterSummary) install(t *testing.T, k *kube) {
 		t.Fatalf("the README's curl through kubectl port-forward: %d %s (%v), want 202", r.Status, r.Body, err)
 	}
 	t.Logf("curl -X POST localhost/tasks → %d %s", r.Status, strings.TrimSpace(string(r.Body)))
-	waitFor(t, "the worker's EVENT RECEIVED line for "+c.ID, 60*time.Second, time.Second, func() (bool, string) {
+	suite.WaitFor(t, "the worker's EVENT RECEIVED line for "+c.ID, 60*time.Second, time.Second, func() (bool, string) {
 		out, _ := k.kubectl("logs", "-l", workerLabel, "-c", "worker", "--tail=-1", "--prefix")
 		for _, line := range strings.Split(out, "\n") {
 			if strings.Contains(line, `"EVENT RECEIVED"`) && strings.Contains(line, c.ID) {
@@ -120,7 +121,7 @@ func checkWorkerReachability(t *testing.T, k *kube) int {
 				ok = false
 			}
 		}
-		resp, err := client.Get(fmt.Sprintf("http://%s/readyz", net.JoinHostPort(ip, strconv.Itoa(ports["ops"]))))
+		resp, err := suite.Client.Get(fmt.Sprintf("http://%s/readyz", net.JoinHostPort(ip, strconv.Itoa(ports["ops"]))))
 		if err != nil {
 			t.Errorf("pod %s: the ops port does not answer from outside the pod: %v", p.Metadata.Name, err)
 			ok = false
@@ -132,7 +133,7 @@ func checkWorkerReachability(t *testing.T, k *kube) int {
 		}
 	}
 	pf := k.portForward(t, "deployment/taskevents-worker", 8001)
-	resp, err := client.Get(pf + "/admin/deadletters")
+	resp, err := suite.Client.Get(pf + "/admin/deadletters")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Errorf("GET /admin/deadletters through kubectl port-forward: %v %v, want 200", resp, err)
 	}
@@ -200,7 +201,7 @@ func (k *kube) portForward(t *testing.T, target string, remote int, ns ...string
 	if len(ns) > 0 {
 		args = append(args, "-n", ns[0])
 	}
-	p, err := harness.StartProcess("port-forward "+target, io.Discard, k.env(), root, filepath.Join(k.c.KubeDir(), "kubectl"), args...)
+	p, err := harness.StartProcess("port-forward "+target, io.Discard, k.env(), suite.Root, filepath.Join(k.c.KubeDir(), "kubectl"), args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,19 +217,8 @@ func (k *kube) portForward(t *testing.T, target string, remote int, ns ...string
 }
 
 // createTaskAt is the README's curl against a publisher at base.
-func createTaskAt(ctx context.Context, base, title string) (created, reply, error) {
-	return createTask(ctx, &harness.App{URL: base}, title)
-}
-
-func (m daprMetadata) hasRulePath(topic, path string) bool {
-	for _, s := range m.Subscriptions {
-		for _, r := range s.Rules {
-			if s.Topic == topic && r.Path == path {
-				return true
-			}
-		}
-	}
-	return false
+func createTaskAt(ctx context.Context, base, title string) (suite.Created, suite.Reply, error) {
+	return suite.CreateTask(ctx, &harness.App{URL: base}, title)
 }
 
 // subscriptionReload is the GitOps change: a new rule to a new path in the Subscription,
@@ -238,14 +228,14 @@ func (s *clusterSummary) subscriptionReload(t *testing.T, k *kube) {
 	before := k.pods(workerLabel).live()
 	pod := before.Items[0].Metadata.Name
 	sidecar := k.portForward(t, "pod/"+pod, 3500)
-	m, _, err := getMetadata(t.Context(), sidecar)
+	m, _, err := suite.GetMetadata(t.Context(), sidecar)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The port daprd calls is the annotation's, and the one the worker container exposes.
 	p0 := before.Items[0]
 	containerPort := before.containerPort(0, "worker")
-	if !m.hasRulePath(contract.Topic, contract.Route) || m.AppConnectionProperties.Port != containerPort ||
+	if !m.HasRulePath(suite.Contract.Topic, suite.Contract.Route) || m.AppConnectionProperties.Port != containerPort ||
 		p0.Metadata.Annotations["dapr.io/app-port"] != fmt.Sprint(containerPort) {
 		t.Fatalf("the worker's sidecar: %+v; want the declarative task-events subscription and app port %d (annotation %q)",
 			m, containerPort, p0.Metadata.Annotations["dapr.io/app-port"])
@@ -259,7 +249,7 @@ func (s *clusterSummary) subscriptionReload(t *testing.T, k *kube) {
 	// The change a GitOps repository would carry: a copy of subscriptions/ with one more rule.
 	overlay := t.TempDir()
 	for _, f := range []string{"kustomization.yaml", "task-events.yaml", "task-events-deadletter.yaml"} {
-		b, err := os.ReadFile(filepath.Join(root, "subscriptions", f))
+		b, err := os.ReadFile(filepath.Join(suite.Root, "subscriptions", f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -278,17 +268,17 @@ func (s *clusterSummary) subscriptionReload(t *testing.T, k *kube) {
 	}
 	applied := time.Now()
 	k.mustKubectl("apply", "-k", overlay)
-	waitFor(t, "the new rule in the running sidecar's metadata", 90*time.Second, 100*time.Millisecond, func() (bool, string) {
-		m, _, err := getMetadata(t.Context(), sidecar)
-		return err == nil && m.hasRulePath(contract.Topic, "/events/urgent"), fmt.Sprint(err)
+	suite.WaitFor(t, "the new rule in the running sidecar's metadata", 90*time.Second, 100*time.Millisecond, func() (bool, string) {
+		m, _, err := suite.GetMetadata(t.Context(), sidecar)
+		return err == nil && m.HasRulePath(suite.Contract.Topic, "/events/urgent"), fmt.Sprint(err)
 	})
 	s.reloadSeconds = time.Since(applied).Seconds()
 	t.Logf("subscription change reached the running sidecar %.1f s after kubectl apply", s.reloadSeconds)
 
 	k.mustKubectl("apply", "-k", "subscriptions/")
-	waitFor(t, "the rule to leave again", 90*time.Second, 100*time.Millisecond, func() (bool, string) {
-		m, _, err := getMetadata(t.Context(), sidecar)
-		return err == nil && !m.hasRulePath(contract.Topic, "/events/urgent"), fmt.Sprint(err)
+	suite.WaitFor(t, "the rule to leave again", 90*time.Second, 100*time.Millisecond, func() (bool, string) {
+		m, _, err := suite.GetMetadata(t.Context(), sidecar)
+		return err == nil && !m.HasRulePath(suite.Contract.Topic, "/events/urgent"), fmt.Sprint(err)
 	})
 	after := k.pods(workerLabel).live()
 	if len(after.Items) != len(before.Items) {
@@ -357,20 +347,20 @@ func (s *clusterSummary) upgrade(t *testing.T, k *kube) {
 		return len(accepted)
 	}
 	// Steady traffic before the rollout starts, and after it ends, on the new pods.
-	waitFor(t, "publishes accepted before the upgrade", 30*time.Second, 50*time.Millisecond, func() (bool, string) {
+	suite.WaitFor(t, "publishes accepted before the upgrade", 30*time.Second, 50*time.Millisecond, func() (bool, string) {
 		return acceptedSoFar() >= 200, fmt.Sprint(acceptedSoFar())
 	})
 	k.mustHelm("upgrade", "taskevents", "charts/taskevents", "--set", "publisher.logLevel=debug",
 		"--set-string", "worker.env.HANDLER_TIMEOUT=4s", "--wait", "--timeout", "5m")
 	afterRollout := acceptedSoFar()
-	waitFor(t, "publishes accepted after the upgrade", 30*time.Second, 50*time.Millisecond, func() (bool, string) {
+	suite.WaitFor(t, "publishes accepted after the upgrade", 30*time.Second, 50*time.Millisecond, func() (bool, string) {
 		return acceptedSoFar() >= afterRollout+200, fmt.Sprint(acceptedSoFar() - afterRollout)
 	})
 	close(stop)
 	wg.Wait()
 
 	// Replaced: every pod of the old revision is gone or on its way out (draining).
-	waitFor(t, "every pod replaced by the upgrade", 2*time.Minute, time.Second, func() (bool, string) {
+	suite.WaitFor(t, "every pod replaced by the upgrade", 2*time.Minute, time.Second, func() (bool, string) {
 		var old []string
 		for _, p := range k.pods(appLabel).Items {
 			if before[p.Metadata.UID] && p.Metadata.DeletionTimestamp == "" {
@@ -386,7 +376,7 @@ func (s *clusterSummary) upgrade(t *testing.T, k *kube) {
 	// A worker stopped mid-delivery leaves its entry pending; Redis hands it to another
 	// consumer after processingTimeout (60 s), so allow for one redelivery round.
 	var missing []string
-	waitFor(t, "every accepted task handled", 150*time.Second, time.Second, func() (bool, string) {
+	suite.WaitFor(t, "every accepted task handled", 150*time.Second, time.Second, func() (bool, string) {
 		seen := logs.handled()
 		missing = missing[:0]
 		for id := range accepted {
@@ -424,7 +414,7 @@ func followLogs(t *testing.T, k *kube, ns, selector, container string) *logFollo
 					}
 					f.mu.Lock()
 					if _, ok := f.procs[fields[0]]; !ok {
-						p, err := harness.StartProcess("logs "+fields[0], io.Discard, k.env(), root,
+						p, err := harness.StartProcess("logs "+fields[0], io.Discard, k.env(), suite.Root,
 							filepath.Join(k.c.KubeDir(), "kubectl"), "-n", ns, "logs", "-f", "pod/"+fields[0], "-c", container)
 						if err == nil {
 							f.procs[fields[0]] = p

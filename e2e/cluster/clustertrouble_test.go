@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/e2e/internal/helmchart"
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -41,7 +43,7 @@ func (s *clusterSummary) troubleshooting(t *testing.T, k *kube) {
 	applied := time.Now()
 	k.mustKubectl("apply", "-k", "components/", "-n", ns)
 	var id string
-	took := waitFor(t, "POST /tasks to be accepted after the Component was applied", 90*time.Second, 500*time.Millisecond, func() (bool, string) {
+	took := suite.WaitFor(t, "POST /tasks to be accepted after the Component was applied", 90*time.Second, 500*time.Millisecond, func() (bool, string) {
 		c, r, err := createTaskAt(context.Background(), publisher, "after the component")
 		id = c.ID
 		return err == nil && r.Status == http.StatusAccepted, fmt.Sprintf("%d %s %v", r.Status, r.Body, err)
@@ -49,7 +51,7 @@ func (s *clusterSummary) troubleshooting(t *testing.T, k *kube) {
 	t.Logf("component applied after the pods: publishing works %.1f s later, no restart", took.Seconds())
 	worker := "app.kubernetes.io/instance=late,app.kubernetes.io/component=worker"
 	logs := followLogs(t, k, ns, worker, "worker")
-	waitFor(t, "the late worker to handle "+id, 90*time.Second, time.Second, func() (bool, string) {
+	suite.WaitFor(t, "the late worker to handle "+id, 90*time.Second, time.Second, func() (bool, string) {
 		return logs.handled()[id], "not yet"
 	})
 	t.Logf("component applied after the pods: the worker handled the task %.1f s after the apply", time.Since(applied).Seconds())
@@ -69,7 +71,7 @@ func (s *clusterSummary) troubleshooting(t *testing.T, k *kube) {
 	k.mustKubectl("-n", ns, "patch", deploy, "--type", "merge", "-p",
 		`{"spec":{"strategy":{"type":"Recreate","rollingUpdate":null},"template":{"metadata":{"annotations":{"dapr.io/app-port":"`+wrong+`"}}}}}`)
 	var bad string
-	waitFor(t, "the mismatched worker pod to run", 90*time.Second, time.Second, func() (bool, string) {
+	suite.WaitFor(t, "the mismatched worker pod to run", 90*time.Second, time.Second, func() (bool, string) {
 		l := k.pods(worker, "-n", ns)
 		if len(l.Items) != 1 || l.Items[0].Metadata.UID == oldWorker || l.Items[0].Status.Phase != "Running" {
 			return false, fmt.Sprintf("%d pods", len(l.Items))
@@ -81,7 +83,7 @@ func (s *clusterSummary) troubleshooting(t *testing.T, k *kube) {
 	if err != nil || r.Status != http.StatusAccepted {
 		t.Fatalf("POST /tasks: %d %s (%v)", r.Status, r.Body, err)
 	}
-	waitFor(t, "daprd to say it waits for the app on "+wrong, 60*time.Second, time.Second, func() (bool, string) {
+	suite.WaitFor(t, "daprd to say it waits for the app on "+wrong, 60*time.Second, time.Second, func() (bool, string) {
 		out, _ := k.kubectl("-n", ns, "logs", "pod/"+bad, "-c", "daprd")
 		return strings.Contains(out, "waiting for application to listen on port "+wrong), "not yet"
 	})
@@ -96,7 +98,7 @@ func (s *clusterSummary) troubleshooting(t *testing.T, k *kube) {
 	k.mustKubectl("-n", ns, "patch", deploy, "--type", "merge", "-p",
 		`{"spec":{"template":{"metadata":{"annotations":{"dapr.io/app-port":"`+port+`"}}}}}`)
 	k.mustKubectl("-n", ns, "rollout", "status", deploy, "--timeout=3m")
-	waitFor(t, "the event published while the port was wrong to be handled after the fix", 90*time.Second, time.Second, func() (bool, string) {
+	suite.WaitFor(t, "the event published while the port was wrong to be handled after the fix", 90*time.Second, time.Second, func() (bool, string) {
 		return logs.handled()[c.ID], "not yet"
 	})
 	k.mustHelm("uninstall", "late", "-n", ns, "--wait")
@@ -109,7 +111,7 @@ func (s *clusterSummary) troubleshooting(t *testing.T, k *kube) {
 func (s *clusterSummary) ciValues(t *testing.T, k *kube) {
 	// The ServiceMonitor and PrometheusRule CRDs, as prometheus-operator ships them, for
 	// ha-values' serviceMonitor and monitoring.prometheusRule.
-	crds := filepath.Join(moduleDir(t, os.TempDir(), prometheusOperatorModule), "example", "prometheus-operator-crd")
+	crds := filepath.Join(helmchart.ModuleDir(t, os.TempDir(), helmchart.PrometheusOperatorModule), "example", "prometheus-operator-crd")
 	for _, kind := range []string{"servicemonitors", "prometheusrules"} {
 		k.mustKubectl("apply", "--server-side", "-f", filepath.Join(crds, "monitoring.coreos.com_"+kind+".yaml"))
 		k.mustKubectl("wait", "--for=condition=Established", "crd/"+kind+".monitoring.coreos.com", "--timeout=60s")
@@ -137,7 +139,7 @@ func (s *clusterSummary) ciValues(t *testing.T, k *kube) {
 			values := filepath.Join("charts", "taskevents", "ci", name+"-values.yaml")
 			k.mustHelm("install", "taskevents", "charts/taskevents", "-f", values, "--wait", "--timeout", "5m")
 			defer k.uninstall(t)
-			waitFor(t, name+": every pod 2/2", 3*time.Minute, 2*time.Second, func() (bool, string) {
+			suite.WaitFor(t, name+": every pod 2/2", 3*time.Minute, 2*time.Second, func() (bool, string) {
 				ready, injected, total := k.pods(appLabel).readyPods()
 				return total > 0 && ready == total && injected == total, fmt.Sprintf("%d/%d ready, %d injected", ready, total, injected)
 			})
@@ -161,14 +163,14 @@ func (s *clusterSummary) ciValues(t *testing.T, k *kube) {
 func checkTokens(t *testing.T, k *kube) {
 	workers := k.pods(workerLabel).live()
 	worker := k.portForward(t, "pod/"+workers.Items[0].Metadata.Name, workers.containerPort(0, "worker"))
-	r, err := post(context.Background(), worker+contract.Route, "application/cloudevents+json", `{}`,
+	r, err := suite.Post(context.Background(), worker+suite.Contract.Route, "application/cloudevents+json", `{}`,
 		map[string]string{"dapr-api-token": "wrong"})
 	if err != nil || r.Status != http.StatusUnauthorized {
 		t.Errorf("worker /events/todo with a wrong app token: %d %s (%v), want 401", r.Status, r.Body, err)
 	}
 	publishers := k.pods(publisherLabel).live()
 	sidecar := k.portForward(t, "pod/"+publishers.Items[0].Metadata.Name, 3500)
-	r, err = post(context.Background(), sidecar+"/v1.0/publish/pubsub/task-events", "application/json", `{}`,
+	r, err = suite.Post(context.Background(), sidecar+"/v1.0/publish/pubsub/task-events", "application/json", `{}`,
 		map[string]string{"dapr-api-token": "wrong"})
 	if err != nil || r.Status != http.StatusUnauthorized {
 		t.Errorf("daprd publish with a wrong API token: %d %s (%v), want 401", r.Status, r.Body, err)
@@ -179,7 +181,7 @@ func checkTokens(t *testing.T, k *kube) {
 	if err != nil || r.Status != http.StatusAccepted {
 		t.Fatalf("POST /tasks with tokens on: %d %s (%v)", r.Status, r.Body, err)
 	}
-	waitFor(t, "the worker to handle a task with tokens on", 60*time.Second, time.Second, func() (bool, string) {
+	suite.WaitFor(t, "the worker to handle a task with tokens on", 60*time.Second, time.Second, func() (bool, string) {
 		return logs.handled()[c.ID], "not yet"
 	})
 }
@@ -269,7 +271,7 @@ func checkFlow(t *testing.T, k *kube) {
 	if err != nil || r.Status != http.StatusAccepted {
 		t.Fatalf("POST /tasks: %d %s (%v)", r.Status, r.Body, err)
 	}
-	waitFor(t, "the worker to handle the task", 90*time.Second, time.Second, func() (bool, string) {
+	suite.WaitFor(t, "the worker to handle the task", 90*time.Second, time.Second, func() (bool, string) {
 		return logs.handled()[c.ID], "not yet"
 	})
 }

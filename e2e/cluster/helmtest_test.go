@@ -17,35 +17,37 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/taskevents/taskevents/e2e/internal/helmchart"
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
 func TestChartHelmTestHook(t *testing.T) {
-	helmBin(t)
-	var pod object
-	for _, o := range renderChart(t) {
-		if o.kind() == "Pod" && digString(o, "metadata", "annotations", "helm.sh/hook") == "test" {
+	helmchart.Helm(t)
+	var pod helmchart.Object
+	for _, o := range helmchart.Render(t) {
+		if o.Kind() == "Pod" && helmchart.DigString(o, "metadata", "annotations", "helm.sh/hook") == "test" {
 			pod = o
 		}
 	}
 	if pod == nil {
 		t.Fatal("the chart renders no helm test pod")
 	}
-	c := dig(pod, "spec", "containers", "0")
-	command := asList(dig(c, "command"))
+	c := helmchart.Dig(pod, "spec", "containers", "0")
+	command := helmchart.AsList(helmchart.Dig(c, "command"))
 	if len(command) != 3 || command[0] != "/bin/sh" || command[1] != "-c" {
 		t.Fatalf("test pod command %v: want /bin/sh -c <script>", command)
 	}
 	script := command[2].(string)
 	var names []string
-	for _, e := range asList(dig(c, "env")) {
-		names = append(names, digString(e, "name"))
+	for _, e := range helmchart.AsList(helmchart.Dig(c, "env")) {
+		names = append(names, helmchart.DigString(e, "name"))
 	}
 	slices.Sort(names)
 	if want := []string{"PUBLISHER_URL", "TIMEOUT_SECONDS", "WORKER_PODS", "WORKER_PORT"}; !slices.Equal(names, want) {
 		t.Fatalf("test pod env %v; this test sets %v", names, want)
 	}
-	workerPods := envValue(c, "WORKER_PODS")
+	workerPods := helmchart.EnvValue(c, "WORKER_PODS")
 
 	// Every busybox applet on PATH, as in the test image, then busybox nslookup's output for
 	// a headless Service with one ready pod.
@@ -69,7 +71,7 @@ func TestChartHelmTestHook(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sys := startSystem(t, "redis", harness.SystemOptions{})
+	sys := suite.StartSystem(t, "redis", harness.SystemOptions{})
 	run := func(publisherURL, timeout string) (string, error) {
 		// The host's sh runs the script, so that the stand-in nslookup on PATH wins over
 		// busybox's built-in applet; every other command is busybox's.

@@ -23,6 +23,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"gopkg.in/yaml.v3"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -45,7 +46,7 @@ type asyncAPI struct {
 }
 
 func TestAsyncAPI(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(root, "docs", "asyncapi.yaml"))
+	raw, err := os.ReadFile(filepath.Join(suite.Root, "docs", "asyncapi.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func TestAsyncAPI(t *testing.T) {
 	if !strings.HasPrefix(doc.AsyncAPI, "3.") {
 		t.Fatalf("docs/asyncapi.yaml is AsyncAPI %q, want 3.x", doc.AsyncAPI)
 	}
-	if got, want := doc.Channels["taskEvents"].Address, contract.Topic; got != want {
+	if got, want := doc.Channels["taskEvents"].Address, suite.Contract.Topic; got != want {
 		t.Errorf("the document's channel is %q, but subscriptions/task-events.yaml subscribes to %q", got, want)
 	}
 	msg := doc.Components.Messages["taskCreated"]
@@ -68,7 +69,7 @@ func TestAsyncAPI(t *testing.T) {
 	var invalid struct {
 		Cases map[string]map[string]any `json:"cases"`
 	}
-	mustJSON(t, mustRead(t, filepath.Join(root, "e2e", "testdata", "asyncapi-invalid.json")), &invalid)
+	suite.MustJSON(t, suite.MustRead(t, filepath.Join(suite.Root, "e2e", "testdata", "asyncapi-invalid.json")), &invalid)
 	if len(invalid.Cases) < 5 {
 		t.Fatalf("testdata/asyncapi-invalid.json has %d cases", len(invalid.Cases))
 	}
@@ -83,12 +84,12 @@ func TestAsyncAPI(t *testing.T) {
 		}
 	}
 
-	sys := startSystem(t, "redis", harness.SystemOptions{})
+	sys := suite.StartSystem(t, "redis", harness.SystemOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
 	t.Run("publisher-publishes-the-schema", func(t *testing.T) {
-		c, r, err := createTask(ctx, sys.Publisher, "Milch & <Brot> — 🥛")
+		c, r, err := suite.CreateTask(ctx, sys.Publisher, "Milch & <Brot> — 🥛")
 		if err != nil || r.Status != http.StatusAccepted {
 			t.Fatalf("POST /tasks = %d %s (%v)", r.Status, r.Body, err)
 		}
@@ -106,7 +107,7 @@ func TestAsyncAPI(t *testing.T) {
 		id := uuid.NewString()
 		envelope["id"] = id
 		body := strings.ReplaceAll(string(jsonBytes(t, envelope)), "TASK_ID", uuid.NewString())
-		r, err := post(ctx, sys.PublisherSidecar.HTTPURL+"/v1.0/publish/pubsub/"+contract.Topic,
+		r, err := suite.Post(ctx, sys.PublisherSidecar.HTTPURL+"/v1.0/publish/pubsub/"+suite.Contract.Topic,
 			"application/cloudevents+json", body, nil)
 		if err != nil || r.Status != http.StatusNoContent {
 			t.Fatalf("publish through daprd = %d %s (%v)", r.Status, r.Body, err)
@@ -169,7 +170,7 @@ func streamEnvelope(ctx context.Context, t *testing.T, addr, id string) map[stri
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
-	entries, err := rdb.XRange(ctx, contract.Topic, "-", "+").Result()
+	entries, err := rdb.XRange(ctx, suite.Contract.Topic, "-", "+").Result()
 	if err != nil {
 		t.Fatalf("XRANGE: %v", err)
 	}
@@ -200,15 +201,6 @@ func jsonBytes(t *testing.T, v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(fmt.Errorf("json: %w", err))
-	}
-	return b
-}
-
-func mustRead(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
 	}
 	return b
 }

@@ -25,6 +25,8 @@ import (
 	"github.com/google/uuid"
 	"gopkg.in/yaml.v3"
 
+	"github.com/taskevents/taskevents/e2e/internal/helmchart"
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -55,7 +57,7 @@ func readYAML(t *testing.T, path string) map[string]any {
 // routes, dead-letter topic and scopes cannot drift apart. Its kustomization lists every
 // file in the directory, and daprd can load the directory as it is.
 func TestBulkSubscriptionVariant(t *testing.T) {
-	dir := filepath.Join(root, bulkSubscriptions)
+	dir := filepath.Join(suite.Root, bulkSubscriptions)
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +71,7 @@ func TestBulkSubscriptionVariant(t *testing.T) {
 			}
 			continue
 		}
-		bulk, base := readYAML(t, f), readYAML(t, filepath.Join(root, "subscriptions", name))
+		bulk, base := readYAML(t, f), readYAML(t, filepath.Join(suite.Root, "subscriptions", name))
 		spec, _ := bulk["spec"].(map[string]any)
 		if name == "task-events.yaml" {
 			b, _ := yaml.Marshal(spec["bulkSubscribe"])
@@ -94,17 +96,17 @@ func TestBulkSubscriptionVariant(t *testing.T) {
 		t.Errorf("kustomization lists %v, the directory holds %v", listed, have)
 	}
 	// Valid against Dapr's Subscription CRD, as TestSchemaGitOpsFiles checks subscriptions/.
-	v := objectValidator(t)
+	v := helmchart.ObjectValidator(t)
 	for _, name := range have {
 		raw, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		objs, err := decodeObjects(raw)
+		objs, err := helmchart.DecodeObjects(raw)
 		if err != nil || len(objs) != 1 {
 			t.Fatalf("%s: %d objects, %v", name, len(objs), err)
 		}
-		if err := v.validate(objs[0]); err != nil {
+		if err := v.Validate(objs[0]); err != nil {
 			t.Errorf("%s/%s: %v", bulkSubscriptions, name, err)
 		}
 	}
@@ -114,7 +116,7 @@ func TestBulkSubscriptionVariant(t *testing.T) {
 func componentMetadata(t *testing.T, o map[string]any, name string) string {
 	t.Helper()
 	spec, _ := o["spec"].(map[string]any)
-	for _, item := range asList(spec["metadata"]) {
+	for _, item := range helmchart.AsList(spec["metadata"]) {
 		m, _ := item.(map[string]any)
 		if m["name"] == name {
 			return fmt.Sprint(m["value"])
@@ -128,9 +130,9 @@ func componentMetadata(t *testing.T, o map[string]any, name string) string {
 // maxMessagesCount every batch waits for maxAwaitDurationMs. The rule, held in components/
 // and in the chart's render (which refuses a combination that breaks it).
 func TestBulkSubscribeFitsRedisConcurrency(t *testing.T) {
-	sub := readYAML(t, filepath.Join(root, bulkSubscriptions, "task-events.yaml"))
-	maxCount, _ := dig(sub, "spec", "bulkSubscribe", "maxMessagesCount").(int)
-	conc, err := strconv.Atoi(componentMetadata(t, readYAML(t, filepath.Join(root, "components", "redis.yaml")), "concurrency"))
+	sub := readYAML(t, filepath.Join(suite.Root, bulkSubscriptions, "task-events.yaml"))
+	maxCount, _ := helmchart.Dig(sub, "spec", "bulkSubscribe", "maxMessagesCount").(int)
+	conc, err := strconv.Atoi(componentMetadata(t, readYAML(t, filepath.Join(suite.Root, "components", "redis.yaml")), "concurrency"))
 	if err != nil {
 		t.Fatalf("components/redis.yaml concurrency: %v", err)
 	}
@@ -141,18 +143,18 @@ func TestBulkSubscribeFitsRedisConcurrency(t *testing.T) {
 	if os.Getenv("HELM") == "" {
 		t.Skip("HELM is not set: the chart half of this test needs it")
 	}
-	objs := renderChart(t, "--set", "pubsub.component.create=true", "--set", "pubsub.subscriptions.create=true",
+	objs := helmchart.Render(t, "--set", "pubsub.component.create=true", "--set", "pubsub.subscriptions.create=true",
 		"--set", "pubsub.subscriptions.bulkSubscribe.enabled=true")
 	var chartConc, chartMax int
 	for _, o := range objs {
 		switch {
-		case o.kind() == "Component" && digString(o, "spec", "type") == "pubsub.redis":
+		case o.Kind() == "Component" && helmchart.DigString(o, "spec", "type") == "pubsub.redis":
 			chartConc, _ = strconv.Atoi(componentMetadata(t, o, "concurrency"))
-		case o.kind() == "Subscription" && digString(o, "spec", "topic") == contract.Topic:
-			if dig(o, "spec", "bulkSubscribe", "enabled") != true {
-				t.Errorf("%s: bulkSubscribe not enabled: %v", o, dig(o, "spec", "bulkSubscribe"))
+		case o.Kind() == "Subscription" && helmchart.DigString(o, "spec", "topic") == suite.Contract.Topic:
+			if helmchart.Dig(o, "spec", "bulkSubscribe", "enabled") != true {
+				t.Errorf("%s: bulkSubscribe not enabled: %v", o, helmchart.Dig(o, "spec", "bulkSubscribe"))
 			}
-			chartMax, _ = dig(o, "spec", "bulkSubscribe", "maxMessagesCount").(int)
+			chartMax, _ = helmchart.Dig(o, "spec", "bulkSubscribe", "maxMessagesCount").(int)
 		}
 	}
 	if chartMax == 0 || chartConc == 0 {
@@ -166,12 +168,12 @@ func TestBulkSubscribeFitsRedisConcurrency(t *testing.T) {
 			chartMax, chartConc, maxCount, conc)
 	}
 	// Bulk off by default: the rendered subscription then has no bulkSubscribe.
-	for _, o := range renderChart(t, "--set", "pubsub.subscriptions.create=true") {
-		if o.kind() == "Subscription" && dig(o, "spec", "bulkSubscribe") != nil {
+	for _, o := range helmchart.Render(t, "--set", "pubsub.subscriptions.create=true") {
+		if o.Kind() == "Subscription" && helmchart.Dig(o, "spec", "bulkSubscribe") != nil {
 			t.Errorf("%s has bulkSubscribe by default", o)
 		}
 	}
-	out, err := runHelm(t, "template", "taskevents", ".", "--set", "pubsub.component.create=true", "--set", "pubsub.subscriptions.create=true",
+	out, err := helmchart.RunHelm(t, "template", "taskevents", ".", "--set", "pubsub.component.create=true", "--set", "pubsub.subscriptions.create=true",
 		"--set", "pubsub.subscriptions.bulkSubscribe.enabled=true", "--set", "pubsub.component.redis.concurrency=10")
 	if err == nil || !strings.Contains(out, "pubsub.component.redis.concurrency") {
 		t.Errorf("a render with concurrency 10 below maxMessagesCount %d succeeded or did not name the value:\n%.600s", chartMax, out)
@@ -211,19 +213,19 @@ func bulkLines(w *harness.App) []bulkLine {
 // stall would take.
 func TestBulkSubscribe(t *testing.T) {
 	const n = 300
-	for _, broker := range brokers() {
+	for _, broker := range suite.Brokers() {
 		if broker != "redis" && broker != "kafka" {
 			continue
 		}
 		t.Run(broker, func(t *testing.T) {
-			sys := startSystem(t, broker, harness.SystemOptions{
+			sys := suite.StartSystem(t, broker, harness.SystemOptions{
 				Subscriptions: bulkSubscriptions,
 				WorkerEnv:     []string{"FAULT_DROP_TITLE=poison-bulk"},
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			w, sidecar := sys.Workers[0], sys.WorkerSidecars[0]
-			for !subscribed(ctx, t, sidecar.HTTPURL, contract.Topic) {
+			for !subscribed(ctx, t, sidecar.HTTPURL, suite.Contract.Topic) {
 				select {
 				case <-ctx.Done():
 					t.Fatal("the worker's sidecar never subscribed to task-events")
@@ -235,12 +237,12 @@ func TestBulkSubscribe(t *testing.T) {
 			if err := sidecar.Stop(20 * time.Second); err != nil {
 				t.Fatal(err)
 			}
-			published := publishMany(t, sys.Publisher, n/2, 16)
-			poison, r, err := createTask(ctx, sys.Publisher, "poison-bulk task")
+			published := suite.PublishMany(t, sys.Publisher, n/2, 16)
+			poison, r, err := suite.CreateTask(ctx, sys.Publisher, "poison-bulk task")
 			if err != nil || r.Status != http.StatusAccepted {
 				t.Fatalf("publish the poison task: %d %s (%v)", r.Status, r.Body, err)
 			}
-			for id, title := range publishMany(t, sys.Publisher, n/2, 16) {
+			for id, title := range suite.PublishMany(t, sys.Publisher, n/2, 16) {
 				published[id] = title
 			}
 
@@ -248,7 +250,7 @@ func TestBulkSubscribe(t *testing.T) {
 				t.Fatal(err)
 			}
 			drain := timeDrain(ctx, t, w, 0, len(published), 30*time.Second, nil)
-			tally := waitHandled(t, sys.Workers, published, 30*time.Second)
+			tally := suite.WaitHandled(t, sys.Workers, published, 30*time.Second)
 			if _, err := w.WaitForLine(ctx, func(l string) bool {
 				return strings.Contains(l, `"DEAD LETTER"`) && strings.Contains(l, poison.ID)
 			}); err != nil {
@@ -292,7 +294,7 @@ func TestBulkSubscribe(t *testing.T) {
 				t.Errorf("the backlog of %d took %s from the first handled event to the last, past %s: deliveries stall on the batch timer",
 					n+1, drain.Round(time.Millisecond), deadline)
 			}
-			summarize(t, broker, "bulk-subscribe", published, tally, fmt.Sprintf(" max_batch=%d batches=%d dropped=%d drain_s=%.3f",
+			suite.Summarize(t, broker, "bulk-subscribe", published, tally, fmt.Sprintf(" max_batch=%d batches=%d dropped=%d drain_s=%.3f",
 				maxBatch, len(batches), tally.Drops, drain.Seconds()))
 			if tally.Drops != 1 {
 				t.Errorf("dropped %d, want exactly the poison task", tally.Drops)
@@ -382,7 +384,7 @@ func TestBulkDrainRate(t *testing.T) {
 	}
 	for _, broker := range order {
 		t.Run(broker, func(t *testing.T) {
-			sys := startSystem(t, broker, harness.SystemOptions{WorkerEnv: workerDrainEnv()})
+			sys := suite.StartSystem(t, broker, harness.SystemOptions{WorkerEnv: workerDrainEnv()})
 			h := scratchHarness(t)
 			results := map[string][]float64{}
 			for rep := range reps {
@@ -411,7 +413,7 @@ func workerDrainEnv() []string {
 // harness startSystem made.
 func scratchHarness(t *testing.T) *harness.Harness {
 	t.Helper()
-	h, err := harness.New(root, t.TempDir(), bins, io.Discard)
+	h, err := harness.New(suite.Root, t.TempDir(), suite.Bins, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +437,7 @@ func drainOnce(t *testing.T, h *harness.Harness, sys *harness.System, v drainVar
 	if err != nil {
 		t.Fatal(err)
 	}
-	subs := filepath.Join(root, "subscriptions")
+	subs := filepath.Join(suite.Root, "subscriptions")
 	if v.mode == "bulk" {
 		subs = bulkSubscriptionsDir(t, v.maxMessages)
 	}
@@ -507,7 +509,7 @@ func timeDrain(ctx context.Context, t *testing.T, w *harness.App, base, n int, w
 // bulkSubscriptionsDir is subscriptions/bulk, with maxMessagesCount replaced when m > 0.
 func bulkSubscriptionsDir(t *testing.T, m int) string {
 	t.Helper()
-	src := filepath.Join(root, bulkSubscriptions)
+	src := filepath.Join(suite.Root, bulkSubscriptions)
 	if m == 0 {
 		return src
 	}
@@ -531,7 +533,7 @@ var successLine = regexp.MustCompile(`(?m)^taskevents_worker_events_total\{outco
 func workerSuccesses(ctx context.Context, t *testing.T, w *harness.App) int {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.OpsURL+"/metrics", nil)
-	resp, err := client.Do(req)
+	resp, err := suite.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -566,7 +568,7 @@ func preloadBacklog(ctx context.Context, daprdURL string, n int) error {
 		body, _ := json.Marshal(entries)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, daprdURL+"/v1.0-alpha1/publish/bulk/pubsub/task-events", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
+		resp, err := suite.Client.Do(req)
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package flows
 import (
 	"testing"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -11,6 +12,6 @@ import (
 // keys overridden). It runs whatever BROKERS says: the emulator needs no cloud account.
 func TestCloudBrokerHappyPath(t *testing.T) {
 	const broker = "snssqs"
-	sys := startSystem(t, broker, harness.SystemOptions{})
+	sys := suite.StartSystem(t, broker, harness.SystemOptions{})
 	happyPath(t, broker, sys)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -19,12 +20,12 @@ import (
 // still every task is accepted once, handled once, with its own CloudEvent id, type and
 // partition key. With PUBLISH_COALESCE=false every publish goes alone.
 func TestCoalesce(t *testing.T) {
-	for _, broker := range brokers() {
+	for _, broker := range suite.Brokers() {
 		if broker != "redis" && broker != "kafka" {
 			continue
 		}
 		t.Run(broker, func(t *testing.T) {
-			sys := startSystem(t, broker, harness.SystemOptions{})
+			sys := suite.StartSystem(t, broker, harness.SystemOptions{})
 			burstOf(t, broker, sys, "coalesce", true)
 
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -43,14 +44,14 @@ const burstSize = 200
 func burstOf(t *testing.T, broker string, sys *harness.System, scenario string, wantBatches bool) {
 	t.Helper()
 	// As many clients as requests: they all arrive while the first publishes are in flight.
-	accepted, failures := publishAll(sys.Publisher, burstSize, burstSize)
+	accepted, failures := suite.PublishAll(sys.Publisher, burstSize, burstSize)
 	if len(failures) > 0 {
 		t.Errorf("%d of %d requests not accepted, first: %s", len(failures), burstSize, failures[0])
 	}
 	if len(accepted)+len(failures) != burstSize {
 		t.Errorf("%d distinct ids for %d accepted requests", len(accepted), burstSize-len(failures))
 	}
-	waitHandled(t, sys.Workers, accepted, 60*time.Second)
+	suite.WaitHandled(t, sys.Workers, accepted, 60*time.Second)
 
 	// Exactly once each, as the task it was published as.
 	handled := map[string]int{}
@@ -116,7 +117,7 @@ func checkStreamEntries(t *testing.T, addr string, accepted map[string]string) {
 	defer cancel()
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
-	msgs, err := rdb.XRange(ctx, contract.Topic, "-", "+").Result()
+	msgs, err := rdb.XRange(ctx, suite.Contract.Topic, "-", "+").Result()
 	if err != nil {
 		t.Fatalf("XRANGE task-events: %v", err)
 	}

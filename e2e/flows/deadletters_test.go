@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -29,13 +30,13 @@ type keptDeadLetters struct {
 // worker restarts without the fault), an operator lists the dead letters and replays it,
 // and it is handled exactly once, with its original id.
 func TestDeadLetterReplay(t *testing.T) {
-	for _, broker := range brokers() {
+	for _, broker := range suite.Brokers() {
 		t.Run(broker, func(t *testing.T) {
-			sys := startSystem(t, broker, harness.SystemOptions{WorkerEnv: []string{"FAULT_DROP_TITLE=poison"}})
+			sys := suite.StartSystem(t, broker, harness.SystemOptions{WorkerEnv: []string{"FAULT_DROP_TITLE=poison"}})
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			w := sys.Workers[0]
-			c, r, err := createTask(ctx, sys.Publisher, "poison pill")
+			c, r, err := suite.CreateTask(ctx, sys.Publisher, "poison pill")
 			if err != nil || r.Status != http.StatusAccepted {
 				t.Fatalf("POST /tasks = %d %s (%v)", r.Status, r.Body, err)
 			}
@@ -46,7 +47,7 @@ func TestDeadLetterReplay(t *testing.T) {
 			}
 			var kept keptDeadLetters
 			admin(ctx, t, http.MethodGet, w.URL+"/admin/deadletters", http.StatusOK, &kept)
-			if kept.Count != 1 || kept.DeadLetters[0].EventID != c.ID || kept.DeadLetters[0].Topic != contract.Topic {
+			if kept.Count != 1 || kept.DeadLetters[0].EventID != c.ID || kept.DeadLetters[0].Topic != suite.Contract.Topic {
 				t.Fatalf("dead letters = %+v, want the one task %s from task-events", kept, c.ID)
 			}
 
@@ -63,7 +64,7 @@ func TestDeadLetterReplay(t *testing.T) {
 			}
 			var replayed map[string]string
 			admin(ctx, t, http.MethodPost, w.URL+"/admin/deadletters/"+kept.DeadLetters[0].ID+"/replay", http.StatusAccepted, &replayed)
-			tally := waitHandled(t, sys.Workers, map[string]string{c.ID: c.Title}, 30*time.Second)
+			tally := suite.WaitHandled(t, sys.Workers, map[string]string{c.ID: c.Title}, 30*time.Second)
 			handled := harness.Events(w.Lines(), "EVENT RECEIVED")
 			ids := []string{}
 			for _, e := range handled {
@@ -79,7 +80,7 @@ func TestDeadLetterReplay(t *testing.T) {
 				t.Errorf("after the replay %d dead letters are still kept", kept.Count)
 			}
 			drops := len(harness.Events(old.Lines(), "EVENT RECEIVED"))
-			summarize(t, broker, "deadletter-replay", map[string]string{c.ID: c.Title}, tally,
+			suite.Summarize(t, broker, "deadletter-replay", map[string]string{c.ID: c.Title}, tally,
 				fmt.Sprintf(" dropped=%d kept=1 replayed=1", drops))
 		})
 	}
@@ -92,7 +93,7 @@ func admin(ctx context.Context, t *testing.T, method, url string, want int, v an
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := client.Do(req)
+	resp, err := suite.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -15,15 +16,15 @@ import (
 // Resiliency policy in components/ makes daprd redeliver, and every task is handled once.
 func TestRetryIsRedelivered(t *testing.T) {
 	t.Parallel() // mostly waiting on daprd's retry back-off; runs beside TestMonitoring
-	for _, broker := range brokers() {
+	for _, broker := range suite.Brokers() {
 		t.Run(broker, func(t *testing.T) {
-			sys := startSystem(t, broker, harness.SystemOptions{WorkerEnv: []string{"FAULT_RETRY_FIRST=2"}})
-			published := publishMany(t, sys.Publisher, 50, 8)
-			tally := waitHandled(t, sys.Workers, published, 60*time.Second)
+			sys := suite.StartSystem(t, broker, harness.SystemOptions{WorkerEnv: []string{"FAULT_RETRY_FIRST=2"}})
+			published := suite.PublishMany(t, sys.Publisher, 50, 8)
+			tally := suite.WaitHandled(t, sys.Workers, published, 60*time.Second)
 			if want := 2 * len(published); tally.Retries < want {
 				t.Errorf("workers answered RETRY %d times, want at least %d (2 per event)", tally.Retries, want)
 			}
-			summarize(t, broker, "retry", published, tally, fmt.Sprintf(" retries=%d", tally.Retries))
+			suite.Summarize(t, broker, "retry", published, tally, fmt.Sprintf(" retries=%d", tally.Retries))
 		})
 	}
 }
@@ -31,27 +32,27 @@ func TestRetryIsRedelivered(t *testing.T) {
 // Scenario 5: tokens on both hops. The flow works; the worker rejects a caller without the
 // token; a publisher holding the wrong sidecar token gets a 502 that says so.
 func TestTokens(t *testing.T) {
-	for _, broker := range brokers() {
+	for _, broker := range suite.Brokers() {
 		t.Run(broker, func(t *testing.T) {
-			sys := startSystem(t, broker, harness.SystemOptions{
+			sys := suite.StartSystem(t, broker, harness.SystemOptions{
 				DaprAPIToken: "e2e-dapr-token-0123456789", AppAPIToken: "e2e-app-token-9876543210"})
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			c, r, err := createTask(ctx, sys.Publisher, "with tokens")
+			c, r, err := suite.CreateTask(ctx, sys.Publisher, "with tokens")
 			if err != nil || r.Status != http.StatusAccepted {
 				t.Fatalf("POST /tasks with tokens = %d %s (%v), want 202", r.Status, r.Body, err)
 			}
-			tally := waitHandled(t, sys.Workers, map[string]string{c.ID: c.Title}, 10*time.Second)
+			tally := suite.WaitHandled(t, sys.Workers, map[string]string{c.ID: c.Title}, 10*time.Second)
 
 			before := len(harness.Events(sys.Workers[0].Lines(), "EVENT RECEIVED"))
 			envelope := fmt.Sprintf(`{"specversion":"1.0","id":"forged-%d","source":"attacker","type":"task.created",`+
 				`"datacontenttype":"application/json","data":{"event_type":"task.created","task_id":"%s","title":"forged"}}`,
 				time.Now().UnixNano(), c.ID)
-			r, err = post(ctx, sys.Workers[0].URL+contract.Route, "application/cloudevents+json", envelope, nil)
+			r, err = suite.Post(ctx, sys.Workers[0].URL+suite.Contract.Route, "application/cloudevents+json", envelope, nil)
 			if err != nil || r.Status != http.StatusUnauthorized {
 				t.Errorf("worker without dapr-api-token = %d %s (%v), want 401", r.Status, r.Body, err)
 			}
-			r, _ = post(ctx, sys.Workers[0].URL+contract.Route, "application/cloudevents+json", envelope,
+			r, _ = suite.Post(ctx, sys.Workers[0].URL+suite.Contract.Route, "application/cloudevents+json", envelope,
 				map[string]string{"dapr-api-token": "wrong"})
 			if r.Status != http.StatusUnauthorized {
 				t.Errorf("worker with a wrong dapr-api-token = %d, want 401", r.Status)
@@ -61,18 +62,18 @@ func TestTokens(t *testing.T) {
 			}
 
 			// A second publisher on the same sidecar, configured with the wrong token.
-			h := newHarness(t)
+			h := suite.NewHarness(t)
 			port, _ := harness.FreePort()
-			wrong, err := h.StartApp(ctx, "publisher-wrong-token", bins.Publisher, port, []string{
+			wrong, err := h.StartApp(ctx, "publisher-wrong-token", suite.Bins.Publisher, port, []string{
 				fmt.Sprintf("DAPR_HTTP_PORT=%d", sys.PublisherSidecar.Opts.HTTPPort), "DAPR_API_TOKEN=wrong"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, r, err = createTask(ctx, wrong, "wrong token")
+			_, r, err = suite.CreateTask(ctx, wrong, "wrong token")
 			if err != nil || r.Status != http.StatusBadGateway || !strings.Contains(string(r.Body), "DAPR_API_TOKEN") {
 				t.Errorf("publisher with a wrong sidecar token = %d %s (%v), want 502 naming DAPR_API_TOKEN", r.Status, r.Body, err)
 			}
-			summarize(t, broker, "tokens", map[string]string{c.ID: c.Title}, tally, " unauthorized_rejected=2")
+			suite.Summarize(t, broker, "tokens", map[string]string{c.ID: c.Title}, tally, " unauthorized_rejected=2")
 		})
 	}
 }
@@ -80,16 +81,16 @@ func TestTokens(t *testing.T) {
 // Scenario 6: the publisher's sidecar goes away: POST /tasks answers 503 with Retry-After
 // within its publish timeout; once the sidecar is back, 202 again without a restart.
 func TestSidecarRestart(t *testing.T) {
-	for _, broker := range brokers() {
+	for _, broker := range suite.Brokers() {
 		t.Run(broker, func(t *testing.T) {
-			sys := startSystem(t, broker, harness.SystemOptions{PublisherEnv: []string{"PUBLISH_TIMEOUT=2s"}})
+			sys := suite.StartSystem(t, broker, harness.SystemOptions{PublisherEnv: []string{"PUBLISH_TIMEOUT=2s"}})
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			if err := sys.PublisherSidecar.Stop(20 * time.Second); err != nil {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			_, r, err := createTask(ctx, sys.Publisher, "sidecar is down")
+			_, r, err := suite.CreateTask(ctx, sys.Publisher, "sidecar is down")
 			took := time.Since(start)
 			if err != nil || r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
 				t.Fatalf("POST /tasks with the sidecar down = %d %v %s (%v), want 503 with Retry-After", r.Status, r.Header, r.Body, err)
@@ -100,9 +101,9 @@ func TestSidecarRestart(t *testing.T) {
 			if err := sys.PublisherSidecar.Restart(ctx); err != nil {
 				t.Fatal(err)
 			}
-			var c created
+			var c suite.Created
 			for {
-				c, r, err = createTask(ctx, sys.Publisher, "sidecar is back")
+				c, r, err = suite.CreateTask(ctx, sys.Publisher, "sidecar is back")
 				if err == nil && r.Status == http.StatusAccepted {
 					break
 				}
@@ -111,8 +112,8 @@ func TestSidecarRestart(t *testing.T) {
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
-			tally := waitHandled(t, sys.Workers, map[string]string{c.ID: c.Title}, 10*time.Second)
-			summarize(t, broker, "sidecar-restart", map[string]string{c.ID: c.Title}, tally,
+			tally := suite.WaitHandled(t, sys.Workers, map[string]string{c.ID: c.Title}, 10*time.Second)
+			suite.Summarize(t, broker, "sidecar-restart", map[string]string{c.ID: c.Title}, tally,
 				fmt.Sprintf(" unavailable_ms=%d", took.Milliseconds()))
 		})
 	}
@@ -121,17 +122,17 @@ func TestSidecarRestart(t *testing.T) {
 // Scenario 8: three worker replicas (three sidecars, one app-id) share the topic: every
 // task handled exactly once across them, and every replica takes part.
 func TestThreeReplicas(t *testing.T) {
-	for _, broker := range brokers() {
+	for _, broker := range suite.Brokers() {
 		t.Run(broker, func(t *testing.T) {
-			sys := startSystem(t, broker, harness.SystemOptions{Workers: 3})
-			published := publishMany(t, sys.Publisher, 1000, 32)
-			tally := waitHandled(t, sys.Workers, published, 90*time.Second)
+			sys := suite.StartSystem(t, broker, harness.SystemOptions{Workers: 3})
+			published := suite.PublishMany(t, sys.Publisher, 1000, 32)
+			tally := suite.WaitHandled(t, sys.Workers, published, 90*time.Second)
 			for i, n := range tally.PerWorker {
 				if n == 0 {
 					t.Errorf("replica %d handled nothing: %v", i+1, tally.PerWorker)
 				}
 			}
-			summarize(t, broker, "replicas", published, tally, fmt.Sprintf(" per_replica=%v", tally.PerWorker))
+			suite.Summarize(t, broker, "replicas", published, tally, fmt.Sprintf(" per_replica=%v", tally.PerWorker))
 		})
 	}
 }

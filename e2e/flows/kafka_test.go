@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -21,10 +22,10 @@ import (
 //     process, its idempotency memory gone with the old one, handles them again, and they
 //     are reported as redelivered.
 func TestKafkaWorkerRestart(t *testing.T) {
-	if !slices.Contains(brokers(), "kafka") {
+	if !slices.Contains(suite.Brokers(), "kafka") {
 		t.Skip("kafka is not in BROKERS")
 	}
-	sys := startSystem(t, "kafka", harness.SystemOptions{})
+	sys := suite.StartSystem(t, "kafka", harness.SystemOptions{})
 	w, sidecar := sys.Workers[0], sys.WorkerSidecars[0]
 	before := w.Process
 	kafka := sys.Broker.Overrides["brokers"]
@@ -37,7 +38,7 @@ func TestKafkaWorkerRestart(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		accepted, failures := publishAll(sys.Publisher, 1000, 4)
+		accepted, failures := suite.PublishAll(sys.Publisher, 1000, 4)
 		done <- result{accepted, failures}
 	}()
 
@@ -45,8 +46,8 @@ func TestKafkaWorkerRestart(t *testing.T) {
 	defer cancel()
 	var committed int64
 	for {
-		c, err := harness.KafkaCommitted(ctx, kafka, contract.WorkerAppID, contract.Topic)
-		n := handled(before) // read after the offsets: handling comes first
+		c, err := harness.KafkaCommitted(ctx, kafka, suite.Contract.WorkerAppID, suite.Contract.Topic)
+		n := suite.Handled(before) // read after the offsets: handling comes first
 		if err == nil && c > int64(n) {
 			t.Fatalf("the group committed %d offsets while the worker had handled only %d tasks", c, n)
 		}
@@ -61,7 +62,7 @@ func TestKafkaWorkerRestart(t *testing.T) {
 	}
 	sidecar.Kill()
 	before.Kill()
-	handledBefore := handled(before)
+	handledBefore := suite.Handled(before)
 
 	if err := w.Restart(ctx); err != nil {
 		t.Fatal(err)
@@ -92,7 +93,7 @@ func TestKafkaWorkerRestart(t *testing.T) {
 			// The worker records the task and then logs it: one killed between the two
 			// (or whose sidecar died before answering the commit) logged nothing, and the
 			// redelivery finds the event done. The state store's record is the proof.
-			if counts[id] == 0 && recorded(context.Background(), sidecar.HTTPURL, id) {
+			if counts[id] == 0 && suite.Recorded(context.Background(), sidecar.HTTPURL, id) {
 				counts[id] = 1
 			}
 			if counts[id] == 0 {
@@ -138,14 +139,4 @@ func TestKafkaWorkerRestart(t *testing.T) {
 	if limit := handledBefore - int(committed); redelivered > limit {
 		t.Errorf("%d tasks were handled again, more than the %d handled after the last commit", redelivered, limit)
 	}
-}
-
-func handled(p *harness.Process) int {
-	n := 0
-	for _, e := range harness.Events(p.Lines(), "EVENT RECEIVED") {
-		if e.Outcome == "SUCCESS" && !e.Duplicate {
-			n++
-		}
-	}
-	return n
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -37,7 +38,7 @@ const rssGrowthLimit = 32 << 20
 // each app neither stop a normal request nor make the RSS grow without bound, and are
 // closed by the servers too.
 func TestLimits(t *testing.T) {
-	sys := startSystem(t, "redis", harness.SystemOptions{})
+	sys := suite.StartSystem(t, "redis", harness.SystemOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pub, wrk := sys.Publisher, sys.Workers[0]
@@ -83,7 +84,7 @@ func TestLimits(t *testing.T) {
 	// The servers have accepted them once each app holds that many more descriptors.
 	for i, a := range apps {
 		want := fdsBefore[i] + idleConns
-		waitFor(t, fmt.Sprintf("%s to accept %d idle connections", a.Name, idleConns), 10*time.Second, 20*time.Millisecond,
+		suite.WaitFor(t, fmt.Sprintf("%s to accept %d idle connections", a.Name, idleConns), 10*time.Second, 20*time.Millisecond,
 			func() (bool, string) {
 				n := mustFDs(t, a)
 				return n >= want, fmt.Sprintf("%d open descriptors, want %d", n, want)
@@ -91,12 +92,12 @@ func TestLimits(t *testing.T) {
 	}
 
 	// A normal request still works on each app, and the whole flow with it.
-	c, r, err := createTask(ctx, pub, "while a thousand connections idle")
+	c, r, err := suite.CreateTask(ctx, pub, "while a thousand connections idle")
 	if err != nil || r.Status != http.StatusAccepted {
 		t.Fatalf("POST /tasks with %d idle connections = %d %s (%v), want 202", idleConns, r.Status, r.Body, err)
 	}
-	waitHandled(t, sys.Workers, map[string]string{c.ID: c.Title}, 15*time.Second)
-	r, err = post(ctx, wrk.URL+contract.Route, "application/cloudevents+json",
+	suite.WaitHandled(t, sys.Workers, map[string]string{c.ID: c.Title}, 15*time.Second)
+	r, err = suite.Post(ctx, wrk.URL+suite.Contract.Route, "application/cloudevents+json",
 		deliveryEnvelope("limits-"+uuid.NewString(), uuid.NewString(), "direct delivery"), nil)
 	if err != nil || r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"SUCCESS"`) {
 		t.Errorf("worker /events/todo with %d idle connections = %d %s (%v), want SUCCESS", idleConns, r.Status, r.Body, err)
@@ -152,7 +153,7 @@ func oversizedPublisher(ctx context.Context, t *testing.T, pub *harness.App) {
 			t.Fatal(err)
 		}
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
+		resp, err := suite.Client.Do(req)
 		if err != nil {
 			t.Fatalf("POST /tasks with a %d-byte body (chunked %v): %v", len(body), chunked, err)
 		}
@@ -190,7 +191,7 @@ func oversizedWorker(ctx context.Context, t *testing.T, wrk *harness.App) {
 	if len(env) != start.MaxEventBytes+1 {
 		t.Fatalf("built a %d-byte envelope, want %d", len(env), start.MaxEventBytes+1)
 	}
-	r, err := post(ctx, wrk.URL+contract.Route, "application/cloudevents+json", env, nil)
+	r, err := suite.Post(ctx, wrk.URL+suite.Contract.Route, "application/cloudevents+json", env, nil)
 	if err != nil || r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"DROP"`) {
 		t.Errorf("worker /events/todo with %d bytes (MAX_EVENT_BYTES %d) = %d %s (%v), want 200 DROP",
 			len(env), start.MaxEventBytes, r.Status, r.Body, err)
@@ -206,10 +207,10 @@ func oversizedWorker(ctx context.Context, t *testing.T, wrk *harness.App) {
 
 // deliveryEnvelope is a CloudEvent as daprd delivers a task.created publish.
 func deliveryEnvelope(id, taskID, title string) string {
-	data, _ := json.Marshal(map[string]string{"event_type": contract.EventType, "task_id": taskID, "title": title})
+	data, _ := json.Marshal(map[string]string{"event_type": suite.Contract.EventType, "task_id": taskID, "title": title})
 	return fmt.Sprintf(`{"specversion":"1.0","id":%q,"source":%q,"type":%q,`+
 		`"topic":%q,"pubsubname":%q,"datacontenttype":"application/json","data":%s}`,
-		id, contract.PublisherAppID, contract.EventType, contract.Topic, contract.PubSub, data)
+		id, suite.Contract.PublisherAppID, suite.Contract.EventType, suite.Contract.Topic, suite.Contract.PubSub, data)
 }
 
 // dribbleHeaders is a slowloris client: it sends a request line and then one header byte

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -21,11 +22,11 @@ import (
 func TestLocalRunStopsEverythingOnSIGTERM(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "taskevents-local")
 	build := exec.Command("go", "build", "-o", bin, "./e2e/cmd/taskevents-local")
-	build.Dir = root
+	build.Dir = suite.Root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build taskevents-local: %v\n%s", err, out)
 	}
-	env := []string{"DAPRD=" + bins.Daprd, "PUBLISHER_BIN=" + bins.Publisher, "WORKER_BIN=" + bins.Worker, "BROKER=redis"}
+	env := []string{"DAPRD=" + suite.Bins.Daprd, "PUBLISHER_BIN=" + suite.Bins.Publisher, "WORKER_BIN=" + suite.Bins.Worker, "BROKER=redis"}
 	for _, name := range []string{"PUBLISHER_PORT", "WORKER_PORT", "PUBLISHER_DAPR_HTTP_PORT", "WORKER_DAPR_HTTP_PORT", "REDIS_PORT"} {
 		port, err := harness.FreePort()
 		if err != nil {
@@ -33,8 +34,8 @@ func TestLocalRunStopsEverythingOnSIGTERM(t *testing.T) {
 		}
 		env = append(env, name+"="+strconv.Itoa(port))
 	}
-	h := newHarness(t)
-	run, err := harness.StartProcess("make-run", h.Sink, append(os.Environ(), env...), root, bin)
+	h := suite.NewHarness(t)
+	run, err := harness.StartProcess("make-run", h.Sink, append(os.Environ(), env...), suite.Root, bin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,12 +48,12 @@ func TestLocalRunStopsEverythingOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := strings.Fields(curl[strings.Index(curl, "http://"):])[0]
-	r, err := post(ctx, url, "application/json", `{"title": "Learn Dapr pub/sub"}`, nil)
+	r, err := suite.Post(ctx, url, "application/json", `{"title": "Learn Dapr pub/sub"}`, nil)
 	if err != nil || r.Status != http.StatusAccepted {
 		t.Fatalf("the printed curl answered %d %s (%v), want 202", r.Status, r.Body, err)
 	}
-	var c created
-	mustJSON(t, r.Body, &c)
+	var c suite.Created
+	suite.MustJSON(t, r.Body, &c)
 	if _, err := run.WaitForLine(ctx, func(l string) bool {
 		return strings.HasPrefix(l, "[worker] ") && strings.Contains(l, `"EVENT RECEIVED"`) && strings.Contains(l, c.ID)
 	}); err != nil {

@@ -25,6 +25,8 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 	"gopkg.in/yaml.v3"
 
+	"github.com/taskevents/taskevents/e2e/internal/helmchart"
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -47,8 +49,8 @@ func TestMonitoring(t *testing.T) {
 	// Most of its minute is waiting out rule windows, as TestRetryIsRedelivered's is waiting
 	// out daprd's back-off: the two run side by side, after the other tests.
 	t.Parallel()
-	helmBin(t)
-	if bins.Prometheus == "" {
+	helmchart.Helm(t)
+	if suite.Bins.Prometheus == "" {
 		t.Fatal("PROMETHEUS is not set: run `make test-e2e`, which builds Prometheus and promtool (tools/prometheus/build.sh) and sets it")
 	}
 	began := time.Now()
@@ -62,8 +64,8 @@ func TestMonitoring(t *testing.T) {
 	// A short PUBLISH_TIMEOUT: with its sidecar stopped, the publisher answers 503 within 1 s.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	h := newHarness(t)
-	sys, err := h.StartSystem(ctx, startBroker(ctx, t, h, "redis"),
+	h := suite.NewHarness(t)
+	sys, err := h.StartSystem(ctx, suite.StartBroker(ctx, t, h, "redis"),
 		harness.SystemOptions{PublisherEnv: []string{"PUBLISH_TIMEOUT=1s"}})
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +145,7 @@ func TestMonitoring(t *testing.T) {
 		t.Fatal(err)
 	}
 	mark("FAULT_DROP_TITLE")
-	if _, r, err := createTask(ctx, sys.Publisher, "poison pill"); err != nil || r.Status != http.StatusAccepted {
+	if _, r, err := suite.CreateTask(ctx, sys.Publisher, "poison pill"); err != nil || r.Status != http.StatusAccepted {
 		t.Fatalf("POST /tasks poison pill = %d %s (%v)", r.Status, r.Body, err)
 	}
 	expect("TaskEventsDeadLetters", "FAULT_DROP_TITLE")
@@ -234,19 +236,19 @@ func renderMonitoring(t *testing.T) (grafanaDashboard, []byte) {
 	}
 	var dashboard grafanaDashboard
 	var rules []byte
-	for _, o := range renderChart(t, args...) {
-		switch o.kind() {
+	for _, o := range helmchart.Render(t, args...) {
+		switch o.Kind() {
 		case "ConfigMap":
-			if digString(o, "metadata", "labels", "grafana_dashboard") != "1" {
+			if helmchart.DigString(o, "metadata", "labels", "grafana_dashboard") != "1" {
 				continue
 			}
-			raw := digString(o, "data", "taskevents.json")
+			raw := helmchart.DigString(o, "data", "taskevents.json")
 			if err := json.Unmarshal([]byte(raw), &dashboard); err != nil {
 				t.Fatalf("%s: data taskevents.json: %v", o, err)
 			}
 		case "PrometheusRule":
 			var err error
-			if rules, err = yaml.Marshal(map[string]any{"groups": dig(o, "spec", "groups")}); err != nil {
+			if rules, err = yaml.Marshal(map[string]any{"groups": helmchart.Dig(o, "spec", "groups")}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -261,7 +263,7 @@ func renderMonitoring(t *testing.T) (grafanaDashboard, []byte) {
 // expression broken, which must fail: a check that cannot fail proves nothing.
 func checkRulesWithPromtool(t *testing.T, file string) {
 	t.Helper()
-	promtool := filepath.Join(bins.Prometheus, "promtool")
+	promtool := filepath.Join(suite.Bins.Prometheus, "promtool")
 	out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
@@ -450,7 +452,7 @@ func startTraffic(publisher *harness.App) *monitorTraffic {
 				go func(i int) {
 					defer wg.Done()
 					defer func() { <-sem }()
-					_, r, err := createTask(ctx, publisher, fmt.Sprintf("monitoring %d", i))
+					_, r, err := suite.CreateTask(ctx, publisher, fmt.Sprintf("monitoring %d", i))
 					m.mu.Lock()
 					defer m.mu.Unlock()
 					switch {
@@ -632,8 +634,8 @@ func faultKey(marks []faultMark, from time.Time) (*plot.Plot, error) {
 // against the API server's schemas and the Prometheus Operator's CRD, with the values the
 // monitoring test uses and with the defaults.
 func TestMonitoringChartObjects(t *testing.T) {
-	helmBin(t)
-	v := objectValidator(t)
+	helmchart.Helm(t)
+	v := helmchart.ObjectValidator(t)
 	on := []string{"--set", "monitoring.dashboard.enabled=true", "--set", "monitoring.prometheusRule.enabled=true"}
 	for name, args := range map[string][]string{
 		"defaults":      on,
@@ -643,25 +645,25 @@ func TestMonitoringChartObjects(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			kinds := map[string]int{}
-			for _, o := range renderChart(t, args...) {
-				kinds[o.kind()]++
-				if err := v.validate(o); err != nil {
+			for _, o := range helmchart.Render(t, args...) {
+				kinds[o.Kind()]++
+				if err := v.Validate(o); err != nil {
 					t.Errorf("%s: %v", o, err)
 				}
-				if o.kind() != "ConfigMap" {
+				if o.Kind() != "ConfigMap" {
 					continue
 				}
 				key, value, ns := "grafana_dashboard", "1", ""
 				if name == "other-label" {
 					key, value, ns = "dashboards", "taskevents", "grafana"
 				}
-				if got := digString(o, "metadata", "labels", key); got != value {
+				if got := helmchart.DigString(o, "metadata", "labels", key); got != value {
 					t.Errorf("%s: label %s=%q, want %q", o, key, got, value)
 				}
-				if got := digString(o, "metadata", "namespace"); got != ns {
+				if got := helmchart.DigString(o, "metadata", "namespace"); got != ns {
 					t.Errorf("%s: namespace %q, want %q", o, got, ns)
 				}
-				if !json.Valid([]byte(digString(o, "data", "taskevents.json"))) {
+				if !json.Valid([]byte(helmchart.DigString(o, "data", "taskevents.json"))) {
 					t.Errorf("%s: data taskevents.json is not JSON", o)
 				}
 			}
@@ -671,21 +673,21 @@ func TestMonitoringChartObjects(t *testing.T) {
 		})
 	}
 	t.Run("off-by-default", func(t *testing.T) {
-		for _, o := range renderChart(t) {
-			if o.kind() == "PrometheusRule" || (o.kind() == "ConfigMap" && strings.HasSuffix(o.name(), "-dashboard")) {
+		for _, o := range helmchart.Render(t) {
+			if o.Kind() == "PrometheusRule" || (o.Kind() == "ConfigMap" && strings.HasSuffix(o.Name(), "-dashboard")) {
 				t.Errorf("%s rendered without monitoring.*.enabled", o)
 			}
 		}
 	})
 	t.Run("bad-rule-is-rejected", func(t *testing.T) {
-		objs, err := decodeObjects([]byte(`apiVersion: monitoring.coreos.com/v1
+		objs, err := helmchart.DecodeObjects([]byte(`apiVersion: monitoring.coreos.com/v1
 kind: PrometheusRule
 metadata: {name: bad}
 spec: {groups: [{name: g, rules: [{alert: A, expr: vector(1), for: 5 minutes}]}]}`))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := v.validate(objs[0]); err == nil || !strings.Contains(err.Error(), "for") {
+		if err := v.Validate(objs[0]); err == nil || !strings.Contains(err.Error(), "for") {
 			t.Errorf("a PrometheusRule with for: 5 minutes passed the CRD's schema: %v", err)
 		}
 	})

@@ -32,11 +32,12 @@ import (
 	"github.com/pb33f/libopenapi-validator/config"
 	valerrors "github.com/pb33f/libopenapi-validator/errors"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
 func TestOpenAPI(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(root, "publisher", "openapi.yaml"))
+	raw, err := os.ReadFile(filepath.Join(suite.Root, "publisher", "openapi.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestOpenAPI(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	app, err := newHarness(t).StartApp(ctx, "publisher", bins.Publisher, port, []string{
+	app, err := suite.NewHarness(t).StartApp(ctx, "publisher", suite.Bins.Publisher, port, []string{
 		"DAPR_HOST=127.0.0.1", "DAPR_HTTP_PORT=" + sidecarURL.Port(), "READINESS_INTERVAL=50ms",
 		"PUBLISH_TIMEOUT=400ms", "IDEMPOTENCY_STORE=statestore",
 	})

@@ -13,16 +13,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
 // TestPublisherMetrics: through a real daprd on Redis, a POST /tasks shows up on the
 // publisher's /metrics, which its ops port (OPS_PORT) serves and its API port does not.
 func TestPublisherMetrics(t *testing.T) {
-	if !slices.Contains(brokers(), "redis") {
+	if !slices.Contains(suite.Brokers(), "redis") {
 		t.Skip("runs on redis, which is not in BROKERS")
 	}
-	sys := startSystem(t, "redis", harness.SystemOptions{})
+	sys := suite.StartSystem(t, "redis", harness.SystemOptions{})
 	pub := sys.Publisher
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -33,7 +34,7 @@ func TestPublisherMetrics(t *testing.T) {
 		t.Errorf("GET /metrics on the API port = %d %.200s, want 404 without metrics", code, body)
 	}
 
-	c, r, err := createTask(ctx, pub, "count me")
+	c, r, err := suite.CreateTask(ctx, pub, "count me")
 	if err != nil || r.Status != http.StatusAccepted {
 		t.Fatalf("POST /tasks = %d %s (%v), want 202", r.Status, r.Body, err)
 	}
@@ -73,7 +74,7 @@ func fetchText(ctx context.Context, t *testing.T, url string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := client.Do(req)
+	resp, err := suite.Client.Do(req)
 	if err != nil {
 		return 0, err.Error()
 	}

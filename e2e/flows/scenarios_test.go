@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -20,9 +21,9 @@ import (
 // per broker: the curl flow, 1,000 tasks, DROP to the dead-letter topic, and declarative
 // routing.
 func TestDefaultSystem(t *testing.T) {
-	for _, broker := range brokers() {
+	for _, broker := range suite.Brokers() {
 		t.Run(broker, func(t *testing.T) {
-			sys := startSystem(t, broker, harness.SystemOptions{})
+			sys := suite.StartSystem(t, broker, harness.SystemOptions{})
 			t.Run("happy-path", func(t *testing.T) { happyPath(t, broker, sys) })
 			t.Run("declarative", func(t *testing.T) { declarative(t, broker, sys) })
 			t.Run("thousand", func(t *testing.T) { thousand(t, broker, sys) })
@@ -37,7 +38,7 @@ func happyPath(t *testing.T, broker string, sys *harness.System) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
-	c, r, err := createTask(ctx, sys.Publisher, "Learn Dapr pub/sub")
+	c, r, err := suite.CreateTask(ctx, sys.Publisher, "Learn Dapr pub/sub")
 	if err != nil || r.Status != http.StatusAccepted {
 		t.Fatalf("POST /tasks = %d %s (%v), want 202", r.Status, r.Body, err)
 	}
@@ -53,13 +54,13 @@ func happyPath(t *testing.T, broker string, sys *harness.System) {
 	took := time.Since(start)
 	ev := harness.Events([]string{line}, "EVENT RECEIVED")
 	if len(ev) != 1 || ev[0].Title != c.Title || ev[0].Outcome != "SUCCESS" || ev[0].Type != "task.created" ||
-		ev[0].EventID != c.ID || ev[0].Topic != contract.Topic {
+		ev[0].EventID != c.ID || ev[0].Topic != suite.Contract.Topic {
 		t.Fatalf("worker log line %s does not carry the task as published", line)
 	}
 	if took > 5*time.Second {
 		t.Errorf("handled after %s, want within 5s", took)
 	}
-	summarize(t, broker, "happy-path", map[string]string{c.ID: c.Title},
+	suite.Summarize(t, broker, "happy-path", map[string]string{c.ID: c.Title},
 		harness.TallyWorkers(sys.Workers), fmt.Sprintf(" latency_ms=%d", took.Milliseconds()))
 }
 
@@ -68,20 +69,20 @@ func happyPath(t *testing.T, broker string, sys *harness.System) {
 func declarative(t *testing.T, _ string, sys *harness.System) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	md, raw, err := getMetadata(ctx, sys.WorkerSidecars[0].HTTPURL)
+	md, raw, err := suite.GetMetadata(ctx, sys.WorkerSidecars[0].HTTPURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	found := false
 	for _, s := range md.Subscriptions {
-		if s.Topic != contract.Topic {
+		if s.Topic != suite.Contract.Topic {
 			continue
 		}
 		found = true
-		if s.Type != "DECLARATIVE" || s.PubsubName != contract.PubSub || s.DeadLetterTopic != contract.DeadLetterTopic {
+		if s.Type != "DECLARATIVE" || s.PubsubName != suite.Contract.PubSub || s.DeadLetterTopic != suite.Contract.DeadLetterTopic {
 			t.Errorf("subscription %+v, want DECLARATIVE on pubsub with dead letters to task-events-deadletter", s)
 		}
-		if len(s.Rules) == 0 || s.Rules[0].Match != `event.type == "`+contract.EventType+`"` || s.Rules[0].Path != contract.Route {
+		if len(s.Rules) == 0 || s.Rules[0].Match != `event.type == "`+suite.Contract.EventType+`"` || s.Rules[0].Path != suite.Contract.Route {
 			t.Errorf("rules %+v, want the task.created rule to /events/todo first", s.Rules)
 		}
 	}
@@ -89,7 +90,7 @@ func declarative(t *testing.T, _ string, sys *harness.System) {
 		t.Fatalf("daprd lists no subscription to task-events: %s", raw)
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, sys.Workers[0].URL+"/dapr/subscribe", nil)
-	resp, err := client.Do(req)
+	resp, err := suite.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,10 +103,10 @@ func declarative(t *testing.T, _ string, sys *harness.System) {
 // Scenario 2: 1,000 tasks at concurrency 32, each handled exactly once.
 func thousand(t *testing.T, broker string, sys *harness.System) {
 	start := time.Now()
-	published := publishMany(t, sys.Publisher, 1000, 32)
+	published := suite.PublishMany(t, sys.Publisher, 1000, 32)
 	publishTook := time.Since(start)
-	tally := waitHandled(t, sys.Workers, published, 60*time.Second)
-	summarize(t, broker, "thousand", published, tally, fmt.Sprintf(" publish_per_s=%.0f end_to_end_s=%.2f",
+	tally := suite.WaitHandled(t, sys.Workers, published, 60*time.Second)
+	suite.Summarize(t, broker, "thousand", published, tally, fmt.Sprintf(" publish_per_s=%.0f end_to_end_s=%.2f",
 		float64(len(published))/publishTook.Seconds(), time.Since(start).Seconds()))
 }
 
@@ -116,7 +117,7 @@ func dropToDeadLetter(t *testing.T, broker string, sys *harness.System) {
 	defer cancel()
 	id := uuid.NewString()
 	q := url.Values{"metadata.cloudevent.id": {id}, "metadata.cloudevent.type": {"task.created"}}
-	r, err := post(ctx, sys.PublisherSidecar.HTTPURL+"/v1.0/publish/pubsub/task-events?"+q.Encode(),
+	r, err := suite.Post(ctx, sys.PublisherSidecar.HTTPURL+"/v1.0/publish/pubsub/task-events?"+q.Encode(),
 		"application/json", `{"event_type":"task.created","task_id":"not-a-uuid","title":""}`, nil)
 	if err != nil || r.Status != http.StatusNoContent {
 		t.Fatalf("publish to sidecar = %d %s (%v), want 204", r.Status, r.Body, err)
@@ -169,7 +170,7 @@ scopes:
 	q := url.Values{"metadata.cloudevent.id": {id}, "metadata.cloudevent.type": {"task.created"}}
 	body := fmt.Sprintf(`{"event_type":"task.created","task_id":"%s","title":"hot reload"}`, id)
 	for {
-		r, err := post(ctx, sys.PublisherSidecar.HTTPURL+"/v1.0/publish/pubsub/"+topic+"?"+q.Encode(),
+		r, err := suite.Post(ctx, sys.PublisherSidecar.HTTPURL+"/v1.0/publish/pubsub/"+topic+"?"+q.Encode(),
 			"application/json", body, nil)
 		if err == nil && r.Status == http.StatusNoContent {
 			break
@@ -179,14 +180,14 @@ scopes:
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	tally := waitHandled(t, sys.Workers, map[string]string{id: "hot reload"}, 30*time.Second)
-	summarize(t, broker, "hot-reload", map[string]string{id: "hot reload"}, tally,
+	tally := suite.WaitHandled(t, sys.Workers, map[string]string{id: "hot reload"}, 30*time.Second)
+	suite.Summarize(t, broker, "hot-reload", map[string]string{id: "hot reload"}, tally,
 		fmt.Sprintf(" subscription_loaded_ms=%d", loaded.Milliseconds()))
 }
 
 func subscribed(ctx context.Context, t *testing.T, sidecarURL, topic string) bool {
 	t.Helper()
-	md, _, err := getMetadata(ctx, sidecarURL)
+	md, _, err := suite.GetMetadata(ctx, sidecarURL)
 	if err != nil {
 		return false
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -56,27 +57,27 @@ func TestSecrets(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	h := newHarness(t)
-	sys, err := h.StartSystem(ctx, startBroker(ctx, t, h, "redis"),
+	h := suite.NewHarness(t)
+	sys, err := h.StartSystem(ctx, suite.StartBroker(ctx, t, h, "redis"),
 		harness.SystemOptions{DaprAPIToken: dapr.value, AppAPIToken: app.value})
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkSameBinaries(t, "redis", sys)
+	suite.CheckSameBinaries(t, "redis", sys)
 	wrk := sys.Workers[0]
 
 	// The flow with the right tokens on both hops.
-	published := publishMany(t, sys.Publisher, 20, 4)
-	waitHandled(t, sys.Workers, published, 30*time.Second)
+	published := suite.PublishMany(t, sys.Publisher, 20, 4)
+	suite.WaitHandled(t, sys.Workers, published, 30*time.Second)
 
 	// The worker's event route: the right token, then none and wrong ones.
-	deliver := func(presented string) reply {
+	deliver := func(presented string) suite.Reply {
 		t.Helper()
 		var hdr map[string]string
 		if presented != "" {
 			hdr = map[string]string{"dapr-api-token": presented}
 		}
-		r, err := post(ctx, wrk.URL+contract.Route, "application/cloudevents+json",
+		r, err := suite.Post(ctx, wrk.URL+suite.Contract.Route, "application/cloudevents+json",
 			deliveryEnvelope("secrets-"+uuid.NewString(), uuid.NewString(), "presented "+strconv.Itoa(len(presented))), hdr)
 		if err != nil {
 			t.Fatalf("POST /events/todo: %v", err)
@@ -104,7 +105,7 @@ func TestSecrets(t *testing.T) {
 			if tc.token != "" {
 				req.Header.Set("dapr-api-token", tc.token)
 			}
-			resp, err := client.Do(req)
+			resp, err := suite.Client.Do(req)
 			if err != nil {
 				t.Fatalf("%s /v1.0/metadata: %v", s.Name, err)
 			}
@@ -121,12 +122,12 @@ func TestSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrongPub, err := h.StartApp(ctx, "publisher-wrong-token", bins.Publisher, port, []string{
+	wrongPub, err := h.StartApp(ctx, "publisher-wrong-token", suite.Bins.Publisher, port, []string{
 		fmt.Sprintf("DAPR_HTTP_PORT=%d", sys.PublisherSidecar.Opts.HTTPPort), "DAPR_API_TOKEN=" + wrongDapr.value})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, r, err := createTask(ctx, wrongPub, "wrong token"); err != nil || r.Status != http.StatusBadGateway {
+	if _, r, err := suite.CreateTask(ctx, wrongPub, "wrong token"); err != nil || r.Status != http.StatusBadGateway {
 		t.Errorf("publisher with a wrong DAPR_API_TOKEN = %d %s (%v), want 502", r.Status, r.Body, err)
 	}
 
@@ -256,7 +257,7 @@ func byName(s *server, presented string) bool { return s.token != presented }
 	}
 
 	for _, app := range []string{"publisher", "worker"} {
-		r := scanTokenComparisons(t, filepath.Join(root, app))
+		r := scanTokenComparisons(t, filepath.Join(suite.Root, app))
 		for _, u := range r.unsafe {
 			t.Errorf("%s: %s compares a token with %s, which takes longer the more of it matches; "+
 				"hash both sides with sha256 and compare with subtle.ConstantTimeCompare", u.pos, u.fn, u.what)

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/e2e/internal/helmchart"
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -30,8 +32,8 @@ type traceLink struct {
 func traceLinks() []traceLink {
 	return []traceLink{
 		{"the publisher's span", "taskevents-publisher", "POST /tasks"},
-		{"the publishing sidecar's span", contract.PublisherAppID, ""},
-		{"the delivering sidecar's span", contract.WorkerAppID, ""},
+		{"the publishing sidecar's span", suite.Contract.PublisherAppID, ""},
+		{"the delivering sidecar's span", suite.Contract.WorkerAppID, ""},
 		{"the worker's span", "taskevents-worker", ""},
 	}
 }
@@ -39,18 +41,18 @@ func traceLinks() []traceLink {
 func TestTrace(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	h := newHarness(t)
+	h := suite.NewHarness(t)
 	jaeger, err := h.StartJaeger(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sys, err := h.StartSystem(ctx, startBroker(ctx, t, h, "redis"), harness.SystemOptions{Jaeger: jaeger})
+	sys, err := h.StartSystem(ctx, suite.StartBroker(ctx, t, h, "redis"), harness.SystemOptions{Jaeger: jaeger})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	traceID, parentID := randomHex(t, 16), randomHex(t, 8)
-	r, err := post(ctx, sys.Publisher.URL+"/tasks", "application/json", `{"title": "Follow me"}`,
+	r, err := suite.Post(ctx, sys.Publisher.URL+"/tasks", "application/json", `{"title": "Follow me"}`,
 		map[string]string{"traceparent": "00-" + traceID + "-" + parentID + "-01"})
 	if err != nil || r.Status != 202 {
 		t.Fatalf("POST /tasks with a traceparent: %d %s (%v), want 202", r.Status, r.Body, err)
@@ -198,43 +200,43 @@ func randomHex(t *testing.T, n int) string {
 // Deployments name, and with an OTLP endpoint both apps get the OTEL_* variables that point
 // their own spans at the same collector; the values that cannot work together fail.
 func TestChartTracing(t *testing.T) {
-	helmBin(t)
-	v := objectValidator(t)
-	objs := renderChart(t, "--set", "tracing.enabled=true", "--set", "tracing.samplingRate=0.25",
+	helmchart.Helm(t)
+	v := helmchart.ObjectValidator(t)
+	objs := helmchart.Render(t, "--set", "tracing.enabled=true", "--set", "tracing.samplingRate=0.25",
 		"--set", "tracing.otel.endpointAddress=collector.observability:4317", "--set", "tracing.otel.protocol=grpc",
 		"--set", "tracing.zipkin.endpointAddress=http://zipkin.observability:9411/api/v2/spans")
-	var config object
-	deployments := map[string]object{}
+	var config helmchart.Object
+	deployments := map[string]helmchart.Object{}
 	for _, o := range objs {
-		switch o.kind() {
+		switch o.Kind() {
 		case "Configuration":
 			config = o
 		case "Deployment":
-			deployments[digString(o, "metadata", "labels", "app.kubernetes.io/component")] = o
+			deployments[helmchart.DigString(o, "metadata", "labels", "app.kubernetes.io/component")] = o
 		}
 	}
 	if config == nil {
 		t.Fatal("tracing.enabled renders no Configuration")
 	}
-	if err := v.validate(config); err != nil {
+	if err := v.Validate(config); err != nil {
 		t.Errorf("%s: %v", config, err)
 	}
 	for path, want := range map[string]any{"samplingRate": "0.25", "otel.endpointAddress": "collector.observability:4317",
 		"otel.protocol": "grpc", "otel.isSecure": false, "zipkin.endpointAddress": "http://zipkin.observability:9411/api/v2/spans"} {
-		if got := dig(config, append([]string{"spec", "tracing"}, strings.Split(path, ".")...)...); got != want {
+		if got := helmchart.Dig(config, append([]string{"spec", "tracing"}, strings.Split(path, ".")...)...); got != want {
 			t.Errorf("Configuration spec.tracing.%s = %v, want %v", path, got, want)
 		}
 	}
 	for app, service := range map[string]string{"publisher": "taskevents-publisher", "worker": "taskevents-worker"} {
 		d := deployments[app]
-		if got := digString(d, "spec", "template", "metadata", "annotations", "dapr.io/config"); got != config.name() {
-			t.Errorf("%s: dapr.io/config %q, want the Configuration %q", app, got, config.name())
+		if got := helmchart.DigString(d, "spec", "template", "metadata", "annotations", "dapr.io/config"); got != config.Name() {
+			t.Errorf("%s: dapr.io/config %q, want the Configuration %q", app, got, config.Name())
 		}
 		env := map[string]string{}
-		for _, c := range asList(dig(d, "spec", "template", "spec", "containers")) {
-			if digString(c, "name") == app {
-				for _, e := range asList(dig(c, "env")) {
-					env[digString(e, "name")] = digString(e, "value")
+		for _, c := range helmchart.AsList(helmchart.Dig(d, "spec", "template", "spec", "containers")) {
+			if helmchart.DigString(c, "name") == app {
+				for _, e := range helmchart.AsList(helmchart.Dig(c, "env")) {
+					env[helmchart.DigString(e, "name")] = helmchart.DigString(e, "value")
 				}
 			}
 		}
@@ -247,22 +249,22 @@ func TestChartTracing(t *testing.T) {
 	}
 
 	// Off (the default): no Configuration, no annotation, no OTEL_* variable.
-	for _, o := range renderChart(t) {
-		if o.kind() == "Configuration" {
+	for _, o := range helmchart.Render(t) {
+		if o.Kind() == "Configuration" {
 			t.Errorf("the default values render %s", o)
 		}
-		if o.kind() == "Deployment" {
-			if ann := digString(o, "spec", "template", "metadata", "annotations", "dapr.io/config"); ann != "" {
+		if o.Kind() == "Deployment" {
+			if ann := helmchart.DigString(o, "spec", "template", "metadata", "annotations", "dapr.io/config"); ann != "" {
 				t.Errorf("%s: dapr.io/config %q with tracing off", o, ann)
 			}
 		}
 	}
 	// Without an endpoint the sidecars still continue the trace context; the apps get nothing to export to.
-	for _, o := range renderChart(t, "--set", "tracing.enabled=true") {
-		if o.kind() == "Configuration" && dig(o, "spec", "tracing", "otel") != nil {
+	for _, o := range helmchart.Render(t, "--set", "tracing.enabled=true") {
+		if o.Kind() == "Configuration" && helmchart.Dig(o, "spec", "tracing", "otel") != nil {
 			t.Errorf("%s has an otel exporter without tracing.otel.endpointAddress", o)
 		}
-		if o.kind() == "Deployment" && strings.Contains(fmt.Sprint(dig(o, "spec", "template", "spec", "containers")), "OTEL_") {
+		if o.Kind() == "Deployment" && strings.Contains(fmt.Sprint(helmchart.Dig(o, "spec", "template", "spec", "containers")), "OTEL_") {
 			t.Errorf("%s sets OTEL_* without tracing.otel.endpointAddress", o)
 		}
 	}
@@ -280,7 +282,7 @@ func TestChartTracing(t *testing.T) {
 		"unknown protocol":       {[]string{"--set", "tracing.otel.protocol=thrift"}, "protocol"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			out, err := runHelm(t, append([]string{"template", "taskevents", "."}, tt.args...)...)
+			out, err := helmchart.RunHelm(t, append([]string{"template", "taskevents", "."}, tt.args...)...)
 			if err == nil || !strings.Contains(out, tt.want) {
 				t.Errorf("helm template %v: %v, want an error naming %q:\n%s", tt.args, err, tt.want, out)
 			}

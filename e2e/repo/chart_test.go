@@ -8,13 +8,10 @@ package repo
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -23,49 +20,14 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/taskevents/taskevents/e2e/internal/helmchart"
 )
-
-// helmBin is the helm the chart tests run: tools/helm/build.sh builds the pinned one and
-// `make test` passes its path in HELM.
-func helmBin(t *testing.T) string {
-	t.Helper()
-	h := os.Getenv("HELM")
-	if h == "" {
-		t.Skip("HELM is not set: run the chart tests with `make test`, which builds the pinned helm (tools/helm/build.sh) and sets HELM")
-	}
-	return h
-}
-
-func chartDir() string { return filepath.Join(root, "charts", "taskevents") }
-
-// runHelm runs helm with its config, cache and data in a scratch directory and no cluster,
-// so nothing on the machine changes what it renders. It returns stdout and stderr together.
-func runHelm(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	home := t.TempDir()
-	kubeconfig := filepath.Join(home, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(helmBin(t), args...)
-	cmd.Dir = chartDir()
-	cmd.Env = append(os.Environ(),
-		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
-		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
-		"HELM_DATA_HOME="+filepath.Join(home, "data"),
-		"KUBECONFIG="+kubeconfig)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err
-}
 
 // chartValuesCases are the values permutations every chart test runs: the defaults and each
 // ci/*-values.yaml (named by the file's stem).
 func chartValuesCases(t *testing.T) map[string][]string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(chartDir(), "ci", "*-values.yaml"))
+	files, err := filepath.Glob(filepath.Join(helmchart.Dir(), "ci", "*-values.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,78 +43,11 @@ func chartValuesCases(t *testing.T) map[string][]string {
 	return cases
 }
 
-// object is one rendered Kubernetes object, as decoded from YAML.
-type object map[string]any
-
-func (o object) kind() string       { s, _ := o["kind"].(string); return s }
-func (o object) apiVersion() string { s, _ := o["apiVersion"].(string); return s }
-func (o object) name() string       { s, _ := dig(o, "metadata", "name").(string); return s }
-func (o object) String() string     { return o.apiVersion() + " " + o.kind() + " " + o.name() }
-
-// dig walks maps by key and lists by decimal index; nil when a step is missing.
-func dig(v any, path ...string) any {
-	for _, p := range path {
-		switch c := v.(type) {
-		case map[string]any:
-			v = c[p]
-		case object:
-			v = c[p]
-		case []any:
-			i, err := strconv.Atoi(p)
-			if err != nil || i < 0 || i >= len(c) {
-				return nil
-			}
-			v = c[i]
-		default:
-			return nil
-		}
-	}
-	return v
-}
-
-func digString(v any, path ...string) string { s, _ := dig(v, path...).(string); return s }
-
-// decodeObjects splits a multi-document YAML stream into its non-empty documents.
-func decodeObjects(data []byte) ([]object, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var objs []object
-	for {
-		var o map[string]any
-		err := dec.Decode(&o)
-		if errors.Is(err, io.EOF) {
-			return objs, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(o) > 0 {
-			objs = append(objs, object(o))
-		}
-	}
-}
-
-// renderChart runs `helm template` and decodes what it printed.
-func renderChart(t *testing.T, args ...string) []object {
-	t.Helper()
-	out, err := runHelm(t, append([]string{"template", "taskevents", ".", "--namespace", "tasks"}, args...)...)
-	if err != nil {
-		t.Fatalf("helm template %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	objs, err := decodeObjects([]byte(out))
-	if err != nil {
-		t.Fatalf("decoding helm template output: %v", err)
-	}
-	if len(objs) == 0 {
-		t.Fatal("helm template rendered nothing")
-	}
-	return objs
-}
-
 func TestChartLint(t *testing.T) {
-	helmBin(t)
+	helmchart.Helm(t)
 	for name, args := range chartValuesCases(t) {
 		t.Run(name, func(t *testing.T) {
-			out, err := runHelm(t, append([]string{"lint", "--strict", "."}, args...)...)
+			out, err := helmchart.RunHelm(t, append([]string{"lint", "--strict", "."}, args...)...)
 			if err != nil || !strings.Contains(out, "0 chart(s) failed") {
 				t.Fatalf("helm lint --strict %s: %v\n%s", strings.Join(args, " "), err, out)
 			}
@@ -164,14 +59,14 @@ func TestChartLint(t *testing.T) {
 }
 
 func TestChartTemplate(t *testing.T) {
-	helmBin(t)
+	helmchart.Helm(t)
 	for name, args := range chartValuesCases(t) {
 		t.Run(name, func(t *testing.T) {
-			objs := renderChart(t, args...)
+			objs := helmchart.Render(t, args...)
 			checkRendered(t, objs)
 			kinds := map[string]int{}
 			for _, o := range objs {
-				kinds[o.kind()]++
+				kinds[o.Kind()]++
 			}
 			// What each permutation exists to render.
 			want := map[string]map[string]int{
@@ -193,95 +88,85 @@ func TestChartTemplate(t *testing.T) {
 }
 
 // checkRendered asserts what the chart promises of every rendering.
-func checkRendered(t *testing.T, objs []object) {
+func checkRendered(t *testing.T, objs []helmchart.Object) {
 	t.Helper()
-	deployments := map[string]object{} // by app.kubernetes.io/component
-	byKindName := map[string]object{}
+	deployments := map[string]helmchart.Object{} // by app.kubernetes.io/component
+	byKindName := map[string]helmchart.Object{}
 	for _, o := range objs {
-		byKindName[o.kind()+"/"+o.name()] = o
-		if o.name() == "" {
+		byKindName[o.Kind()+"/"+o.Name()] = o
+		if o.Name() == "" {
 			t.Errorf("%s has no metadata.name", o)
 		}
-		if ns := dig(o, "metadata", "namespace"); ns != nil {
+		if ns := helmchart.Dig(o, "metadata", "namespace"); ns != nil {
 			t.Errorf("%s sets metadata.namespace %v; the release namespace must decide", o, ns)
 		}
 		for _, l := range []string{"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by", "helm.sh/chart"} {
-			if digString(o, "metadata", "labels", l) == "" {
+			if helmchart.DigString(o, "metadata", "labels", l) == "" {
 				t.Errorf("%s lacks the label %s", o, l)
 			}
 		}
-		if o.kind() == "Deployment" {
-			deployments[digString(o, "metadata", "labels", "app.kubernetes.io/component")] = o
+		if o.Kind() == "Deployment" {
+			deployments[helmchart.DigString(o, "metadata", "labels", "app.kubernetes.io/component")] = o
 		}
 	}
 	if len(deployments) != 2 || deployments["publisher"] == nil || deployments["worker"] == nil {
-		t.Fatalf("want one Deployment per app (publisher, worker), got %v", slices.Collect(mapKeys(deployments)))
+		t.Fatalf("want one Deployment per app (publisher, worker), got %v", slices.Collect(maps.Keys(deployments)))
 	}
 	hpas := map[string]bool{}
 	for _, o := range objs {
-		if o.kind() == "HorizontalPodAutoscaler" {
-			hpas[digString(o, "spec", "scaleTargetRef", "name")] = true
+		if o.Kind() == "HorizontalPodAutoscaler" {
+			hpas[helmchart.DigString(o, "spec", "scaleTargetRef", "name")] = true
 		}
 	}
 	appIDs := map[string]string{}
 	for component, d := range deployments {
-		appIDs[component] = checkDeployment(t, component, d, hpas[d.name()], byKindName)
+		appIDs[component] = checkDeployment(t, component, d, hpas[d.Name()], byKindName)
 	}
 	checkServices(t, objs)
-	pubsubName := envValue(dig(deployments["publisher"], "spec", "template", "spec", "containers", "0"), "PUBSUB_NAME")
+	pubsubName := helmchart.EnvValue(helmchart.Dig(deployments["publisher"], "spec", "template", "spec", "containers", "0"), "PUBSUB_NAME")
 	for _, o := range objs {
-		switch o.kind() {
+		switch o.Kind() {
 		case "Component":
-			stateStore := envValue(dig(deployments["worker"], "spec", "template", "spec", "containers", "0"), "DEDUPE_STORE")
-			if o.name() != pubsubName && o.name() != stateStore {
+			stateStore := helmchart.EnvValue(helmchart.Dig(deployments["worker"], "spec", "template", "spec", "containers", "0"), "DEDUPE_STORE")
+			if o.Name() != pubsubName && o.Name() != stateStore {
 				t.Errorf("Component %s: the publisher publishes to PUBSUB_NAME=%s and the worker keeps state in DEDUPE_STORE=%s",
-					o.name(), pubsubName, stateStore)
+					o.Name(), pubsubName, stateStore)
 			}
 			checkScopes(t, o, appIDs["publisher"], appIDs["worker"])
 		case "Subscription":
-			if got := digString(o, "spec", "pubsubname"); got != pubsubName {
+			if got := helmchart.DigString(o, "spec", "pubsubname"); got != pubsubName {
 				t.Errorf("%s: pubsubname %q, the publisher publishes to %q", o, got, pubsubName)
 			}
 			checkScopes(t, o, appIDs["worker"])
 		case "Resiliency":
-			if dig(o, "spec", "targets", "components", pubsubName, "inbound") == nil {
+			if helmchart.Dig(o, "spec", "targets", "components", pubsubName, "inbound") == nil {
 				t.Errorf("%s does not target components.%s.inbound", o, pubsubName)
 			}
 			checkScopes(t, o, appIDs["worker"])
 		case "Pod":
-			if digString(o, "metadata", "annotations", "helm.sh/hook") != "test" {
+			if helmchart.DigString(o, "metadata", "annotations", "helm.sh/hook") != "test" {
 				t.Errorf("%s is not a helm test hook", o)
 			}
-			checkImage(t, o.String(), digString(o, "spec", "containers", "0", "image"))
-			if dig(o, "spec", "automountServiceAccountToken") != false {
+			checkImage(t, o.String(), helmchart.DigString(o, "spec", "containers", "0", "image"))
+			if helmchart.Dig(o, "spec", "automountServiceAccountToken") != false {
 				t.Errorf("%s mounts a service account token", o)
 			}
 		case "Secret":
-			if digString(o, "data", "token") == "" {
+			if helmchart.DigString(o, "data", "token") == "" {
 				t.Errorf("%s has no data.token, the only key the Dapr injector reads", o)
 			}
 		case "ServiceAccount":
-			if dig(o, "automountServiceAccountToken") != false {
+			if helmchart.Dig(o, "automountServiceAccountToken") != false {
 				t.Errorf("%s: automountServiceAccountToken must be false", o)
 			}
 		}
 	}
 }
 
-func mapKeys[M ~map[K]V, K comparable, V any](m M) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
-func checkScopes(t *testing.T, o object, want ...string) {
+func checkScopes(t *testing.T, o helmchart.Object, want ...string) {
 	t.Helper()
 	var got []string
-	for _, s := range asList(o["scopes"]) {
+	for _, s := range helmchart.AsList(o["scopes"]) {
 		got = append(got, fmt.Sprint(s))
 	}
 	slices.Sort(got)
@@ -289,26 +174,6 @@ func checkScopes(t *testing.T, o object, want ...string) {
 	if !slices.Equal(got, want) {
 		t.Errorf("%s: scopes %v, want the app-ids %v", o, got, want)
 	}
-}
-
-func asList(v any) []any { l, _ := v.([]any); return l }
-
-func envValue(container any, name string) string {
-	for _, e := range asList(dig(container, "env")) {
-		if digString(e, "name") == name {
-			return digString(e, "value")
-		}
-	}
-	return ""
-}
-
-func envSecretRef(container any, name string) (secret, key string) {
-	for _, e := range asList(dig(container, "env")) {
-		if digString(e, "name") == name {
-			return digString(e, "valueFrom", "secretKeyRef", "name"), digString(e, "valueFrom", "secretKeyRef", "key")
-		}
-	}
-	return "", ""
 }
 
 func checkImage(t *testing.T, what, image string) {
@@ -320,39 +185,39 @@ func checkImage(t *testing.T, what, image string) {
 }
 
 // checkDeployment checks one app's Deployment and returns its Dapr app-id.
-func checkDeployment(t *testing.T, component string, d object, hasHPA bool, byKindName map[string]object) string {
+func checkDeployment(t *testing.T, component string, d helmchart.Object, hasHPA bool, byKindName map[string]helmchart.Object) string {
 	t.Helper()
-	pod := dig(d, "spec", "template")
-	ann := func(k string) string { return digString(pod, "metadata", "annotations", k) }
-	c := dig(pod, "spec", "containers", "0")
-	if n := len(asList(dig(pod, "spec", "containers"))); n != 1 {
+	pod := helmchart.Dig(d, "spec", "template")
+	ann := func(k string) string { return helmchart.DigString(pod, "metadata", "annotations", k) }
+	c := helmchart.Dig(pod, "spec", "containers", "0")
+	if n := len(helmchart.AsList(helmchart.Dig(pod, "spec", "containers"))); n != 1 {
 		t.Errorf("%s: %d containers, want only the app (the injector adds daprd)", d, n)
 	}
-	checkImage(t, d.String(), digString(c, "image"))
+	checkImage(t, d.String(), helmchart.DigString(c, "image"))
 
 	// One value, four places: dapr.io/app-port, the container port, APP_PORT, the probes' named port.
 	port := ann("dapr.io/app-port")
-	containerPort := fmt.Sprint(dig(c, "ports", "0", "containerPort"))
-	if port == "" || port != containerPort || port != envValue(c, "APP_PORT") || digString(c, "ports", "0", "name") != "http" {
-		t.Errorf("%s: dapr.io/app-port %q, containerPort %s, APP_PORT %q must all be equal", d, port, containerPort, envValue(c, "APP_PORT"))
+	containerPort := fmt.Sprint(helmchart.Dig(c, "ports", "0", "containerPort"))
+	if port == "" || port != containerPort || port != helmchart.EnvValue(c, "APP_PORT") || helmchart.DigString(c, "ports", "0", "name") != "http" {
+		t.Errorf("%s: dapr.io/app-port %q, containerPort %s, APP_PORT %q must all be equal", d, port, containerPort, helmchart.EnvValue(c, "APP_PORT"))
 	}
 	// Both apps serve /metrics on their ops port, which OPS_PORT and the container port "ops"
 	// name alike. The worker's event port is bound to loopback (only its sidecar may reach
 	// it), so the kubelet probes its ops port.
-	if ops := fmt.Sprint(dig(c, "ports", "1", "containerPort")); digString(c, "ports", "1", "name") != "ops" ||
-		ops != envValue(c, "OPS_PORT") {
-		t.Errorf("%s: container port ops %s and OPS_PORT %q must be equal", d, ops, envValue(c, "OPS_PORT"))
+	if ops := fmt.Sprint(helmchart.Dig(c, "ports", "1", "containerPort")); helmchart.DigString(c, "ports", "1", "name") != "ops" ||
+		ops != helmchart.EnvValue(c, "OPS_PORT") {
+		t.Errorf("%s: container port ops %s and OPS_PORT %q must be equal", d, ops, helmchart.EnvValue(c, "OPS_PORT"))
 	}
 	probePort := "http"
 	if component == "worker" {
 		probePort = "ops"
-		if envValue(c, "LISTEN_HOST") != "127.0.0.1" {
-			t.Errorf("%s: LISTEN_HOST = %q, want 127.0.0.1 (events only from the pod's own sidecar)", d, envValue(c, "LISTEN_HOST"))
+		if helmchart.EnvValue(c, "LISTEN_HOST") != "127.0.0.1" {
+			t.Errorf("%s: LISTEN_HOST = %q, want 127.0.0.1 (events only from the pod's own sidecar)", d, helmchart.EnvValue(c, "LISTEN_HOST"))
 		}
 	}
 	for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
-		if digString(c, probe, "httpGet", "path") != path || digString(c, probe, "httpGet", "port") != probePort {
-			t.Errorf("%s: %s must GET %s on port %s, got %v", d, probe, path, probePort, dig(c, probe))
+		if helmchart.DigString(c, probe, "httpGet", "path") != path || helmchart.DigString(c, probe, "httpGet", "port") != probePort {
+			t.Errorf("%s: %s must GET %s on port %s, got %v", d, probe, path, probePort, helmchart.Dig(c, probe))
 		}
 	}
 	want := map[string]string{
@@ -385,27 +250,27 @@ func checkDeployment(t *testing.T, component string, d object, hasHPA bool, byKi
 	if err != nil {
 		t.Errorf("%s: dapr.io/graceful-shutdown-seconds: %v", d, err)
 	}
-	tgps, _ := dig(pod, "spec", "terminationGracePeriodSeconds").(int)
+	tgps, _ := helmchart.Dig(pod, "spec", "terminationGracePeriodSeconds").(int)
 	if float64(tgps) <= block.Seconds()+float64(graceful) {
 		t.Errorf("%s: terminationGracePeriodSeconds %d must exceed block-shutdown %s + graceful-shutdown %ds", d, tgps, block, graceful)
 	}
 
 	// Restricted pod security.
-	if dig(pod, "spec", "automountServiceAccountToken") != false {
+	if helmchart.Dig(pod, "spec", "automountServiceAccountToken") != false {
 		t.Errorf("%s: automountServiceAccountToken must be false", d)
 	}
-	psc := dig(pod, "spec", "securityContext")
-	if dig(psc, "runAsNonRoot") != true || dig(psc, "runAsUser") != 65532 || digString(psc, "seccompProfile", "type") != "RuntimeDefault" {
+	psc := helmchart.Dig(pod, "spec", "securityContext")
+	if helmchart.Dig(psc, "runAsNonRoot") != true || helmchart.Dig(psc, "runAsUser") != 65532 || helmchart.DigString(psc, "seccompProfile", "type") != "RuntimeDefault" {
 		t.Errorf("%s: pod securityContext %v is not restricted (runAsNonRoot, runAsUser 65532, seccomp RuntimeDefault)", d, psc)
 	}
-	sc := dig(c, "securityContext")
-	if dig(sc, "allowPrivilegeEscalation") != false || dig(sc, "readOnlyRootFilesystem") != true ||
-		!slices.Equal(asList(dig(sc, "capabilities", "drop")), []any{"ALL"}) {
+	sc := helmchart.Dig(c, "securityContext")
+	if helmchart.Dig(sc, "allowPrivilegeEscalation") != false || helmchart.Dig(sc, "readOnlyRootFilesystem") != true ||
+		!slices.Equal(helmchart.AsList(helmchart.Dig(sc, "capabilities", "drop")), []any{"ALL"}) {
 		t.Errorf("%s: container securityContext %v is not restricted", d, sc)
 	}
 
 	// replicas is the HPA's when there is one.
-	if _, set := dig(d, "spec").(map[string]any)["replicas"]; set == hasHPA {
+	if _, set := helmchart.Dig(d, "spec").(map[string]any)["replicas"]; set == hasHPA {
 		t.Errorf("%s: replicas set=%v with an HPA=%v; exactly one of them must own the count", d, set, hasHPA)
 	}
 
@@ -418,7 +283,7 @@ func checkDeployment(t *testing.T, component string, d object, hasHPA bool, byKi
 		if component != tok.app {
 			continue
 		}
-		name, key := envSecretRef(c, tok.env)
+		name, key := helmchart.EnvSecretRef(c, tok.env)
 		if secret != name || (secret != "" && key != "token") {
 			t.Errorf("%s: %s=%q but %s reads secret %q key %q; both must use one Secret, key token", d, tok.annotation, secret, tok.env, name, key)
 		}
@@ -435,20 +300,20 @@ func checkDeployment(t *testing.T, component string, d object, hasHPA bool, byKi
 
 // checkServices: the publisher's API has a Service; the worker's port is in no load-balanced
 // Service. Each app's ops port is in a headless metrics Service.
-func checkServices(t *testing.T, objs []object) {
+func checkServices(t *testing.T, objs []helmchart.Object) {
 	t.Helper()
 	var publisherServices int
 	for _, o := range objs {
-		if o.kind() != "Service" {
+		if o.Kind() != "Service" {
 			continue
 		}
-		switch digString(o, "spec", "selector", "app.kubernetes.io/component") {
+		switch helmchart.DigString(o, "spec", "selector", "app.kubernetes.io/component") {
 		case "publisher":
-			if digString(o, "spec", "clusterIP") != "None" {
+			if helmchart.DigString(o, "spec", "clusterIP") != "None" {
 				publisherServices++
 			}
 		case "worker":
-			if digString(o, "spec", "clusterIP") != "None" {
+			if helmchart.DigString(o, "spec", "clusterIP") != "None" {
 				t.Errorf("%s load-balances to the worker; only a headless metrics Service may select it", o)
 			}
 		default:
@@ -462,7 +327,7 @@ func checkServices(t *testing.T, objs []object) {
 
 // A typo'd or out-of-range value fails the install instead of being ignored.
 func TestChartRejectsBadValues(t *testing.T) {
-	helmBin(t)
+	helmchart.Helm(t)
 	for _, c := range []struct {
 		set  string
 		want string
@@ -477,7 +342,7 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"worker.autoscaling.enabled=true,worker.autoscaling.targetCPUUtilizationPercentage=0", "set targetCPUUtilizationPercentage"},
 	} {
 		t.Run(c.set, func(t *testing.T) {
-			out, err := runHelm(t, "template", "taskevents", ".", "--set", c.set)
+			out, err := helmchart.RunHelm(t, "template", "taskevents", ".", "--set", c.set)
 			if err == nil {
 				t.Fatalf("helm template --set %s succeeded; want it rejected", c.set)
 			}
@@ -490,12 +355,12 @@ func TestChartRejectsBadValues(t *testing.T) {
 
 // kubeVersion in Chart.yaml keeps the chart off clusters older than it is written for.
 func TestChartKubeVersion(t *testing.T) {
-	helmBin(t)
-	if out, err := runHelm(t, "template", "taskevents", ".", "--kube-version", "1.26.9"); err == nil ||
+	helmchart.Helm(t)
+	if out, err := helmchart.RunHelm(t, "template", "taskevents", ".", "--kube-version", "1.26.9"); err == nil ||
 		!strings.Contains(out, "kubeVersion") {
 		t.Fatalf("rendering for Kubernetes 1.26 did not fail on kubeVersion: %v\n%s", err, out)
 	}
-	renderChart(t, "--kube-version", "1.27.0")
+	helmchart.Render(t, "--kube-version", "1.27.0")
 }
 
 // Every key in values.yaml has a helm-docs "# --" comment right above it (the chart README's
@@ -503,7 +368,7 @@ func TestChartKubeVersion(t *testing.T) {
 // are (resources, securityContext, ...), whose parent key is documented. The comment says what
 // the key does, not its own path again: the README's table already names the key.
 func TestChartValuesDocumented(t *testing.T) {
-	f, err := os.Open(filepath.Join(chartDir(), "values.yaml"))
+	f, err := os.Open(filepath.Join(helmchart.Dir(), "values.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -556,7 +421,7 @@ func TestChartValuesDocumented(t *testing.T) {
 	// The schema is strict at every level it describes. A $ref'd definition describes the
 	// same object as the schema that refers to it, so it is walked there: a closed definition
 	// closes the object (the worker's block is the shared app definition without service).
-	data, err := os.ReadFile(filepath.Join(chartDir(), "values.schema.json"))
+	data, err := os.ReadFile(filepath.Join(helmchart.Dir(), "values.schema.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -600,10 +465,10 @@ func TestChartValuesDocumented(t *testing.T) {
 // generated there would rotate on every sync. Rendered twice, the chart gives the same
 // objects with existingSecret, and a clear failure naming the value without it.
 func TestChartTokensUnderTemplate(t *testing.T) {
-	helmBin(t)
+	helmchart.Helm(t)
 	for _, kind := range []string{"app", "api"} {
 		t.Run(kind+"-generated-fails", func(t *testing.T) {
-			out, err := runHelm(t, "template", "taskevents", ".", "--namespace", "tasks",
+			out, err := helmchart.RunHelm(t, "template", "taskevents", ".", "--namespace", "tasks",
 				"--set", "tokens."+kind+".enabled=true")
 			want := "tokens." + kind + ".existingSecret"
 			if err == nil || !strings.Contains(out, want) {
@@ -614,12 +479,12 @@ func TestChartTokensUnderTemplate(t *testing.T) {
 	}
 	t.Run("existing-secrets-render-the-same-twice", func(t *testing.T) {
 		args := []string{"template", "taskevents", ".", "--namespace", "tasks",
-			"-f", filepath.Join(chartDir(), "ci", "tokens-values.yaml")}
-		first, err := runHelm(t, args...)
+			"-f", filepath.Join(helmchart.Dir(), "ci", "tokens-values.yaml")}
+		first, err := helmchart.RunHelm(t, args...)
 		if err != nil {
 			t.Fatalf("helm template: %v\n%s", err, first)
 		}
-		second, err := runHelm(t, args...)
+		second, err := helmchart.RunHelm(t, args...)
 		if err != nil {
 			t.Fatalf("helm template: %v\n%s", err, second)
 		}

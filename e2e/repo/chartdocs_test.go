@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/taskevents/taskevents/e2e/internal/helmchart"
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 )
 
 // TestChartReadmeCurrent fails while charts/taskevents/README.md is not what the pinned
@@ -18,19 +21,19 @@ func TestChartReadmeCurrent(t *testing.T) {
 	if helmDocs == "" {
 		t.Skip("HELM_DOCS is not set: run the chart tests with `make test`, which builds the pinned helm-docs (tools/helm-docs/build.sh) and sets HELM_DOCS")
 	}
-	committed, err := os.ReadFile(filepath.Join(chartDir(), "README.md"))
+	committed, err := os.ReadFile(filepath.Join(helmchart.Dir(), "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	chart := filepath.Join(t.TempDir(), "taskevents")
-	if err := os.CopyFS(chart, os.DirFS(chartDir())); err != nil {
+	if err := os.CopyFS(chart, os.DirFS(helmchart.Dir())); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(filepath.Join(chart, "README.md")); err != nil {
 		t.Fatal(err)
 	}
 	// The same script as `make chart-docs`, so the test and the target render alike.
-	cmd := exec.Command(filepath.Join(root, "tools", "helm-docs", "render.sh"), chart)
+	cmd := exec.Command(filepath.Join(suite.Root, "tools", "helm-docs", "render.sh"), chart)
 	cmd.Env = append(os.Environ(), "HELM_DOCS="+helmDocs)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("tools/helm-docs/render.sh: %v\n%s", err, out)

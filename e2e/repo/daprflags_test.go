@@ -9,11 +9,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/taskevents/taskevents/e2e/internal/helmchart"
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
 func TestLocalSidecarFlagsMatchChart(t *testing.T) {
-	helmBin(t)
+	helmchart.Helm(t)
 	// annotation → daprd flag; "" marks a boolean flag set when the annotation is "true".
 	mirrored := map[string]string{
 		"dapr.io/app-protocol":              "--app-protocol",
@@ -39,13 +41,13 @@ func TestLocalSidecarFlagsMatchChart(t *testing.T) {
 
 	// With tracing on, as every local daprd runs (its --config is the tracing Configuration).
 	var checked int
-	for _, d := range renderChart(t, "-f", chartDir()+"/ci/ha-values.yaml", "--set", "tracing.enabled=true") {
-		if d.kind() != "Deployment" {
+	for _, d := range helmchart.Render(t, "-f", helmchart.Dir()+"/ci/ha-values.yaml", "--set", "tracing.enabled=true") {
+		if d.Kind() != "Deployment" {
 			continue
 		}
-		ann, _ := dig(d, "spec", "template", "metadata", "annotations").(map[string]any)
+		ann, _ := helmchart.Dig(d, "spec", "template", "metadata", "annotations").(map[string]any)
 		appID, _ := ann["dapr.io/app-id"].(string)
-		flags, err := harness.AppChannelFlags(root, appID, 1234)
+		flags, err := harness.AppChannelFlags(suite.Root, appID, 1234)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +78,7 @@ func TestLocalSidecarFlagsMatchChart(t *testing.T) {
 		}
 		delete(got, "--app-port")
 		if file, ok := got["--config"]; ok {
-			got["--config"] = digString(decodeFile(t, file)[0], "metadata", "name")
+			got["--config"] = helmchart.DigString(decodeFile(t, file)[0], "metadata", "name")
 		}
 		for flag, v := range want {
 			if g, ok := got[flag]; !ok || g != v {

@@ -4,6 +4,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 )
 
 // The point of this project is Dapr without the Dapr SDK: neither binary may link any
@@ -11,7 +13,7 @@ import (
 func TestAppsDoNotDependOnDapr(t *testing.T) {
 	for _, app := range []string{"./publisher", "./worker"} {
 		cmd := exec.Command("go", "list", "-deps", app)
-		cmd.Dir = root
+		cmd.Dir = suite.Root
 		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v", app, err)

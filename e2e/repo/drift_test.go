@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/taskevents/taskevents/e2e/internal/helmchart"
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
@@ -27,12 +29,12 @@ var deploymentSpecific = map[string]bool{
 }
 
 func TestChartResourcesMatchGitOpsFiles(t *testing.T) {
-	helmBin(t)
+	helmchart.Helm(t)
 	brokers := map[string]string{}
-	files, _ := filepath.Glob(filepath.Join(root, "components", "*.yaml"))
+	files, _ := filepath.Glob(filepath.Join(suite.Root, "components", "*.yaml"))
 	for _, f := range files {
 		for _, o := range decodeFile(t, f) {
-			if typ := digString(o, "spec", "type"); strings.HasPrefix(typ, "pubsub.") {
+			if typ := helmchart.DigString(o, "spec", "type"); strings.HasPrefix(typ, "pubsub.") {
 				brokers[strings.TrimSuffix(filepath.Base(f), ".yaml")] = f
 			}
 		}
@@ -42,30 +44,30 @@ func TestChartResourcesMatchGitOpsFiles(t *testing.T) {
 	}
 	for broker, file := range brokers {
 		t.Run(broker, func(t *testing.T) {
-			objs := renderChart(t, "--set", "pubsub.component.create=true", "--set", "pubsub.component.broker="+broker,
+			objs := helmchart.Render(t, "--set", "pubsub.component.create=true", "--set", "pubsub.component.broker="+broker,
 				"--set", "stateStore.component.create=true", "--set", "pubsub.subscriptions.create=true",
 				"--set", "pubsub.resiliency.create=true")
-			byType := map[string]object{}
+			byType := map[string]helmchart.Object{}
 			for _, o := range objs {
-				if o.kind() == "Component" {
-					byType[digString(o, "spec", "type")] = o
+				if o.Kind() == "Component" {
+					byType[helmchart.DigString(o, "spec", "type")] = o
 				}
 			}
 			want := decodeFile(t, file)[0]
-			sameComponent(t, byType[digString(want, "spec", "type")], want)
-			sameComponent(t, byType["state.redis"], decodeFile(t, filepath.Join(root, "components", "statestore.yaml"))[0])
+			sameComponent(t, byType[helmchart.DigString(want, "spec", "type")], want)
+			sameComponent(t, byType["state.redis"], decodeFile(t, filepath.Join(suite.Root, "components", "statestore.yaml"))[0])
 
-			rendered := map[string]object{}
+			rendered := map[string]helmchart.Object{}
 			for _, o := range objs {
-				if o.kind() == "Subscription" || o.kind() == "Resiliency" {
-					rendered[o.kind()+" "+digString(o, "spec", "topic")] = o
+				if o.Kind() == "Subscription" || o.Kind() == "Resiliency" {
+					rendered[o.Kind()+" "+helmchart.DigString(o, "spec", "topic")] = o
 				}
 			}
 			for _, f := range []string{"subscriptions/task-events.yaml", "subscriptions/task-events-deadletter.yaml", "components/resiliency.yaml"} {
-				w := decodeFile(t, filepath.Join(root, f))[0]
-				got, ok := rendered[w.kind()+" "+digString(w, "spec", "topic")]
+				w := decodeFile(t, filepath.Join(suite.Root, f))[0]
+				got, ok := rendered[w.Kind()+" "+helmchart.DigString(w, "spec", "topic")]
 				if !ok {
-					t.Errorf("the chart renders no %s like %s", w.kind(), f)
+					t.Errorf("the chart renders no %s like %s", w.Kind(), f)
 					continue
 				}
 				sameSpec(t, f, got, w)
@@ -76,12 +78,12 @@ func TestChartResourcesMatchGitOpsFiles(t *testing.T) {
 		// The chart's Configuration with the file's collector address (a deployment's choice)
 		// and every other tracing value at its default must be the file, name included: the
 		// pods' dapr.io/config is the same either way.
-		w := decodeFile(t, filepath.Join(root, harness.TracingConfigFile))[0]
-		objs := renderChart(t, "--set", "tracing.enabled=true",
-			"--set", "tracing.otel.endpointAddress="+digString(w, "spec", "tracing", "otel", "endpointAddress"))
+		w := decodeFile(t, filepath.Join(suite.Root, harness.TracingConfigFile))[0]
+		objs := helmchart.Render(t, "--set", "tracing.enabled=true",
+			"--set", "tracing.otel.endpointAddress="+helmchart.DigString(w, "spec", "tracing", "otel", "endpointAddress"))
 		for _, o := range objs {
-			if o.kind() == "Configuration" {
-				if g, f := digString(o, "metadata", "name"), digString(w, "metadata", "name"); g != f {
+			if o.Kind() == "Configuration" {
+				if g, f := helmchart.DigString(o, "metadata", "name"), helmchart.DigString(w, "metadata", "name"); g != f {
 					t.Errorf("the chart's Configuration is named %q, %s's %q", g, harness.TracingConfigFile, f)
 				}
 				sameSpec(t, harness.TracingConfigFile, o, w)
@@ -91,10 +93,10 @@ func TestChartResourcesMatchGitOpsFiles(t *testing.T) {
 		t.Errorf("the chart renders no Configuration like %s", harness.TracingConfigFile)
 	})
 	t.Run("bulk-subscription", func(t *testing.T) {
-		objs := renderChart(t, "--set", "pubsub.subscriptions.create=true", "--set", "pubsub.subscriptions.bulkSubscribe.enabled=true")
-		w := decodeFile(t, filepath.Join(root, "subscriptions", "bulk", "task-events.yaml"))[0]
+		objs := helmchart.Render(t, "--set", "pubsub.subscriptions.create=true", "--set", "pubsub.subscriptions.bulkSubscribe.enabled=true")
+		w := decodeFile(t, filepath.Join(suite.Root, "subscriptions", "bulk", "task-events.yaml"))[0]
 		for _, o := range objs {
-			if o.kind() == "Subscription" && digString(o, "spec", "topic") == digString(w, "spec", "topic") {
+			if o.Kind() == "Subscription" && helmchart.DigString(o, "spec", "topic") == helmchart.DigString(w, "spec", "topic") {
 				sameSpec(t, "subscriptions/bulk/task-events.yaml", o, w)
 				return
 			}
@@ -105,19 +107,19 @@ func TestChartResourcesMatchGitOpsFiles(t *testing.T) {
 
 // sameComponent compares type, version, scopes and metadata: the same names in both, and
 // the same values except where the deployment decides.
-func sameComponent(t *testing.T, got, want object) {
+func sameComponent(t *testing.T, got, want helmchart.Object) {
 	t.Helper()
-	name := digString(want, "spec", "type")
+	name := helmchart.DigString(want, "spec", "type")
 	if got == nil {
 		t.Errorf("the chart renders no %s component", name)
 		return
 	}
 	for _, path := range [][]string{{"spec", "type"}, {"spec", "version"}} {
-		if g, w := dig(got, path...), dig(want, path...); !reflect.DeepEqual(g, w) {
+		if g, w := helmchart.Dig(got, path...), helmchart.Dig(want, path...); !reflect.DeepEqual(g, w) {
 			t.Errorf("%s: %s is %v in the chart, %v in components/", name, strings.Join(path, "."), g, w)
 		}
 	}
-	if g, w := fmt.Sprint(dig(got, "scopes")), fmt.Sprint(dig(want, "scopes")); g != w {
+	if g, w := fmt.Sprint(helmchart.Dig(got, "scopes")), fmt.Sprint(helmchart.Dig(want, "scopes")); g != w {
 		t.Errorf("%s: scopes %s in the chart, %s in components/", name, g, w)
 	}
 	gm, wm := metadataOf(got), metadataOf(want)
@@ -136,7 +138,7 @@ func sameComponent(t *testing.T, got, want object) {
 }
 
 // sameSpec compares spec and scopes, which are everything but the name and labels.
-func sameSpec(t *testing.T, file string, got, want object) {
+func sameSpec(t *testing.T, file string, got, want helmchart.Object) {
 	t.Helper()
 	for _, key := range []string{"spec", "scopes"} {
 		if g, w := got[key], want[key]; !reflect.DeepEqual(g, w) {
@@ -146,15 +148,15 @@ func sameSpec(t *testing.T, file string, got, want object) {
 }
 
 // metadataOf maps name to value; a secretKeyRef reads as "secret:<key>".
-func metadataOf(o object) map[string]string {
+func metadataOf(o helmchart.Object) map[string]string {
 	out := map[string]string{}
-	for _, m := range asList(dig(o, "spec", "metadata")) {
-		name := digString(m, "name")
-		if ref := dig(m, "secretKeyRef"); ref != nil {
-			out[name] = "secret:" + digString(m, "secretKeyRef", "key")
+	for _, m := range helmchart.AsList(helmchart.Dig(o, "spec", "metadata")) {
+		name := helmchart.DigString(m, "name")
+		if ref := helmchart.Dig(m, "secretKeyRef"); ref != nil {
+			out[name] = "secret:" + helmchart.DigString(m, "secretKeyRef", "key")
 			continue
 		}
-		out[name] = fmt.Sprint(dig(m, "value"))
+		out[name] = fmt.Sprint(helmchart.Dig(m, "value"))
 	}
 	return out
 }
@@ -173,13 +175,13 @@ func sortedUnion(a, b map[string]string) []string {
 	return keys
 }
 
-func decodeFile(t *testing.T, path string) []object {
+func decodeFile(t *testing.T, path string) []helmchart.Object {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := decodeObjects(raw)
+	objs, err := helmchart.DecodeObjects(raw)
 	if err != nil || len(objs) == 0 {
 		t.Fatalf("%s: %d objects (%v)", path, len(objs), err)
 	}

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 )
 
 // A developer's machine is theirs: the scripts install packages and start the project's
@@ -25,13 +27,13 @@ func TestScriptsNeverStopOthersServices(t *testing.T) {
 				continue
 			}
 			if m := stopsOthers.FindString(line); m != "" {
-				rel, _ := filepath.Rel(root, path)
+				rel, _ := filepath.Rel(suite.Root, path)
 				t.Errorf("%s:%d runs %q: scripts must not stop or disable what they did not start", rel, i+1, m)
 			}
 		}
 	}
-	check(filepath.Join(root, "Makefile"))
-	err := filepath.WalkDir(filepath.Join(root, "tools"), func(path string, d fs.DirEntry, err error) error {
+	check(filepath.Join(suite.Root, "Makefile"))
+	err := filepath.WalkDir(filepath.Join(suite.Root, "tools"), func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -80,7 +82,7 @@ func TestStopsOthersMatches(t *testing.T) {
 // scanned.
 func TestNoReferencesOutsideTheRepository(t *testing.T) {
 	var scanned int
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(suite.Root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -102,7 +104,7 @@ func TestNoReferencesOutsideTheRepository(t *testing.T) {
 		scanned++
 		for i, line := range strings.Split(string(raw), "\n") {
 			if m := outsideReference(line); m != "" {
-				rel, _ := filepath.Rel(root, path)
+				rel, _ := filepath.Rel(suite.Root, path)
 				t.Errorf("%s:%d says %q: users have never seen it", rel, i+1, m)
 			}
 		}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/taskevents/taskevents/e2e/internal/helmchart"
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 	"gopkg.in/yaml.v3"
 )
 
@@ -29,13 +31,13 @@ var (
 )
 
 func TestReadmeNamesExist(t *testing.T) {
-	readme := string(mustRead(t, filepath.Join(root, "README.md")))
+	readme := string(suite.MustRead(t, filepath.Join(suite.Root, "README.md")))
 	spans := codeSpan.FindAllStringSubmatch(readme, -1)
 	if len(spans) < 100 {
 		t.Fatalf("found only %d code spans in README.md; the check would prove nothing", len(spans))
 	}
 
-	makefile := string(mustRead(t, filepath.Join(root, "Makefile")))
+	makefile := string(suite.MustRead(t, filepath.Join(suite.Root, "Makefile")))
 	targets := map[string]bool{}
 	for _, m := range targetInMake.FindAllStringSubmatch(makefile, -1) {
 		targets[m[1]] = true
@@ -44,7 +46,7 @@ func TestReadmeNamesExist(t *testing.T) {
 	values := chartValues(t)
 	// A Dapr component type (pubsub.aws.snssqs) reads like a chart value under pubsub.
 	componentTypes := map[string]bool{}
-	for _, m := range componentType.FindAllStringSubmatch(string(mustReadAll(t, filepath.Join(root, "components", "*.yaml"))), -1) {
+	for _, m := range componentType.FindAllStringSubmatch(string(mustReadAll(t, filepath.Join(suite.Root, "components", "*.yaml"))), -1) {
 		componentTypes[m[1]] = true
 	}
 
@@ -73,7 +75,7 @@ func TestReadmeNamesExist(t *testing.T) {
 		}
 		if p, ok := inRepo(span); ok {
 			checked[3]++
-			if matches, _ := filepath.Glob(filepath.Join(root, p)); len(matches) == 0 {
+			if matches, _ := filepath.Glob(filepath.Join(suite.Root, p)); len(matches) == 0 {
 				t.Errorf("README names `%s`, which is not in the repository", span)
 			}
 		}
@@ -92,7 +94,7 @@ func knownUpperWords(t *testing.T) map[string]bool {
 	t.Helper()
 	known := map[string]bool{}
 	for _, dir := range []string{"publisher", "worker", "e2e", "tools", "charts", "components", "subscriptions"} {
-		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d fs.DirEntry, err error) error {
+		err := filepath.WalkDir(filepath.Join(suite.Root, dir), func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
@@ -106,7 +108,7 @@ func knownUpperWords(t *testing.T) map[string]bool {
 			if ext != ".go" && ext != ".sh" && ext != ".yaml" && ext != ".tpl" && ext != ".txt" && ext != ".py" {
 				return nil
 			}
-			if path == filepath.Join(root, "e2e", "readme_test.go") {
+			if path == filepath.Join(suite.Root, "e2e", "readme_test.go") {
 				return nil // this file lists none on purpose
 			}
 			raw, err := os.ReadFile(path)
@@ -122,7 +124,7 @@ func knownUpperWords(t *testing.T) map[string]bool {
 			t.Fatal(err)
 		}
 	}
-	for _, w := range upperWord.FindAllString(string(mustRead(t, filepath.Join(root, "Makefile"))), -1) {
+	for _, w := range upperWord.FindAllString(string(suite.MustRead(t, filepath.Join(suite.Root, "Makefile"))), -1) {
 		known[w] = true
 	}
 	return known
@@ -156,7 +158,7 @@ func mustReadAll(t *testing.T, pattern string) []byte {
 	}
 	var all []byte
 	for _, f := range files {
-		all = append(append(all, mustRead(t, f)...), '\n')
+		all = append(append(all, suite.MustRead(t, f)...), '\n')
 	}
 	return all
 }
@@ -167,7 +169,7 @@ func chartValues(t *testing.T) valuesTree {
 	t.Helper()
 	// A plain map: into a named map type, yaml.v3 decodes the nested maps as that type too.
 	var v map[string]any
-	if err := yaml.Unmarshal(mustRead(t, filepath.Join(chartDir(), "values.yaml")), &v); err != nil {
+	if err := yaml.Unmarshal(suite.MustRead(t, filepath.Join(helmchart.Dir(), "values.yaml")), &v); err != nil {
 		t.Fatal(err)
 	}
 	return v
@@ -203,7 +205,7 @@ var (
 // heading's GitHub slug, and every relative link names a file or directory in the
 // repository. Code blocks are skipped: a "# comment" in YAML is not a heading.
 func TestReadmeLinksResolve(t *testing.T) {
-	anchors, links := readmeAnchorsAndLinks(string(mustRead(t, filepath.Join(root, "README.md"))))
+	anchors, links := readmeAnchorsAndLinks(string(suite.MustRead(t, filepath.Join(suite.Root, "README.md"))))
 	if len(anchors) < 20 || len(links) < 20 {
 		t.Fatalf("found %d headings and %d links in README.md; the check would prove nothing", len(anchors), len(links))
 	}
@@ -216,7 +218,7 @@ func TestReadmeLinksResolve(t *testing.T) {
 		case strings.Contains(link, "://") || strings.HasPrefix(link, "mailto:"):
 		default:
 			path, _, _ := strings.Cut(link, "#")
-			if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(path))); err != nil {
+			if _, err := os.Stat(filepath.Join(suite.Root, filepath.FromSlash(path))); err != nil {
 				t.Errorf("README links to %s, which is not in the repository", link)
 			}
 		}
@@ -228,7 +230,7 @@ func TestReadmeLinksResolve(t *testing.T) {
 // be redis.yaml from the hunk's first line on, its context and added lines kafka.yaml. A
 // setting added to either file without the diff fails here.
 func TestReadmeBrokerDiff(t *testing.T) {
-	readme := string(mustRead(t, filepath.Join(root, "README.md")))
+	readme := string(suite.MustRead(t, filepath.Join(suite.Root, "README.md")))
 	start := strings.Index(readme, "```diff\n--- components/redis.yaml\n+++ components/kafka.yaml\n")
 	if start < 0 {
 		t.Fatal("README.md has no ```diff block from components/redis.yaml to components/kafka.yaml")
@@ -256,7 +258,7 @@ func TestReadmeBrokerDiff(t *testing.T) {
 	}
 	for file, want := range map[string][]string{"redis.yaml": from, "kafka.yaml": to} {
 		var lines []string
-		for _, l := range strings.Split(strings.TrimRight(string(mustRead(t, filepath.Join(root, "components", file))), "\n"), "\n") {
+		for _, l := range strings.Split(strings.TrimRight(string(suite.MustRead(t, filepath.Join(suite.Root, "components", file))), "\n"), "\n") {
 			if !strings.HasPrefix(strings.TrimSpace(l), "#") {
 				lines = append(lines, l)
 			}

@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/taskevents/taskevents/e2e/internal/suite"
 )
 
 func TestAppsShareConfigBehaviour(t *testing.T) {
@@ -34,7 +36,7 @@ func TestAppsShareConfigBehaviour(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			msgs := map[string]string{}
-			for app, bin := range map[string]string{"publisher": bins.Publisher, "worker": bins.Worker} {
+			for app, bin := range map[string]string{"publisher": suite.Bins.Publisher, "worker": suite.Bins.Worker} {
 				cmd := exec.Command(bin)
 				cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, c.env...)
 				out, err := cmd.CombinedOutput()

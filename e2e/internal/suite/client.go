@@ -1,4 +1,4 @@
-package flows
+package suite
 
 import (
 	"bytes"
@@ -16,27 +16,32 @@ import (
 	"github.com/taskevents/taskevents/tools/harness"
 )
 
-var client = &http.Client{
+// Client is the one HTTP client the tests share: a timeout on every request, and enough
+// idle connections per host for the concurrent publishers.
+var Client = &http.Client{
 	Timeout:   15 * time.Second,
 	Transport: &http.Transport{MaxIdleConnsPerHost: 64},
 }
 
-type created struct {
+// Created is the publisher's answer to POST /tasks.
+type Created struct {
 	ID    string `json:"id"`
 	Title string `json:"title"`
 	Event string `json:"event"`
 }
 
-type reply struct {
+// Reply is an HTTP answer, read whole.
+type Reply struct {
 	Status int
 	Header http.Header
 	Body   []byte
 }
 
-func post(ctx context.Context, url, contentType, body string, header map[string]string) (reply, error) {
+// Post sends body to url and reads the whole answer.
+func Post(ctx context.Context, url, contentType, body string, header map[string]string) (Reply, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
-		return reply{}, err
+		return Reply{}, err
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -44,42 +49,42 @@ func post(ctx context.Context, url, contentType, body string, header map[string]
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := client.Do(req)
+	resp, err := Client.Do(req)
 	if err != nil {
-		return reply{}, err
+		return Reply{}, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return reply{resp.StatusCode, resp.Header, b}, err
+	return Reply{resp.StatusCode, resp.Header, b}, err
 }
 
-// createTask is the README's curl: POST /tasks {"title": …}.
-func createTask(ctx context.Context, publisher *harness.App, title string) (created, reply, error) {
+// CreateTask is the README's curl: POST /tasks {"title": …}.
+func CreateTask(ctx context.Context, publisher *harness.App, title string) (Created, Reply, error) {
 	body, _ := json.Marshal(map[string]string{"title": title})
-	r, err := post(ctx, publisher.URL+"/tasks", "application/json", string(body), nil)
+	r, err := Post(ctx, publisher.URL+"/tasks", "application/json", string(body), nil)
 	if err != nil {
-		return created{}, r, err
+		return Created{}, r, err
 	}
-	var c created
+	var c Created
 	if r.Status == http.StatusAccepted {
 		err = json.Unmarshal(r.Body, &c)
 	}
 	return c, r, err
 }
 
-// publishMany creates n tasks with conc concurrent clients and returns the accepted ones.
-func publishMany(t *testing.T, publisher *harness.App, n, conc int) map[string]string {
+// PublishMany creates n tasks with conc concurrent clients and returns the accepted ones.
+func PublishMany(t *testing.T, publisher *harness.App, n, conc int) map[string]string {
 	t.Helper()
-	accepted, failures := publishAll(publisher, n, conc)
+	accepted, failures := PublishAll(publisher, n, conc)
 	if len(failures) > 0 {
 		t.Fatalf("%d of %d publishes failed, first: %s", len(failures), n, failures[0])
 	}
 	return accepted
 }
 
-// publishAll is publishMany for use outside the test goroutine: it reports failures
+// PublishAll is PublishMany for use outside the test goroutine: it reports failures
 // instead of failing the test.
-func publishAll(publisher *harness.App, n, conc int) (map[string]string, []string) {
+func PublishAll(publisher *harness.App, n, conc int) (map[string]string, []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var (
@@ -95,7 +100,7 @@ func publishAll(publisher *harness.App, n, conc int) (map[string]string, []strin
 			defer wg.Done()
 			for i := range next {
 				title := fmt.Sprintf("task %d", i)
-				c, r, err := createTask(ctx, publisher, title)
+				c, r, err := CreateTask(ctx, publisher, title)
 				mu.Lock()
 				switch {
 				case err != nil:
@@ -117,8 +122,8 @@ func publishAll(publisher *harness.App, n, conc int) (map[string]string, []strin
 	return accepted, failures
 }
 
-// waitHandled waits until every id in want was handled by some worker, or the deadline.
-func waitHandled(t *testing.T, workers []*harness.App, want map[string]string, within time.Duration) harness.Tally {
+// WaitHandled waits until every id in want was handled by some worker, or the deadline.
+func WaitHandled(t *testing.T, workers []*harness.App, want map[string]string, within time.Duration) harness.Tally {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -140,9 +145,9 @@ func waitHandled(t *testing.T, workers []*harness.App, want map[string]string, w
 	}
 }
 
-// summarize checks that each published task was handled exactly once and prints the
+// Summarize checks that each published task was handled exactly once and prints the
 // scenario's one-line summary.
-func summarize(t *testing.T, broker, scenario string, published map[string]string, tally harness.Tally, extra string) {
+func Summarize(t *testing.T, broker, scenario string, published map[string]string, tally harness.Tally, extra string) {
 	t.Helper()
 	lost, handledTwice, handled := 0, 0, 0
 	var lostIDs []string
@@ -168,15 +173,16 @@ func summarize(t *testing.T, broker, scenario string, published map[string]strin
 	}
 }
 
-func mustJSON(t *testing.T, b []byte, v any) {
+// MustJSON decodes b into v, failing the test when it cannot.
+func MustJSON(t *testing.T, b []byte, v any) {
 	t.Helper()
 	if err := json.NewDecoder(bytes.NewReader(b)).Decode(v); err != nil {
 		t.Fatalf("decode %q: %v", b, err)
 	}
 }
 
-// daprMetadata is the part of daprd's /v1.0/metadata the tests read.
-type daprMetadata struct {
+// DaprMetadata is the part of daprd's /v1.0/metadata the tests read.
+type DaprMetadata struct {
 	Subscriptions []struct {
 		PubsubName      string `json:"pubsubname"`
 		Topic           string `json:"topic"`
@@ -192,14 +198,14 @@ type daprMetadata struct {
 	} `json:"appConnectionProperties"`
 }
 
-// getMetadata reads a sidecar's /v1.0/metadata, returning the body too for error messages.
-func getMetadata(ctx context.Context, sidecarURL string) (daprMetadata, []byte, error) {
-	var m daprMetadata
+// GetMetadata reads a sidecar's /v1.0/metadata, returning the body too for error messages.
+func GetMetadata(ctx context.Context, sidecarURL string) (DaprMetadata, []byte, error) {
+	var m DaprMetadata
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sidecarURL+"/v1.0/metadata", nil)
 	if err != nil {
 		return m, nil, err
 	}
-	resp, err := client.Do(req)
+	resp, err := Client.Do(req)
 	if err != nil {
 		return m, nil, err
 	}
@@ -214,17 +220,29 @@ func getMetadata(ctx context.Context, sidecarURL string) (daprMetadata, []byte, 
 	return m, raw, json.Unmarshal(raw, &m)
 }
 
-// recorded reports whether the worker's ledger holds the handled-task record of taskID,
+// Recorded reports whether the worker's ledger holds the handled-task record of taskID,
 // read through a worker sidecar's state API (the key is scoped to the worker's app-id).
-func recorded(ctx context.Context, workerSidecarURL, taskID string) bool {
+func Recorded(ctx context.Context, workerSidecarURL, taskID string) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, workerSidecarURL+"/v1.0/state/statestore/task-"+taskID, nil)
 	if err != nil {
 		return false
 	}
-	resp, err := client.Do(req)
+	resp, err := Client.Do(req)
 	if err != nil {
 		return false
 	}
 	defer resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// HasRulePath reports whether the sidecar holds a subscription rule on topic to path.
+func (m DaprMetadata) HasRulePath(topic, path string) bool {
+	for _, s := range m.Subscriptions {
+		for _, r := range s.Rules {
+			if s.Topic == topic && r.Path == path {
+				return true
+			}
+		}
+	}
+	return false
 }

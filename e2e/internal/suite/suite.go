@@ -1,9 +1,13 @@
-// End-to-end tests: the real daprd, real brokers (Redis, Apache Kafka, RabbitMQ, and AWS
-// SNS/SQS as moto emulates it) and the two real binaries on loopback. They need the pinned
-// daprd (`make daprd`), the Kafka jars (`make kafka`; fetched on first use otherwise), moto
+// Package suite is the setup every end-to-end test package shares: it finds the repository,
+// reads the contract, builds the two apps as a user would, and starts processes and systems
+// through the harness. Each package's TestMain calls Main with what it needs.
+//
+// The tests run the real daprd, real brokers (Redis, Apache Kafka, RabbitMQ, and AWS SNS/SQS
+// as moto emulates it) and the two real binaries on loopback. They need the pinned daprd
+// (`make daprd`), the Kafka jars (`make kafka`; fetched on first use otherwise), moto
 // (tools/moto/install.sh; installed on first use otherwise) and redis-server,
-// rabbitmq-server, Java and python3-venv (`make prereqs`); `make test` provides all of
-// them. BROKERS=redis,kafka selects brokers.
+// rabbitmq-server, Java and python3-venv (`make prereqs`); `make test` provides all of them.
+// BROKERS=redis,kafka selects brokers.
 package suite
 
 import (
@@ -24,15 +28,26 @@ import (
 )
 
 var (
-	root string
-	bins harness.Binaries
-	// contract is the app-ids, topic and routes as the repository's files define them;
+	// Root is the repository's root directory.
+	Root string
+	// Bins are the binaries the tests run: the apps Main builds, daprd and the tools the
+	// environment names.
+	Bins harness.Binaries
+	// Contract is the app-ids, topic and routes as the repository's files define them;
 	// tests use it instead of repeating those literals.
-	contract harness.Contract
+	Contract harness.Contract
 )
 
-func TestMain(m *testing.M) {
-	code, err := setup(m)
+// Needs says what a test package cannot run without.
+type Needs struct {
+	// Daprd: the package's tests start sidecars, so DAPRD must name the pinned daprd.
+	Daprd bool
+}
+
+// Main is a test package's TestMain: it sets Root, Contract and Bins up, runs the tests,
+// prints the binaries summary, and exits.
+func Main(m *testing.M, needs Needs) {
+	code, err := setup(m, needs)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e setup:", err)
 		os.Exit(1)
@@ -40,38 +55,38 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func setup(m *testing.M) (int, error) {
+func setup(m *testing.M, needs Needs) (int, error) {
 	wd, _ := os.Getwd()
 	var err error
-	if root, err = harness.FindRoot(wd); err != nil {
+	if Root, err = harness.FindRoot(wd); err != nil {
 		return 0, err
 	}
-	if contract, err = harness.LoadContract(root); err != nil {
+	if Contract, err = harness.LoadContract(Root); err != nil {
 		return 0, err
 	}
-	bins.Daprd = os.Getenv("DAPRD")
-	if bins.Daprd == "" {
+	Bins.Daprd = os.Getenv("DAPRD")
+	if Bins.Daprd == "" && needs.Daprd {
 		return 0, fmt.Errorf("DAPRD is not set: run the end-to-end tests with `make test-e2e`, which builds the pinned daprd and sets it")
 	}
-	bins.Prometheus = os.Getenv("PROMETHEUS") // only TestMonitoring needs it
-	bins.Jaeger = os.Getenv("JAEGER")         // only TestTrace needs it
+	Bins.Prometheus = os.Getenv("PROMETHEUS") // only TestMonitoring needs it
+	Bins.Jaeger = os.Getenv("JAEGER")         // only TestTrace needs it
 	// Build the apps exactly as a user would, so the tests run the shipped binaries.
 	dir, err := os.MkdirTemp("", "taskevents-e2e-bin-")
 	if err != nil {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	bins.Publisher, bins.Worker = os.Getenv("PUBLISHER_BIN"), os.Getenv("WORKER_BIN")
+	Bins.Publisher, Bins.Worker = os.Getenv("PUBLISHER_BIN"), os.Getenv("WORKER_BIN")
 	for _, b := range []struct {
 		path *string
 		pkg  string
-	}{{&bins.Publisher, "./publisher"}, {&bins.Worker, "./worker"}} {
+	}{{&Bins.Publisher, "./publisher"}, {&Bins.Worker, "./worker"}} {
 		if *b.path != "" {
 			continue
 		}
 		*b.path = filepath.Join(dir, filepath.Base(b.pkg))
 		cmd := exec.Command("go", "build", "-trimpath", "-o", *b.path, b.pkg)
-		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
+		cmd.Dir, cmd.Stdout, cmd.Stderr = Root, os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return 0, fmt.Errorf("build %s: %w", b.pkg, err)
 		}
@@ -86,17 +101,17 @@ func setup(m *testing.M) (int, error) {
 	return code, nil
 }
 
-// brokers lists the brokers to run every scenario on: BROKERS=redis,kafka selects a subset.
-func brokers() []string {
+// Brokers lists the brokers to run every scenario on: BROKERS=redis,kafka selects a subset.
+func Brokers() []string {
 	if v := os.Getenv("BROKERS"); v != "" {
 		return strings.Split(v, ",")
 	}
 	return allBrokers
 }
 
-// newHarness gives a test its own scratch directory and process set. Every process's
+// NewHarness gives a test its own scratch directory and process set. Every process's
 // output goes to a log file; when the test fails, the tail of each is printed.
-func newHarness(t *testing.T) *harness.Harness {
+func NewHarness(t *testing.T) *harness.Harness {
 	t.Helper()
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "processes.log")
@@ -104,7 +119,7 @@ func newHarness(t *testing.T) *harness.Harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := harness.New(root, dir, bins, logFile)
+	h, err := harness.New(Root, dir, Bins, logFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +140,7 @@ func newHarness(t *testing.T) *harness.Harness {
 // allBrokers are the brokers every scenario runs on unless BROKERS selects some.
 var allBrokers = []string{"redis", "kafka", "rabbitmq"}
 
-func startBroker(ctx context.Context, t *testing.T, h *harness.Harness, name string) *harness.Broker {
+func StartBroker(ctx context.Context, t *testing.T, h *harness.Harness, name string) *harness.Broker {
 	t.Helper()
 	b, err := h.StartBroker(ctx, name, 0)
 	if err != nil {
@@ -134,16 +149,16 @@ func startBroker(ctx context.Context, t *testing.T, h *harness.Harness, name str
 	return b
 }
 
-func startSystem(t *testing.T, broker string, o harness.SystemOptions) *harness.System {
+func StartSystem(t *testing.T, broker string, o harness.SystemOptions) *harness.System {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	h := newHarness(t)
-	sys, err := h.StartSystem(ctx, startBroker(ctx, t, h, broker), o)
+	h := NewHarness(t)
+	sys, err := h.StartSystem(ctx, StartBroker(ctx, t, h, broker), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkSameBinaries(t, broker, sys)
+	CheckSameBinaries(t, broker, sys)
 	return sys
 }
 
@@ -159,7 +174,7 @@ var digests struct {
 	mismatch  bool
 }
 
-func checkSameBinaries(t *testing.T, broker string, sys *harness.System) {
+func CheckSameBinaries(t *testing.T, broker string, sys *harness.System) {
 	t.Helper()
 	got := map[string]string{}
 	procs := map[string][]*harness.Process{"publisher": {sys.Publisher.Process}}
