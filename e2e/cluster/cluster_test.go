@@ -127,10 +127,10 @@ func (k *kube) mustHelm(args ...string) string {
 	return out
 }
 
-// applyManifest applies one of e2e/testdata/cluster with the image refs filled in.
+// applyManifest applies one of e2e/cluster/testdata with the image refs filled in.
 func (k *kube) applyManifest(name string, vars map[string]string) {
 	k.t.Helper()
-	b, err := os.ReadFile(filepath.Join(suite.Root, "e2e", "testdata", "cluster", name))
+	b, err := os.ReadFile(filepath.Join(suite.Root, "e2e", "cluster", "testdata", name))
 	if err != nil {
 		k.t.Fatal(err)
 	}

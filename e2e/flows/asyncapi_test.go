@@ -69,7 +69,7 @@ func TestAsyncAPI(t *testing.T) {
 	var invalid struct {
 		Cases map[string]map[string]any `json:"cases"`
 	}
-	suite.MustJSON(t, suite.MustRead(t, filepath.Join(suite.Root, "e2e", "testdata", "asyncapi-invalid.json")), &invalid)
+	suite.MustJSON(t, suite.MustRead(t, filepath.Join(suite.Root, "e2e", "flows", "testdata", "asyncapi-invalid.json")), &invalid)
 	if len(invalid.Cases) < 5 {
 		t.Fatalf("testdata/asyncapi-invalid.json has %d cases", len(invalid.Cases))
 	}

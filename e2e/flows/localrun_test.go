@@ -21,7 +21,7 @@ import (
 // handled, and one SIGTERM stops every process it started (the README promises both).
 func TestLocalRunStopsEverythingOnSIGTERM(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "taskevents-local")
-	build := exec.Command("go", "build", "-o", bin, "./e2e/cmd/taskevents-local")
+	build := exec.Command("go", "build", "-o", bin, "./tools/cmd/taskevents-local")
 	build.Dir = suite.Root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build taskevents-local: %v\n%s", err, out)

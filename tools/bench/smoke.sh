@@ -4,7 +4,7 @@
 #   - direct:  wrk straight at daprd's POST /v1.0/publish (the same metadata as ours);
 #   - gosdk:   tools/bench/gosdk-publisher (go-sdk over gRPC);
 #   - python:  the Python publisher (FastAPI + DaprClient per request, uvicorn);
-#   - noop single / noop bulk: e2e/cmd/noop-worker draining a backlog through a declarative
+#   - noop single / noop bulk: tools/cmd/noop-worker draining a backlog through a declarative
 #     subscription, one event per delivery and bulkSubscribe;
 #   - python worker: the Python worker draining a backlog through its programmatic
 #     subscription (GET /dapr/subscribe).

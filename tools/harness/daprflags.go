@@ -33,7 +33,7 @@ type chartSidecar struct {
 // of it instead, see TracingConfig). Left out on purpose (the chart's annotations have them):
 // block-shutdown-duration, which would hold every local stop for up to its 15–20 s; the
 // log format; the sidecar's resources; and the tokens, which the harness passes in the
-// environment. e2e/daprflags_test.go holds these flags to the rendered annotations.
+// environment. e2e/repo/daprflags_test.go holds these flags to the rendered annotations.
 func AppChannelFlags(root, appID string, appPort int) ([]string, error) {
 	sidecars, err := chartSidecars(root)
 	if err != nil {

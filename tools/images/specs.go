@@ -238,7 +238,7 @@ func (s imageSpec) image() (v1.Image, error) {
 	adds := make([]mutate.Addendum, len(s.layers))
 	for i, l := range s.layers {
 		adds[i] = mutate.Addendum{Layer: l, History: v1.History{Created: v1.Time{Time: epoch},
-			CreatedBy: "taskevents e2e/images: " + s.what[i]}}
+			CreatedBy: "taskevents tools/images: " + s.what[i]}}
 	}
 	return mutate.Append(img, adds...)
 }

@@ -3,7 +3,7 @@
 // From the repository root, after the binaries are built:
 //
 //	make build
-//	go run ./e2e/cmd/images -out /tmp/images \
+//	go run ./tools/cmd/images -out /tmp/images \
 //	  -publisher bin/publisher -worker bin/worker \
 //	  -daprd "$(tools/daprd/build.sh)" -dapr-control-plane "$(tools/daprd/build-control-plane.sh)" \
 //	  -coredns "$(tools/coredns/build.sh)"
