@@ -7,7 +7,7 @@ MAKEFLAGS += --no-print-directory
 APPS    := publisher worker
 # kit: the module both apps require (relative replace); unit-tested and benchmarked like them.
 UNIT_MODULES := kit $(APPS)
-MODULES := kit publisher worker e2e
+MODULES := kit publisher worker e2e tools
 # Go modules kept out of go.work (their dependencies must not reach the apps): the bench's
 # go-sdk anchor. They are formatted, vetted, linted and tested like the others, with GOWORK=off.
 OUTSIDE_MODULES := tools/bench/gosdk-publisher
@@ -37,7 +37,7 @@ help: ## Show this help.
 
 .PHONY: run
 run: prereqs build ## Run broker, both sidecars and both apps locally (BROKER=redis|kafka|rabbitmq|snssqs; JAEGER=1 adds Jaeger); Ctrl-C stops all.
-	@go build -o $(BIN)/taskevents-local ./e2e/cmd/taskevents-local
+	@go build -o $(BIN)/taskevents-local ./tools/cmd/taskevents-local
 	@daprd=$$(tools/daprd/build.sh) && libs= && if [ "$(BROKER)" = kafka ]; then libs=$$(tools/kafka/fetch.sh); fi \
 		&& moto= && if [ "$(BROKER)" = snssqs ]; then moto=$$(tools/moto/install.sh); fi \
 		&& jaeger= && case "$(JAEGER)" in ""|0|false|no) ;; *) jaeger=$$(tools/jaeger/build.sh);; esac \
@@ -108,8 +108,9 @@ prereqs: ## Install missing Debian packages the local run and tests need (broker
 test: check test-unit test-e2e test-cluster ## Every check and test: format, vet, lint, unit, fuzz seeds, end-to-end, cluster.
 
 .PHONY: test-unit
-test-unit: ## Unit tests and fuzz seed corpora of kit and both apps (and the bench's go-sdk anchor), with the race detector.
+test-unit: ## Unit tests and fuzz seed corpora of kit, both apps and tools/ (harness, bench, commands; and the bench's go-sdk anchor), with the race detector.
 	@for m in $(UNIT_MODULES); do (cd $$m && go test -race -count=1 ./...); done
+	@cd tools && go test -race -count=1 ./...
 	@for m in $(OUTSIDE_MODULES); do (cd $$m && GOWORK=off go test -race -count=1 ./...); done
 
 .PHONY: test-e2e
@@ -125,7 +126,7 @@ test-cluster: prereqs ## The chart on a real single-node Kubernetes cluster (con
 	@daprd=$$(tools/daprd/build.sh) && cp=$$(tools/daprd/build-control-plane.sh) && helm=$$(tools/helm/build.sh) \
 		&& kube=$$(tools/kube/build.sh) && containerd=$$(tools/containerd/build.sh) && coredns=$$(tools/coredns/build.sh) \
 		&& cd e2e && DAPRD=$$daprd DAPR_CONTROL_PLANE_DIR=$$cp HELM=$$helm KUBE_DIR=$$kube CONTAINERD_DIR=$$containerd \
-		COREDNS=$$coredns go test -count=1 -v -timeout 20m -run '^TestCluster$$' . 2>&1 \
+		COREDNS=$$coredns go test -count=1 -v -timeout 20m -run '^TestCluster$$' ./cluster 2>&1 \
 		| grep -E --line-buffered -v '^=== (RUN|PAUSE|CONT)'
 
 .PHONY: fuzz
@@ -154,7 +155,7 @@ FUZZ_API_EXAMPLES ?= 500
 
 .PHONY: fuzz-api
 fuzz-api: prereqs build ## schemathesis on publisher/openapi.yaml against the real system: no 5xx, every answer as documented (FUZZ_API_EXAMPLES, 500).
-	@go build -o $(BIN)/fuzz-api ./e2e/cmd/fuzz-api
+	@go build -o $(BIN)/fuzz-api ./tools/cmd/fuzz-api
 	@daprd=$$(tools/daprd/build.sh) && st=$$(tools/schemathesis/install.sh) \
 		&& DAPRD=$$daprd SCHEMATHESIS=$$st PUBLISHER_BIN=$(BIN)/publisher WORKER_BIN=$(BIN)/worker \
 		FUZZ_API_ARGS="--max-examples $(FUZZ_API_EXAMPLES) $(FUZZ_API_ARGS)" $(BIN)/fuzz-api
@@ -164,7 +165,7 @@ chaos: prereqs ## Chaos at full size (SIGKILLed worker, sidecar and replica, Red
 	@daprd=$$(tools/daprd/build.sh) && libs=$$(tools/kafka/fetch.sh) && brokers='$(BROKERS)' && cd e2e || exit 1; \
 	start=$$SECONDS; rc=0; \
 	TASKEVENTS_CHAOS=full DAPRD=$$daprd KAFKA_LIBS=$$libs BROKERS=$${brokers:-redis,kafka} \
-		go test -count=1 -v -timeout 90m -run '^TestChaos' . 2>&1 \
+		go test -count=1 -v -timeout 90m -run '^TestChaos' ./chaos 2>&1 \
 		| grep -E --line-buffered -v '^=== (RUN|PAUSE|CONT)' || rc=$$?; \
 	echo "make chaos: $$((SECONDS - start))s, exit status $$rc"; exit $$rc
 
@@ -172,7 +173,7 @@ chaos: prereqs ## Chaos at full size (SIGKILLed worker, sidecar and replica, Red
 .PHONY: bench
 bench: prereqs build ## Both apps against their anchors (direct daprd, go-sdk, Python FastAPI + Dapr SDK, no-op handler) on Redis, ~7 min: a line per measure, bin/bench/results.*, docs/benchmarks/*.png.
 	@py=$$(mktemp) && { tools/bench/python/install.sh >$$py & pid=$$!; } \
-		&& go build -o $(BIN)/taskevents-bench ./e2e/cmd/bench && go build -o $(BIN)/noop-worker ./e2e/cmd/noop-worker \
+		&& go build -o $(BIN)/taskevents-bench ./tools/cmd/bench && go build -o $(BIN)/noop-worker ./tools/cmd/noop-worker \
 		&& daprd=$$(tools/daprd/build.sh) && gosdk=$$(tools/bench/gosdk-publisher/build.sh) \
 		&& wait $$pid && uvicorn=$$(cat $$py) && rm -f $$py \
 		&& DAPRD=$$daprd GOSDK_PUBLISHER_BIN=$$gosdk PYTHON_UVICORN=$$uvicorn PUBLISHER_BIN=$(BIN)/publisher \
@@ -189,7 +190,7 @@ check: fmt-check vet lint ## gofmt, go vet and golangci-lint on every module.
 
 .PHONY: fmt
 fmt: ## Format all Go code.
-	@gofmt -w $(MODULES) tools
+	@gofmt -w $(MODULES)
 
 .PHONY: fmt-check
 fmt-check:
