@@ -15,6 +15,7 @@ import (
 	"github.com/taskevents/taskevents/kit/lifecycle"
 	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/kit/pprofserver"
+	"github.com/taskevents/taskevents/kit/sidecar"
 	"github.com/taskevents/taskevents/kit/tracing"
 	"github.com/taskevents/taskevents/worker/internal/config"
 	"github.com/taskevents/taskevents/worker/internal/deadletter"
@@ -23,7 +24,6 @@ import (
 	"github.com/taskevents/taskevents/worker/internal/handler"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/server"
-	"github.com/taskevents/taskevents/worker/internal/sidecar"
 )
 
 // serviceName is service.name in the worker's spans unless OTEL_SERVICE_NAME
@@ -95,10 +95,13 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		Tracing:         tr,
 	}
 	if cfg.UsesStateStore() {
-		state := sidecar.New(sidecar.Options{BaseURL: cfg.SidecarBaseURL(), Store: cfg.DedupeStore,
-			APIToken: cfg.DaprAPIToken, Timeout: cfg.HandlerTimeout})
-		opts.Ledger = dedupe.NewStateLedger(state, cfg.DedupeLease, cfg.DedupeTTL, time.Now)
-		opts.DeadLetters = deadletter.New(state, time.Now)
+		// Every delivery makes two or three state calls; the client keeps
+		// its connections alive, so no call pays for a handshake.
+		state := sidecar.New(sidecar.Options{BaseURL: cfg.SidecarBaseURL(), APIToken: cfg.DaprAPIToken,
+			Timeout: cfg.HandlerTimeout})
+		defer state.Close()
+		opts.Ledger = dedupe.NewStateLedger(state, cfg.DedupeStore, cfg.DedupeLease, cfg.DedupeTTL, time.Now)
+		opts.DeadLetters = deadletter.New(state, cfg.DedupeStore, time.Now)
 	} else {
 		mem := dedupe.New(cfg.DedupeMaxEntries, cfg.DedupeTTL, time.Now)
 		m.TrackDedupeEntries(mem.Len)

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/taskevents/taskevents/kit/logging"
-	"github.com/taskevents/taskevents/worker/internal/sidecar/sidecartest"
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 )
 
 // logLines returns the parsed log lines with message msg.
@@ -98,8 +98,8 @@ func TestRun(t *testing.T) {
 	if len(received) != 1 || received[0]["task_id"] != "3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11" || received[0]["outcome"] != "SUCCESS" {
 		t.Fatalf("EVENT RECEIVED lines = %v", received)
 	}
-	if fake.Value("task-3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11") == nil {
-		t.Errorf("the handled task was not recorded in the state store; keys: %v", fake.Keys(""))
+	if fake.Value("statestore", "task-3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11") == nil {
+		t.Errorf("the handled task was not recorded in the state store; keys: %v", fake.Keys("statestore", ""))
 	}
 	if code, _ := get(base + "/metrics"); code != http.StatusNotFound {
 		t.Errorf("/metrics on the event port = %d, want 404 (metrics are on the ops port)", code)

@@ -19,7 +19,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/taskevents/taskevents/worker/internal/sidecar"
+	"github.com/taskevents/taskevents/kit/sidecar"
 )
 
 // Entry is one kept dead letter.
@@ -54,12 +54,25 @@ const maxIndexRetries = 20
 // Store is safe for concurrent use.
 type Store struct {
 	state *sidecar.Client
+	store string
 	now   func() time.Time
 }
 
-// New returns a store on state.
-func New(state *sidecar.Client, now func() time.Time) *Store {
-	return &Store{state: state, now: now}
+// New returns a store in the state store named store.
+func New(state *sidecar.Client, store string, now func() time.Time) *Store {
+	return &Store{state: state, store: store, now: now}
+}
+
+// get reads key into v; found is false when it does not exist.
+func (s *Store) get(ctx context.Context, key string, v any) (etag string, found bool, err error) {
+	st, found, err := s.state.GetState(ctx, s.store, key)
+	if err != nil || !found {
+		return "", false, err
+	}
+	if err := json.Unmarshal(st.Value, v); err != nil {
+		return "", false, fmt.Errorf("dead-letter store: %s: %w", key, err)
+	}
+	return st.ETag, true, nil
 }
 
 type index struct {
@@ -89,7 +102,7 @@ func (s *Store) Keep(ctx context.Context, e Entry) error {
 	if e.ReceivedAt.IsZero() {
 		e.ReceivedAt = s.now()
 	}
-	if err := s.state.Upsert(ctx, key(e.ID), e, "", 0); err != nil {
+	if err := s.state.SaveState(ctx, s.store, sidecar.StateItem{Key: key(e.ID), Value: e}); err != nil {
 		return err
 	}
 	return s.updateIndex(ctx, func(ids []string) []string {
@@ -103,7 +116,7 @@ func (s *Store) Keep(ctx context.Context, e Entry) error {
 // List returns every kept dead letter, oldest first.
 func (s *Store) List(ctx context.Context) ([]Entry, error) {
 	var idx index
-	if _, _, err := s.state.Get(ctx, indexKey, &idx); err != nil {
+	if _, _, err := s.get(ctx, indexKey, &idx); err != nil {
 		return nil, err
 	}
 	out := make([]Entry, 0, len(idx.IDs))
@@ -123,7 +136,7 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 // Get returns one dead letter.
 func (s *Store) Get(ctx context.Context, id string) (Entry, error) {
 	var e Entry
-	_, found, err := s.state.Get(ctx, key(id), &e)
+	_, found, err := s.get(ctx, key(id), &e)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -145,7 +158,7 @@ func (s *Store) Replay(ctx context.Context, id, pubsub, topic string) (Entry, er
 	if len(e.Envelope) == 0 {
 		return e, ErrNotReplayable
 	}
-	if err := s.state.PublishCloudEvent(ctx, pubsub, topic, e.Envelope); err != nil {
+	if err := s.state.Topic(pubsub, topic).Publish(ctx, sidecar.Message{Data: e.Envelope, ContentType: "application/cloudevents+json"}); err != nil {
 		return e, fmt.Errorf("republishing dead letter %s: %w", id, err)
 	}
 	return e, s.Delete(ctx, id)
@@ -162,7 +175,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	}); err != nil {
 		return err
 	}
-	return s.state.Delete(ctx, key(id), "")
+	return s.state.DeleteState(ctx, s.store, key(id), "")
 }
 
 // updateIndex applies change to the index with ETag retries; change returns
@@ -170,7 +183,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 func (s *Store) updateIndex(ctx context.Context, change func([]string) []string) error {
 	for range maxIndexRetries {
 		var idx index
-		etag, found, err := s.state.Get(ctx, indexKey, &idx)
+		etag, found, err := s.get(ctx, indexKey, &idx)
 		if err != nil {
 			return err
 		}
@@ -179,11 +192,10 @@ func (s *Store) updateIndex(ctx context.Context, change func([]string) []string)
 			return nil
 		}
 		if !found {
-			err = s.state.Create(ctx, indexKey, index{IDs: ids}, 0)
-		} else {
-			err = s.state.Upsert(ctx, indexKey, index{IDs: ids}, etag, 0)
+			etag = sidecar.CreateOnly
 		}
-		if !errors.Is(err, sidecar.ErrConflict) {
+		err = s.state.SaveState(ctx, s.store, sidecar.StateItem{Key: indexKey, Value: index{IDs: ids}, ETag: etag})
+		if !errors.Is(err, sidecar.ErrETagMismatch) {
 			return err
 		}
 	}

@@ -18,6 +18,8 @@ import (
 	"crypto/sha256"
 	"sync"
 	"time"
+
+	"github.com/taskevents/taskevents/kit/memstore"
 )
 
 // Result is the answer to TryClaim.
@@ -56,45 +58,22 @@ func digestOf(key string) digest {
 	return digest(sum[:16])
 }
 
-// entry is one key. Completed entries are also links of the store's LRU
-// list (prev, next); keeping the links in the entry, rather than in a
-// container/list element beside it, saves an allocation per key.
-type entry struct {
-	key        digest
-	done       bool
-	seen       int64 // the clock's UnixNano when last seen
-	prev, next *entry
-}
-
 // Store is safe for concurrent use.
 type Store struct {
-	maxEntries int
-	ttl        time.Duration
-	now        func() time.Time
-
-	mu      sync.Mutex
-	entries map[digest]*entry
-	// lru links the completed entries, most recently seen first, in a ring
-	// through root. Since every touch moves an entry to the front with the
-	// current time, the back is also the oldest, so TTL expiry only ever
-	// looks at the back.
-	lru  entry
-	done int // completed entries in lru
+	mu sync.Mutex
+	// claims are the keys in flight: never evicted, never expired, and
+	// bounded by the deliveries in flight.
+	claims map[digest]struct{}
+	// done are the completed keys; seeing one renews it.
+	done *memstore.Store[digest, struct{}]
 }
 
 // New returns an empty store. now is the clock (time.Now outside tests).
 func New(maxEntries int, ttl time.Duration, now func() time.Time) *Store {
-	if maxEntries < 1 {
-		maxEntries = 1
+	return &Store{
+		claims: make(map[digest]struct{}),
+		done:   memstore.New[digest, struct{}](memstore.Options{MaxEntries: maxEntries, TTL: ttl, Now: now, Refresh: true}),
 	}
-	s := &Store{
-		maxEntries: maxEntries,
-		ttl:        ttl,
-		now:        now,
-		entries:    make(map[digest]*entry),
-	}
-	s.lru.prev, s.lru.next = &s.lru, &s.lru
-	return s
 }
 
 // TryClaim claims key unless it is done or claimed by someone else.
@@ -102,17 +81,13 @@ func (s *Store) TryClaim(k string) Result {
 	key := digestOf(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now().UnixNano()
-	s.expire(now)
-	if e, ok := s.entries[key]; ok {
-		if !e.done {
-			return InFlight
-		}
-		e.seen = now
-		s.toFront(e)
+	if _, ok := s.claims[key]; ok {
+		return InFlight
+	}
+	if _, ok := s.done.Get(key); ok {
 		return Done
 	}
-	s.entries[key] = &entry{key: key, seen: now}
+	s.claims[key] = struct{}{}
 	return Claimed
 }
 
@@ -121,20 +96,8 @@ func (s *Store) Complete(k string) {
 	key := digestOf(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.entries[key]
-	if !ok {
-		e = &entry{key: key}
-		s.entries[key] = e
-	}
-	e.seen = s.now().UnixNano()
-	if !e.done {
-		e.done = true
-		s.done++
-	}
-	s.toFront(e)
-	for s.done > s.maxEntries {
-		s.remove(s.lru.prev)
-	}
+	delete(s.claims, key)
+	s.done.Put(key, struct{}{})
 }
 
 // Release gives up a claim, so a redelivery of the event is handled again.
@@ -143,42 +106,12 @@ func (s *Store) Release(k string) {
 	key := digestOf(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.entries[key]; ok && !e.done {
-		delete(s.entries, key)
-	}
+	delete(s.claims, key)
 }
 
 // Len is the number of keys held, completed and in flight.
 func (s *Store) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.entries)
-}
-
-func (s *Store) expire(now int64) {
-	for back := s.lru.prev; back != &s.lru; back = s.lru.prev {
-		if time.Duration(now-back.seen) < s.ttl {
-			return
-		}
-		s.remove(back)
-	}
-}
-
-// toFront puts a completed entry at the front of lru, unlinking it first if
-// it is already in.
-func (s *Store) toFront(e *entry) {
-	if e.prev != nil {
-		e.prev.next, e.next.prev = e.next, e.prev
-	}
-	e.prev, e.next = &s.lru, s.lru.next
-	s.lru.next.prev = e
-	s.lru.next = e
-}
-
-// remove forgets a completed entry.
-func (s *Store) remove(e *entry) {
-	e.prev.next, e.next.prev = e.next, e.prev
-	e.prev, e.next = nil, nil
-	s.done--
-	delete(s.entries, e.key)
+	return len(s.claims) + s.done.Len()
 }

@@ -5,13 +5,14 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"sync"
 	"time"
 
-	"github.com/taskevents/taskevents/worker/internal/sidecar"
+	"github.com/taskevents/taskevents/kit/sidecar"
 )
 
 // StateLedger keeps claims and completions in a Dapr state store, so a
@@ -28,6 +29,7 @@ import (
 // at all.
 type StateLedger struct {
 	state     *sidecar.Client
+	store     string
 	lease     time.Duration
 	retention time.Duration
 	owner     string
@@ -38,11 +40,23 @@ type StateLedger struct {
 	etags sync.Map
 }
 
-// NewStateLedger returns a ledger on state. lease must outlast a delivery
-// (the handler timeout plus the round trips), or a live handler's claim
-// could expire under it.
-func NewStateLedger(state *sidecar.Client, lease, retention time.Duration, now func() time.Time) *StateLedger {
-	return &StateLedger{state: state, lease: lease, retention: retention, owner: ownerID(), now: now}
+// NewStateLedger returns a ledger in the state store named store. lease must
+// outlast a delivery (the handler timeout plus the round trips), or a live
+// handler's claim could expire under it.
+func NewStateLedger(state *sidecar.Client, store string, lease, retention time.Duration, now func() time.Time) *StateLedger {
+	return &StateLedger{state: state, store: store, lease: lease, retention: retention, owner: ownerID(), now: now}
+}
+
+// get reads the mark of k into m.
+func (l *StateLedger) get(ctx context.Context, k string, m *mark) (etag string, found bool, err error) {
+	s, found, err := l.state.GetState(ctx, l.store, k)
+	if err != nil || !found {
+		return "", false, err
+	}
+	if err := json.Unmarshal(s.Value, m); err != nil {
+		return "", false, fmt.Errorf("dedupe mark %s: %w", k, err)
+	}
+	return s.ETag, true, nil
 }
 
 // mark is the value of a dedupe key.
@@ -67,11 +81,11 @@ func (l *StateLedger) Claim(ctx context.Context, key string) (Result, error) {
 	// rounds settle it.
 	for range 3 {
 		now := l.now()
-		err := l.state.Create(ctx, k, mark{State: stateClaimed, Owner: l.owner, EventKey: key, At: now,
-			ExpiresAt: now.Add(l.lease)}, l.lease)
+		err := l.state.SaveState(ctx, l.store, sidecar.StateItem{Key: k, ETag: sidecar.CreateOnly, TTL: l.lease,
+			Value: mark{State: stateClaimed, Owner: l.owner, EventKey: key, At: now, ExpiresAt: now.Add(l.lease)}})
 		if err == nil {
 			var m mark
-			etag, found, err := l.state.Get(ctx, k, &m)
+			etag, found, err := l.get(ctx, k, &m)
 			if err != nil {
 				return 0, err
 			}
@@ -81,11 +95,11 @@ func (l *StateLedger) Claim(ctx context.Context, key string) (Result, error) {
 			l.etags.Store(key, etag)
 			return Claimed, nil
 		}
-		if !errors.Is(err, sidecar.ErrConflict) {
+		if !errors.Is(err, sidecar.ErrETagMismatch) {
 			return 0, err
 		}
 		var m mark
-		etag, found, err := l.state.Get(ctx, k, &m)
+		etag, found, err := l.get(ctx, k, &m)
 		if err != nil {
 			return 0, err
 		}
@@ -103,13 +117,13 @@ func (l *StateLedger) Claim(ctx context.Context, key string) (Result, error) {
 		// request canceled) between the two leaves a claim that never
 		// expires. Take it over, conditioned on its ETag, so that of several
 		// deliveries doing this at once exactly one wins.
-		err = l.state.Upsert(ctx, k, mark{State: stateClaimed, Owner: l.owner, EventKey: key, At: now,
-			ExpiresAt: now.Add(l.lease)}, etag, l.lease)
-		if err != nil && !errors.Is(err, sidecar.ErrConflict) {
+		err = l.state.SaveState(ctx, l.store, sidecar.StateItem{Key: k, ETag: etag, TTL: l.lease,
+			Value: mark{State: stateClaimed, Owner: l.owner, EventKey: key, At: now, ExpiresAt: now.Add(l.lease)}})
+		if err != nil && !errors.Is(err, sidecar.ErrETagMismatch) {
 			return 0, err
 		}
 		if err == nil {
-			if etag, found, err = l.state.Get(ctx, k, &m); err != nil {
+			if etag, found, err = l.get(ctx, k, &m); err != nil {
 				return 0, err
 			}
 			if found && m.Owner == l.owner {
@@ -130,11 +144,10 @@ func (l *StateLedger) Complete(ctx context.Context, key string, task Handled) er
 	etag := v.(string)
 	now := l.now()
 	k := StateKey(key)
-	err := l.state.Transact(ctx,
-		sidecar.SetRequest{Key: k, ETag: &etag, Options: &sidecar.SetOptions{Concurrency: "first-write"},
-			Value:    mark{State: stateDone, EventKey: key, TaskID: task.TaskID, At: now, ExpiresAt: now.Add(l.retention)},
-			Metadata: map[string]string{"ttlInSeconds": sidecar.TTL(l.retention)}},
-		sidecar.SetRequest{Key: TaskKey(task.TaskID), Value: task},
+	err := l.state.TransactState(ctx, l.store,
+		sidecar.StateItem{Key: k, ETag: etag, TTL: l.retention,
+			Value: mark{State: stateDone, EventKey: key, TaskID: task.TaskID, At: now, ExpiresAt: now.Add(l.retention)}},
+		sidecar.StateItem{Key: TaskKey(task.TaskID), Value: task},
 	)
 	if err == nil {
 		return nil
@@ -142,7 +155,7 @@ func (l *StateLedger) Complete(ctx context.Context, key string, task Handled) er
 	// The transaction failed. If the mark says done, a delivery whose claim
 	// took over after ours expired got there first.
 	var m mark
-	if _, found, gerr := l.state.Get(ctx, k, &m); gerr == nil && found && m.State == stateDone {
+	if _, found, gerr := l.get(ctx, k, &m); gerr == nil && found && m.State == stateDone {
 		return ErrAlreadyDone
 	}
 	return err
@@ -155,7 +168,7 @@ func (l *StateLedger) Release(ctx context.Context, key string) error {
 	if !ok {
 		return nil
 	}
-	return l.state.Delete(ctx, StateKey(key), v.(string))
+	return l.state.DeleteState(ctx, l.store, StateKey(key), v.(string))
 }
 
 // StateKey is the state key of an event's claim or done mark. Event keys

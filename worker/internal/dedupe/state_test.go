@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/kit/sidecar"
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
-	"github.com/taskevents/taskevents/worker/internal/sidecar"
-	"github.com/taskevents/taskevents/worker/internal/sidecar/sidecartest"
 )
 
 const key = "pubsub/task-events/9d1e3c0a-0000-4000-8000-000000000001"
@@ -32,9 +32,11 @@ func newLedger(t *testing.T) (*sidecartest.Fake, *clock, func() *dedupe.StateLed
 	fake := sidecartest.New(t)
 	c := &clock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
 	fake.SetClock(c.now)
-	client := sidecar.New(sidecar.Options{BaseURL: fake.URL, Store: "statestore"})
+	client := sidecar.New(sidecar.Options{BaseURL: fake.URL})
 	// Each call is a separate worker process (or replica) on the same store.
-	return fake, c, func() *dedupe.StateLedger { return dedupe.NewStateLedger(client, 30*time.Second, time.Hour, c.now) }
+	return fake, c, func() *dedupe.StateLedger {
+		return dedupe.NewStateLedger(client, "statestore", 30*time.Second, time.Hour, c.now)
+	}
 }
 
 func task(id string) dedupe.Handled {
@@ -64,7 +66,7 @@ func TestStateLedgerLifecycle(t *testing.T) {
 	mustClaim(t, ledger(), dedupe.Done) // and a restarted worker
 
 	var got dedupe.Handled
-	if err := json.Unmarshal(fake.Value(dedupe.TaskKey("3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11")), &got); err != nil {
+	if err := json.Unmarshal(fake.Value("statestore", dedupe.TaskKey("3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11")), &got); err != nil {
 		t.Fatalf("handled task record: %v", err)
 	}
 	if got.Title != "t" {
@@ -108,14 +110,14 @@ func TestStateLedgerLateCompleteLoses(t *testing.T) {
 	if err := slow.Complete(ctx, key, task("3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11")); !errors.Is(err, dedupe.ErrAlreadyDone) {
 		t.Fatalf("late Complete = %v, want ErrAlreadyDone", err)
 	}
-	if n := len(fake.Keys("task-")); n != 1 {
+	if n := len(fake.Keys("statestore", "task-")); n != 1 {
 		t.Errorf("%d task records, want 1", n)
 	}
 }
 
 func TestStateLedgerStoreDown(t *testing.T) {
 	fake, _, ledger := newLedger(t)
-	fake.SetDown(true)
+	fake.FailState(&sidecartest.StateStoreDown)
 	if _, err := ledger().Claim(context.Background(), key); err == nil {
 		t.Fatal("Claim with the state store down succeeded")
 	}
@@ -165,10 +167,10 @@ func TestStateLedgerRace(t *testing.T) {
 // is taken over once the lease it records has passed, by exactly one of the racers.
 func TestStateLedgerClaimWithoutTTLIsTakenOver(t *testing.T) {
 	fake, c, ledger := newLedger(t)
-	client := sidecar.New(sidecar.Options{BaseURL: fake.URL, Store: "statestore"})
+	client := sidecar.New(sidecar.Options{BaseURL: fake.URL})
 	stale := map[string]any{"state": "claimed", "owner": "dead/1/x", "event_key": key,
 		"at": c.now(), "expires_at": c.now().Add(15 * time.Second)}
-	if err := client.Create(context.Background(), dedupe.StateKey(key), stale, 0); err != nil {
+	if err := client.SaveState(context.Background(), "statestore", sidecar.StateItem{Key: dedupe.StateKey(key), Value: stale, ETag: sidecar.CreateOnly}); err != nil {
 		t.Fatal(err)
 	}
 	mustClaim(t, ledger(), dedupe.InFlight)

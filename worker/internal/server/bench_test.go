@@ -11,11 +11,11 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/kit/sidecar"
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
-	"github.com/taskevents/taskevents/worker/internal/sidecar"
-	"github.com/taskevents/taskevents/worker/internal/sidecar/sidecartest"
 )
 
 // BenchmarkHandleEvent measures one delivery through the whole HTTP handler:
@@ -55,11 +55,11 @@ func BenchmarkHandleEvent(b *testing.B) {
 // the fake sidecar (its own cost included): the three state calls per event.
 func BenchmarkHandleEventStateLedger(b *testing.B) {
 	fake := sidecartest.New(b)
-	client := sidecar.New(sidecar.Options{BaseURL: fake.URL, Store: "statestore", Timeout: 5 * time.Second})
+	client := sidecar.New(sidecar.Options{BaseURL: fake.URL, Timeout: 5 * time.Second})
 	srv := New(Deps{
 		Logger:         zerolog.New(io.Discard).With().Timestamp().Logger(),
 		Handler:        handler.Accept{},
-		Ledger:         dedupe.NewStateLedger(client, 15*time.Second, time.Hour, time.Now),
+		Ledger:         dedupe.NewStateLedger(client, "statestore", 15*time.Second, time.Hour, time.Now),
 		Metrics:        metrics.New(),
 		MaxEventBytes:  1 << 20,
 		HandlerTimeout: 10 * time.Second,

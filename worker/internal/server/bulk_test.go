@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/kit/sidecar"
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
-	"github.com/taskevents/taskevents/worker/internal/sidecar"
-	"github.com/taskevents/taskevents/worker/internal/sidecar/sidecartest"
 	"github.com/taskevents/taskevents/worker/internal/taskevent"
 )
 
@@ -89,9 +89,9 @@ func byTitle(_ context.Context, ev taskevent.Event) error {
 func stateHarness(t *testing.T, h handler.Handler, concurrency int) (*harness, *sidecartest.Fake) {
 	t.Helper()
 	fake := sidecartest.New(t)
-	client := sidecar.New(sidecar.Options{BaseURL: fake.URL, Store: "statestore", Timeout: 5 * time.Second})
+	client := sidecar.New(sidecar.Options{BaseURL: fake.URL, Timeout: 5 * time.Second})
 	hs := newHarness(t, h, func(o *Deps) {
-		o.Ledger = dedupe.NewStateLedger(client, 15*time.Second, time.Hour, time.Now)
+		o.Ledger = dedupe.NewStateLedger(client, "statestore", 15*time.Second, time.Hour, time.Now)
 		o.BulkConcurrency = concurrency
 		o.HandlerTimeout = 2 * time.Second
 	})
@@ -182,7 +182,7 @@ func TestBatchOutcomes(t *testing.T) {
 					}
 					if fake != nil {
 						handled := map[string]bool{}
-						for _, k := range fake.Keys("task-") {
+						for _, k := range fake.Keys("statestore", "task-") {
 							handled[k] = true
 						}
 						for _, e := range tt.entries(t) {

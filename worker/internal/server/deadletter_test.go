@@ -6,16 +6,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/kit/sidecar"
+	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 	"github.com/taskevents/taskevents/worker/internal/deadletter"
-	"github.com/taskevents/taskevents/worker/internal/sidecar"
-	"github.com/taskevents/taskevents/worker/internal/sidecar/sidecartest"
 )
 
 func keptHarness(t *testing.T) (*harness, *sidecartest.Fake) {
 	t.Helper()
 	fake := sidecartest.New(t)
-	client := sidecar.New(sidecar.Options{BaseURL: fake.URL, Store: "statestore"})
-	h := newHarness(t, nil, func(o *Deps) { o.DeadLetters = deadletter.New(client, time.Now) })
+	client := sidecar.New(sidecar.Options{BaseURL: fake.URL})
+	h := newHarness(t, nil, func(o *Deps) { o.DeadLetters = deadletter.New(client, "statestore", time.Now) })
 	return h, fake
 }
 
@@ -51,9 +51,9 @@ func TestDeadLetterKeptAndReplayed(t *testing.T) {
 	if rec.Code != http.StatusAccepted {
 		t.Fatalf("replay = %d %s", rec.Code, rec.Body)
 	}
-	pubs := fake.Published()
-	if len(pubs) != 1 || pubs[0].PubSub != "pubsub" || pubs[0].Topic != "task-events" ||
-		pubs[0].ContentType != "application/cloudevents+json" {
+	pubs := fake.Publishes()
+	if len(pubs) != 1 || pubs[0].Path != "/v1.0/publish/pubsub/task-events" ||
+		pubs[0].Header.Get("Content-Type") != "application/cloudevents+json" {
 		t.Fatalf("published = %+v", pubs)
 	}
 	var ce struct {
@@ -103,7 +103,7 @@ func TestDeadLetterAdminErrors(t *testing.T) {
 
 	// With the state store away the dead letter is not acknowledged, so the
 	// broker keeps it; the admin routes answer 503.
-	fake.SetDown(true)
+	fake.FailState(&sidecartest.StateStoreDown)
 	if got := status(t, h.do(http.MethodPost, "/events/deadletter", cloudEventHeader(), daprdEnvelope)); got != "RETRY" {
 		t.Errorf("dead letter with the store down answered %s, want RETRY", got)
 	}
