@@ -1,16 +1,18 @@
 package repo
 
-// The README is the user's map: every make target, environment variable, chart value and
-// repository path it names in backticks must exist, its links must resolve, and its broker
-// diff must match the files, so that changing one without the README fails here rather than
-// misleading a user.
+// The README and the pages in docs/ are the user's map: every make target, environment
+// variable, chart value and repository path they name in backticks must exist, their links
+// and anchors must resolve, and the broker diff must match the files, so that changing one
+// without the docs fails here rather than misleading a user.
 
 import (
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -26,15 +28,36 @@ var (
 	valuesPath    = regexp.MustCompile(`^[a-z][A-Za-z0-9]*(\.[A-Za-z0-9]+)+$`)
 	repoPath      = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.*-]*)+$`)
 	upperWord     = regexp.MustCompile(`\b[A-Z][A-Z0-9_]{2,}\b`)
+	upperFamily   = regexp.MustCompile(`\b[A-Z][A-Z0-9_]{2,}_\*`)
 	targetInMake  = regexp.MustCompile(`(?m)^([a-z][a-z0-9-]*):`)
 	componentType = regexp.MustCompile(`(?m)^\s*type:\s*([a-z0-9.]+)\s*$`)
 )
 
+// userDocs returns README.md and every page in docs/, by path relative to the root.
+func userDocs(t *testing.T) map[string]string {
+	t.Helper()
+	pages, err := filepath.Glob(filepath.Join(suite.Root, "docs", "*.md"))
+	if err != nil || len(pages) == 0 {
+		t.Fatalf("docs/*.md: %d pages (%v)", len(pages), err)
+	}
+	docs := map[string]string{"README.md": string(suite.MustRead(t, filepath.Join(suite.Root, "README.md")))}
+	for _, p := range pages {
+		docs["docs/"+filepath.Base(p)] = string(suite.MustRead(t, p))
+	}
+	return docs
+}
+
 func TestReadmeNamesExist(t *testing.T) {
-	readme := string(suite.MustRead(t, filepath.Join(suite.Root, "README.md")))
-	spans := codeSpan.FindAllStringSubmatch(readme, -1)
+	type span struct{ file, text string }
+	var spans []span
+	docs := userDocs(t)
+	for _, file := range slices.Sorted(maps.Keys(docs)) {
+		for _, m := range codeSpan.FindAllStringSubmatch(docs[file], -1) {
+			spans = append(spans, span{file, m[1]})
+		}
+	}
 	if len(spans) < 100 {
-		t.Fatalf("found only %d code spans in README.md; the check would prove nothing", len(spans))
+		t.Fatalf("found only %d code spans in README.md and docs/; the check would prove nothing", len(spans))
 	}
 
 	makefile := string(suite.MustRead(t, filepath.Join(suite.Root, "Makefile")))
@@ -52,48 +75,49 @@ func TestReadmeNamesExist(t *testing.T) {
 
 	var checked [4]int
 	for _, s := range spans {
-		span := s[1]
+		file, span := s.file, s.text
 		for _, m := range makeTarget.FindAllStringSubmatch(span, -1) {
 			checked[0]++
 			if !targets[m[1]] {
-				t.Errorf("README names `make %s`, which the Makefile does not define", m[1])
+				t.Errorf("%s names `make %s`, which the Makefile does not define", file, m[1])
 			}
 		}
 		for _, word := range strings.Fields(span) {
 			if m := envName.FindStringSubmatch(word); m != nil && !strings.HasPrefix(m[1], "ERR_") {
 				checked[1]++
-				if !known[m[1]] {
-					t.Errorf("README names %s (in `%s`), which no app config, Makefile, script or harness reads", m[1], span)
+				if !knownName(known, m[1]) {
+					t.Errorf("%s names %s (in `%s`), which no app config, Makefile, script or harness reads", file, m[1], span)
 				}
 			}
 		}
 		if valuesPath.MatchString(span) && values.hasTop(span) && !componentTypes[span] {
 			checked[2]++
 			if !values.has(span) {
-				t.Errorf("README names chart value `%s`, which values.yaml does not have", span)
+				t.Errorf("%s names chart value `%s`, which values.yaml does not have", file, span)
 			}
 		}
 		if p, ok := inRepo(span); ok {
 			checked[3]++
 			if matches, _ := filepath.Glob(filepath.Join(suite.Root, p)); len(matches) == 0 {
-				t.Errorf("README names `%s`, which is not in the repository", span)
+				t.Errorf("%s names `%s`, which is not in the repository", file, span)
 			}
 		}
 	}
 	for i, what := range []string{"make targets", "environment variables", "chart values", "paths"} {
 		if checked[i] < 3 {
-			t.Errorf("checked only %d %s in README.md; the patterns have drifted from how it writes them", checked[i], what)
+			t.Errorf("checked only %d %s in README.md and docs/; the patterns have drifted from how they write them", checked[i], what)
 		}
 	}
 	t.Logf("checked %d make targets, %d environment variables, %d chart values, %d paths", checked[0], checked[1], checked[2], checked[3])
 }
 
 // knownUpperWords is every upper-case identifier the project's code, Makefile, scripts and
-// chart mention: an environment variable the README names must be one of them.
+// chart mention, and every family they name with a star (OTEL_EXPORTER_OTLP_*, read by the
+// OpenTelemetry SDK itself): an environment variable the docs name must be one of them.
 func knownUpperWords(t *testing.T) map[string]bool {
 	t.Helper()
 	known := map[string]bool{}
-	for _, dir := range []string{"publisher", "worker", "e2e", "tools", "charts", "components", "subscriptions"} {
+	for _, dir := range []string{"publisher", "worker", "kit", "e2e", "tools", "charts", "components", "subscriptions"} {
 		err := filepath.WalkDir(filepath.Join(suite.Root, dir), func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
@@ -118,6 +142,9 @@ func knownUpperWords(t *testing.T) map[string]bool {
 			for _, w := range upperWord.FindAllString(string(raw), -1) {
 				known[w] = true
 			}
+			for _, w := range upperFamily.FindAllString(string(raw), -1) {
+				known[w] = true
+			}
 			return nil
 		})
 		if err != nil {
@@ -130,6 +157,19 @@ func knownUpperWords(t *testing.T) map[string]bool {
 	return known
 }
 
+// knownName reports whether name is a known word or belongs to a known family (NAME_*).
+func knownName(known map[string]bool, name string) bool {
+	if known[name] {
+		return true
+	}
+	for i := strings.LastIndex(name, "_"); i > 0; i = strings.LastIndex(name[:i], "_") {
+		if known[name[:i+1]+"*"] {
+			return true
+		}
+	}
+	return false
+}
+
 // inRepo reports whether span looks like a path inside the repository, and which.
 // Paths under the chart (ci/…) are written relative to it.
 func inRepo(span string) (string, bool) {
@@ -138,7 +178,7 @@ func inRepo(span string) (string, bool) {
 	}
 	first, _, _ := strings.Cut(span, "/")
 	switch first {
-	case "publisher", "worker", "e2e", "tools", "charts", "components", "subscriptions", "docs", "bin":
+	case "publisher", "worker", "kit", "e2e", "tools", "charts", "components", "subscriptions", "docs", "bin":
 		if first == "bin" {
 			return "", false // built, not committed
 		}
@@ -201,39 +241,61 @@ var (
 	notInSlug = regexp.MustCompile(`[^\p{L}\p{N}\s_-]`)
 )
 
-// TestReadmeLinksResolve holds the README's own links: every internal anchor (#section) is a
-// heading's GitHub slug, and every relative link names a file or directory in the
-// repository. Code blocks are skipped: a "# comment" in YAML is not a heading.
+// TestReadmeLinksResolve holds the links of the README and of the pages in docs/: every
+// relative link names a file or directory in the repository, and every anchor (#section, in
+// the same page or in another markdown file) is a heading's GitHub slug there. Code blocks
+// are skipped: a "# comment" in YAML is not a heading.
 func TestReadmeLinksResolve(t *testing.T) {
-	anchors, links := readmeAnchorsAndLinks(string(suite.MustRead(t, filepath.Join(suite.Root, "README.md"))))
-	if len(anchors) < 20 || len(links) < 20 {
-		t.Fatalf("found %d headings and %d links in README.md; the check would prove nothing", len(anchors), len(links))
+	docs := userDocs(t)
+	anchorsOf := map[string]map[string]bool{} // by path relative to the root
+	linksOf := map[string][]string{}
+	var nAnchors, nLinks int
+	for file, text := range docs {
+		anchorsOf[file], linksOf[file] = readmeAnchorsAndLinks(text)
+		nAnchors += len(anchorsOf[file])
+		nLinks += len(linksOf[file])
 	}
-	for _, link := range links {
-		switch {
-		case strings.HasPrefix(link, "#"):
-			if !anchors[strings.TrimPrefix(link, "#")] {
-				t.Errorf("README links to %s, but no heading has that slug", link)
+	if nAnchors < 20 || nLinks < 20 {
+		t.Fatalf("found %d headings and %d links in README.md and docs/; the check would prove nothing", nAnchors, nLinks)
+	}
+	for _, file := range slices.Sorted(maps.Keys(linksOf)) {
+		for _, link := range linksOf[file] {
+			if strings.Contains(link, "://") || strings.HasPrefix(link, "mailto:") {
+				continue
 			}
-		case strings.Contains(link, "://") || strings.HasPrefix(link, "mailto:"):
-		default:
-			path, _, _ := strings.Cut(link, "#")
-			if _, err := os.Stat(filepath.Join(suite.Root, filepath.FromSlash(path))); err != nil {
-				t.Errorf("README links to %s, which is not in the repository", link)
+			path, anchor, _ := strings.Cut(link, "#")
+			target := file
+			if path != "" {
+				target = filepath.ToSlash(filepath.Join(filepath.Dir(file), filepath.FromSlash(path)))
+				if _, err := os.Stat(filepath.Join(suite.Root, filepath.FromSlash(target))); err != nil {
+					t.Errorf("%s links to %s, which is not in the repository", file, link)
+					continue
+				}
+			}
+			if anchor == "" {
+				continue
+			}
+			anchors, ok := anchorsOf[target]
+			if !ok && strings.HasSuffix(target, ".md") {
+				anchors, _ = readmeAnchorsAndLinks(string(suite.MustRead(t, filepath.Join(suite.Root, filepath.FromSlash(target)))))
+				anchorsOf[target] = anchors
+			}
+			if !anchors[anchor] {
+				t.Errorf("%s links to %s, but %s has no heading with that slug", file, link, target)
 			}
 		}
 	}
 }
 
-// TestReadmeBrokerDiff holds the README's "Swap brokers" diff to components/redis.yaml and
+// TestReadmeBrokerDiff holds the "Swap brokers" diff of docs/brokers.md to components/redis.yaml and
 // components/kafka.yaml without their comments: the diff's context and removed lines must
 // be redis.yaml from the hunk's first line on, its context and added lines kafka.yaml. A
 // setting added to either file without the diff fails here.
 func TestReadmeBrokerDiff(t *testing.T) {
-	readme := string(suite.MustRead(t, filepath.Join(suite.Root, "README.md")))
+	readme := string(suite.MustRead(t, filepath.Join(suite.Root, "docs", "brokers.md")))
 	start := strings.Index(readme, "```diff\n--- components/redis.yaml\n+++ components/kafka.yaml\n")
 	if start < 0 {
-		t.Fatal("README.md has no ```diff block from components/redis.yaml to components/kafka.yaml")
+		t.Fatal("docs/brokers.md has no ```diff block from components/redis.yaml to components/kafka.yaml")
 	}
 	block := readme[start+len("```diff\n"):]
 	block = block[:strings.Index(block, "```")]
@@ -324,6 +386,8 @@ func TestReadmePatterns(t *testing.T) {
 		{envName, "BROKER=kafka", true},
 		{envName, "RETRY", true},
 		{envName, "dapr.io/app-port", false},
+		{upperFamily, "OTEL_EXPORTER_OTLP_*", true},
+		{upperFamily, "OTEL_EXPORTER_OTLP_TIMEOUT", false},
 		{valuesPath, "tokens.app.existingSecret", true},
 		{valuesPath, "dapr.io/app-port", false},
 		{repoPath, "components/redis.yaml", true},
