@@ -214,4 +214,4 @@ $(GOLANGCI_LINT):
 
 .PHONY: tidy
 tidy: ## go mod tidy every module, then go work sync.
-	@for m in $(MODULES) $(OUTSIDE_MODULES) tools/daprd tools/helm tools/kube tools/containerd tools/coredns tools/jaeger tools/prometheus; do (cd $$m && GOWORK=off go mod tidy); done; go work sync
+	@for m in $(MODULES) $(OUTSIDE_MODULES) tools/daprd tools/helm tools/helm-docs tools/kube tools/containerd tools/coredns tools/jaeger tools/prometheus; do (cd $$m && GOWORK=off go mod tidy); done; go work sync
