@@ -2,17 +2,21 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/taskevents/taskevents/kit/sidecar"
 	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
+	"github.com/taskevents/taskevents/kit/tracing"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
@@ -80,5 +84,51 @@ func BenchmarkHandleEventStateLedger(b *testing.B) {
 		if rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte("SUCCESS")) {
 			b.Fatalf("reply %d %s", rec.Code, rec.Body)
 		}
+	}
+}
+
+// BenchmarkHandleBatch measures a bulk delivery of 100 new events through the
+// whole HTTP handler, BULK_CONCURRENCY at its default, with tracing off and
+// on; an op is one batch.
+func BenchmarkHandleBatch(b *testing.B) {
+	for _, mode := range []string{"off", "on"} {
+		b.Run(mode, func(b *testing.B) {
+			o := tracing.Options{ServiceName: "taskevents-worker"}
+			if mode == "on" {
+				o.Exporter = tracetest.NewNoopExporter()
+			}
+			tr, err := tracing.New(context.Background(), nil, o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+			srv := New(Deps{
+				Logger:          zerolog.New(io.Discard).With().Timestamp().Logger(),
+				Handler:         handler.Accept{},
+				Ledger:          dedupe.Memory{Store: dedupe.New(100_000, time.Hour, time.Now)},
+				Metrics:         metrics.New(),
+				MaxEventBytes:   1 << 20,
+				MaxBatchBytes:   4 << 20,
+				BulkConcurrency: 48,
+				HandlerTimeout:  10 * time.Second,
+				Tracing:         tr,
+			})
+			entries := make([]entry, 100)
+			b.ReportAllocs()
+			var n int
+			for b.Loop() {
+				for i := range entries {
+					n++
+					entries[i] = entry{id: strconv.Itoa(i), event: task(b, n, "bench")}
+				}
+				req := httptest.NewRequest(http.MethodPost, "/events/todo", strings.NewReader(batchBody(b, entries...)))
+				req.Header.Set("Content-Type", "application/json")
+				rec := httptest.NewRecorder()
+				srv.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK || bytes.Count(rec.Body.Bytes(), []byte(`"SUCCESS"`)) != len(entries) {
+					b.Fatalf("reply %d %s", rec.Code, rec.Body)
+				}
+			}
+		})
 	}
 }

@@ -59,9 +59,10 @@ var emptyAnswer = []byte(`{"statuses":[]}` + "\n")
 // answered, so a batch handled one entry after the other would bound the
 // drain rate by the sum of those round trips.
 func (s *Deps) batch(w http.ResponseWriter, r *http.Request, b bulk.Batch, err error, start time.Time) {
-	ctx, span := s.serverSpan(r, "/events/todo", start, trace.WithAttributes(semconv.MessagingBatchMessageCount(len(b.Entries))))
-	if span != nil {
+	ctx, span := r.Context(), trace.Span(nil)
+	if s.Tracing.Enabled() {
 		// Its entries belong to traces of their own; each links to this span.
+		ctx, span = s.serverSpan(r, "/events/todo", start, trace.WithAttributes(semconv.MessagingBatchMessageCount(len(b.Entries))))
 		span.SetName(spanBatch)
 		span.SetAttributes(attribute.String("dapr.bulk.id", b.ID))
 		defer tracing.EndServer(span, http.StatusOK)
@@ -98,7 +99,8 @@ func (s *Deps) batch(w http.ResponseWriter, r *http.Request, b bulk.Batch, err e
 	sem := make(chan struct{}, s.BulkConcurrency)
 	var wg sync.WaitGroup
 	for i, e := range b.Entries {
-		d := delivery{start: time.Now(), entry: &batchEntry{batchID: b.ID, entryID: e.EntryID, size: n}}
+		info := &batchEntry{batchID: b.ID, entryID: e.EntryID, size: n}
+		d := delivery{entry: info}
 		switch {
 		case e.Err != nil:
 			// Answerable only if its id could be read; daprd then dead-letters it.
@@ -111,11 +113,11 @@ func (s *Deps) batch(w http.ResponseWriter, r *http.Request, b bulk.Batch, err e
 			h := header(e.ContentType)
 			wg.Go(func() {
 				defer func() { <-sem }()
-				d.start = time.Now()
-				statuses[i] = bulk.Status{EntryID: e.EntryID, Status: s.deliver(ctx, r, d, h, e.Event)}
+				statuses[i] = bulk.Status{EntryID: e.EntryID, Status: s.deliver(ctx, r, delivery{start: time.Now(), entry: info}, h, e.Event)}
 			})
 			continue
 		}
+		d.start = time.Now()
 		statuses[i] = bulk.Status{EntryID: e.EntryID, Status: s.deliver(ctx, r, d, nil, nil)}
 	}
 	wg.Wait()

@@ -118,7 +118,8 @@ func Parse(header http.Header, body []byte) (ev Event, err error) {
 	}
 	meta := metaOf(ce, header)
 	if err := ce.Validate(); err != nil {
-		return Event{}, &Error{Stage: StageEnvelope, Reason: "invalid CloudEvent", Meta: meta, Task: peekTask(header, body), Err: err}
+		_, task := Peek(header, body)
+		return Event{}, &Error{Stage: StageEnvelope, Reason: "invalid CloudEvent", Meta: meta, Task: task, Err: err}
 	}
 
 	// ce.Data() is the JSON value for application/json, the unquoted string
