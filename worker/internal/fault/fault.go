@@ -44,30 +44,18 @@ func (c Config) Enabled() bool {
 // tool, so that is fine.
 const maxTracked = 100_000
 
-// Option configures Wrap.
-type Option func(*injector)
-
-// WithRand replaces the random source (a float in [0,1)) for tests.
-func WithRand(f func() float64) Option {
-	return func(i *injector) { i.rand = f }
-}
-
 type injector struct {
 	next handler.Handler
 	cfg  Config
-	rand func() float64
+	rand func() float64 // a float in [0,1); tests replace it
 
 	mu       sync.Mutex
 	attempts map[string]int
 }
 
 // Wrap returns next with the configured faults in front of it.
-func Wrap(next handler.Handler, cfg Config, opts ...Option) handler.Handler {
-	i := &injector{next: next, cfg: cfg, rand: rand.Float64, attempts: make(map[string]int)}
-	for _, o := range opts {
-		o(i)
-	}
-	return i
+func Wrap(next handler.Handler, cfg Config) handler.Handler {
+	return &injector{next: next, cfg: cfg, rand: rand.Float64, attempts: make(map[string]int)}
 }
 
 func (i *injector) Handle(ctx context.Context, ev taskevent.Event) error {

@@ -84,7 +84,8 @@ func TestRetryRate(t *testing.T) {
 		{0.1, 0.2, false},
 	}
 	for _, tt := range tests {
-		h := Wrap(&counter{}, Config{RetryRate: tt.rate}, WithRand(func() float64 { return tt.draw }))
+		h := Wrap(&counter{}, Config{RetryRate: tt.rate}).(*injector)
+		h.rand = func() float64 { return tt.draw }
 		err := h.Handle(context.Background(), ev("a"))
 		if (err != nil) != tt.wantFail {
 			t.Errorf("rate %v draw %v: err = %v", tt.rate, tt.draw, err)
