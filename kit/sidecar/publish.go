@@ -92,22 +92,23 @@ func contentType(m Message) string {
 // publishURL appends m's metadata to the topic's path by hand, in one
 // allocation: url.Values would sort and allocate per key.
 func (t *Topic) publishURL(m Message) string {
-	meta := [...]struct{ key, val string }{
-		{"metadata.cloudevent.id=", m.ID}, {"metadata.cloudevent.type=", m.Type}, {"metadata.partitionKey=", m.PartitionKey},
+	id := url.QueryEscape(m.ID)
+	key := id // the usual partition key is the id
+	if m.PartitionKey != m.ID {
+		key = url.QueryEscape(m.PartitionKey)
 	}
-	n := len(t.publish)
-	for _, kv := range meta {
-		n += len(kv.key) + 1 + len(kv.val)
+	meta := [...]struct{ key, val string }{
+		{"metadata.cloudevent.id=", id}, {"metadata.cloudevent.type=", url.QueryEscape(m.Type)}, {"metadata.partitionKey=", key},
 	}
 	var b strings.Builder
-	b.Grow(n)
+	b.Grow(len(t.publish) + 80 + len(id) + len(m.Type) + len(key))
 	b.WriteString(t.publish)
 	sep := byte('?')
 	for _, kv := range meta {
 		if kv.val != "" {
 			b.WriteByte(sep)
 			b.WriteString(kv.key)
-			b.WriteString(url.QueryEscape(kv.val))
+			b.WriteString(kv.val)
 			sep = '&'
 		}
 	}

@@ -85,8 +85,6 @@ type Options struct {
 	MaxIdleConns int
 	// Timeout bounds every call on top of its context; 0: the context alone.
 	Timeout time.Duration
-	// HTTPClient overrides the client built from MaxIdleConns and Timeout.
-	HTTPClient *http.Client
 }
 
 // Client is safe for concurrent use.
@@ -98,14 +96,12 @@ type Client struct {
 
 // New returns a Client.
 func New(o Options) *Client {
-	if o.HTTPClient == nil {
-		if o.MaxIdleConns <= 0 {
-			o.MaxIdleConns = 256
-		}
-		o.HTTPClient = NewHTTPClient(o.MaxIdleConns)
-		o.HTTPClient.Timeout = o.Timeout
+	if o.MaxIdleConns <= 0 {
+		o.MaxIdleConns = 256
 	}
-	return &Client{base: strings.TrimRight(o.BaseURL, "/"), token: o.APIToken, http: o.HTTPClient}
+	hc := NewHTTPClient(o.MaxIdleConns)
+	hc.Timeout = o.Timeout
+	return &Client{base: strings.TrimRight(o.BaseURL, "/"), token: o.APIToken, http: hc}
 }
 
 // NewHTTPClient returns a client for a sidecar on the same host or pod.

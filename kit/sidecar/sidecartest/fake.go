@@ -11,6 +11,7 @@
 package sidecartest
 
 import (
+	"cmp"
 	"encoding/json"
 	"io"
 	"net"
@@ -63,8 +64,7 @@ func FailEntries(ids ...string) Response {
 	for _, id := range ids {
 		body.FailedEntries = append(body.FailedEntries, failed{EntryID: id, Error: "redis streams: error from publish: connection refused"})
 	}
-	b, _ := json.Marshal(body)
-	return Response{Status: http.StatusInternalServerError, Body: string(b)}
+	return Response{Status: http.StatusInternalServerError, Body: marshal(body)}
 }
 
 // Request is a recorded publish call.
@@ -214,22 +214,19 @@ func (f *Fake) SetClock(now func() time.Time) { f.locked(func() { f.now = now })
 func (f *Fake) Advance(d time.Duration) { f.locked(func() { f.offset += d }) }
 
 // Publishes returns the publish calls received so far.
-func (f *Fake) Publishes() (out []Request) {
-	f.locked(func() { out = slices.Clone(f.publishes) })
-	return out
-}
+func (f *Fake) Publishes() []Request { return snapshot(f, &f.publishes) }
 
 // BulkPublishes returns the bulk publish calls received so far.
-func (f *Fake) BulkPublishes() (out []BulkRequest) {
-	f.locked(func() { out = slices.Clone(f.bulk) })
-	return out
-}
+func (f *Fake) BulkPublishes() []BulkRequest { return snapshot(f, &f.bulk) }
 
 // StateSaves returns every item of every state save received so far
 // (transactions not included).
-func (f *Fake) StateSaves() (out []StateSave) {
-	f.locked(func() { out = slices.Clone(f.stateSaves) })
-	return out
+func (f *Fake) StateSaves() []StateSave { return snapshot(f, &f.stateSaves) }
+
+func snapshot[T any](f *Fake, list *[]T) []T {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(*list)
 }
 
 // StateGets counts GET /v1.0/state/{store}/{key} calls.
@@ -281,7 +278,13 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && path == "/v1.0/metadata":
 		f.metadataCalls.Add(1)
 		if f.authorized(w, r) {
-			f.metadata(w)
+			md := map[string]any{"id": "task-api", "components": []map[string]string{}}
+			f.locked(func() {
+				for _, n := range f.components {
+					md["components"] = append(md["components"].([]map[string]string), map[string]string{"name": n, "type": "pubsub.redis"})
+				}
+			})
+			write(w, Response{Status: http.StatusOK, Body: marshal(md)})
 		}
 	case r.Method == http.MethodPost && strings.HasPrefix(path, "/v1.0-alpha1/publish/bulk/"):
 		f.publish(w, r, true)
@@ -295,24 +298,6 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
-}
-
-func (f *Fake) metadata(w http.ResponseWriter) {
-	type comp struct {
-		Name string `json:"name"`
-		Type string `json:"type"`
-	}
-	md := struct {
-		ID         string `json:"id"`
-		Components []comp `json:"components"`
-	}{ID: "task-api"}
-	f.locked(func() {
-		for _, n := range f.components {
-			md.Components = append(md.Components, comp{Name: n, Type: "pubsub.redis"})
-		}
-	})
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(md)
 }
 
 // publish records a single or bulk publish and answers it from the script,
@@ -388,11 +373,11 @@ func (f *Fake) stateCall(w http.ResponseWriter, r *http.Request, store, key stri
 	}
 	switch {
 	case r.Method == http.MethodPost && key == "":
-		f.save(w, r, store, fail)
+		f.write(w, r, store, false, fail)
 	case fail != nil:
 		write(w, *fail)
 	case r.Method == http.MethodPost && key == "transaction":
-		f.transact(w, r, store)
+		f.write(w, r, store, true, nil)
 	case r.Method == http.MethodGet:
 		e := f.live(store, key)
 		if e == nil {
@@ -424,59 +409,59 @@ type setRequest struct {
 	Metadata map[string]string `json:"metadata"`
 }
 
-// save follows daprd's onPostState: the items in order, stopping at the
-// first the store refuses (409 for an ETag mismatch).
-func (f *Fake) save(w http.ResponseWriter, r *http.Request, store string, fail *Response) {
-	var items []setRequest
-	if err := json.NewDecoder(r.Body).Decode(&items); err != nil {
-		write(w, Response{Status: 400, Body: `{"errorCode":"ERR_MALFORMED_REQUEST","message":` + quote(err.Error()) + `}`})
-		return
-	}
-	for _, it := range items {
-		if fail != nil {
-			break
-		}
-		fail = f.set(store, it, false)
-	}
-	status := http.StatusNoContent
-	if fail != nil {
-		status = fail.Status
-	}
-	for _, it := range items {
-		f.stateSaves = append(f.stateSaves, StateSave{Store: store, Key: it.Key, Value: it.Value, ETag: it.ETag,
-			Options: it.Options, Metadata: it.Metadata, Status: status})
-	}
-	if fail != nil {
-		write(w, *fail)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (f *Fake) transact(w http.ResponseWriter, r *http.Request, store string) {
-	var tx struct {
+// write follows daprd's onPostState (the items in order, stopping at the
+// first the store refuses: 409 for an ETag mismatch) and its transaction
+// (every upsert it can, then 500 if one failed).
+func (f *Fake) write(w http.ResponseWriter, r *http.Request, store string, tx bool, fail *Response) {
+	var body struct {
 		Operations []struct {
 			Operation string     `json:"operation"`
 			Request   setRequest `json:"request"`
 		} `json:"operations"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&tx); err != nil {
-		write(w, Response{Status: 400, Body: `{"errorCode":"ERR_MALFORMED_REQUEST","message":` + quote(err.Error()) + `}`})
+	var items []setRequest
+	var err error
+	if tx {
+		err = json.NewDecoder(r.Body).Decode(&body)
+	} else {
+		err = json.NewDecoder(r.Body).Decode(&items)
+	}
+	if err != nil {
+		write(w, Response{Status: 400, Body: `{"errorCode":"ERR_MALFORMED_REQUEST","message":` + marshal(err.Error()) + `}`})
 		return
 	}
 	failed := false
-	for _, op := range tx.Operations {
+	for _, op := range body.Operations {
 		if op.Operation != "upsert" {
 			http.Error(w, "only upsert is faked", http.StatusBadRequest)
 			return
 		}
 		failed = f.set(store, op.Request, true) != nil || failed
 	}
-	if failed {
-		write(w, Response{Status: 500, Body: `{"errorCode":"ERR_STATE_TRANSACTION","message":"error while executing state transaction: possible etag mismatch"}`})
-		return
+	for _, it := range items {
+		if fail == nil {
+			fail = f.set(store, it, false)
+		}
 	}
-	w.WriteHeader(http.StatusNoContent)
+	for _, it := range items {
+		f.stateSaves = append(f.stateSaves, StateSave{Store: store, Key: it.Key, Value: it.Value, ETag: it.ETag,
+			Options: it.Options, Metadata: it.Metadata, Status: cmp.Or(statusOf(fail), http.StatusNoContent)})
+	}
+	switch {
+	case fail != nil:
+		write(w, *fail)
+	case failed:
+		write(w, Response{Status: 500, Body: `{"errorCode":"ERR_STATE_TRANSACTION","message":"error while executing state transaction: possible etag mismatch"}`})
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func statusOf(r *Response) int {
+	if r == nil {
+		return 0
+	}
+	return r.Status
 }
 
 // set applies one write, or returns the store's refusal. Dapr's Redis store
@@ -524,8 +509,8 @@ func (f *Fake) live(store, key string) *stateEntry {
 	return e
 }
 
-func quote(s string) string {
-	b, _ := json.Marshal(s)
+func marshal(v any) string {
+	b, _ := json.Marshal(v)
 	return string(b)
 }
 

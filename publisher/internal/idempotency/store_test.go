@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/taskevents/taskevents/publisher/internal/idempotency"
 	"github.com/taskevents/taskevents/kit/sidecar"
 	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
+	"github.com/taskevents/taskevents/publisher/internal/idempotency"
 )
 
 func key(t *testing.T, v string) idempotency.Key {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -195,7 +196,7 @@ func decodeJSON(body []byte, maxTitle int) (Task, error) {
 			title, hasTitle = val, true
 			continue
 		}
-		if !containsString(unknown, key) {
+		if !slices.Contains(unknown, key) {
 			unknown = append(unknown, key)
 		}
 	}
@@ -375,13 +376,4 @@ func describeRaw(raw json.RawMessage) string {
 	default:
 		return "a number"
 	}
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
