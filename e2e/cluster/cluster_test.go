@@ -268,9 +268,9 @@ func TestCluster(t *testing.T) {
 	}
 	// The app images hold exactly what the Dockerfiles build: their build stages replayed.
 	di := dockerfile.LoadDockerignore(t, filepath.Join(suite.Root, ".dockerignore"))
-	buildCtx, modules := dockerfile.BuildContext(t, di), dockerfile.GoWorkModules(t)
-	publisherBin := dockerfile.Build(t, buildCtx, modules, "publisher")
-	workerBin := dockerfile.Build(t, buildCtx, modules, "worker")
+	buildCtx := dockerfile.BuildContext(t, di)
+	publisherBin := dockerfile.Build(t, buildCtx, "publisher")
+	workerBin := dockerfile.Build(t, buildCtx, "worker")
 	imagesDone := make(chan built, 1)
 	go func() {
 		imgs, err := images.BuildAll(context.Background(), images.Inputs{

@@ -17,14 +17,13 @@ import (
 
 func TestImageDockerfiles(t *testing.T) {
 	di := dockerfile.LoadDockerignore(t, filepath.Join(suite.Root, ".dockerignore"))
-	if !di.Excluded(".git/config") || !di.Excluded("README.md") || di.Excluded("go.work") {
-		t.Fatal(".dockerignore must send go.work and the sources, not .git or docs")
+	if !di.Excluded(".git/config") || !di.Excluded("README.md") || !di.Excluded("go.work") || di.Excluded("kit/go.mod") {
+		t.Fatal(".dockerignore must send kit/ and the apps' sources, not .git, docs or go.work")
 	}
 	ctx := dockerfile.BuildContext(t, di)
-	modules := dockerfile.GoWorkModules(t)
 	for _, app := range []string{"publisher", "worker"} {
 		t.Run(app, func(t *testing.T) {
-			checkStaticBinary(t, dockerfile.Build(t, ctx, modules, app))
+			checkStaticBinary(t, dockerfile.Build(t, ctx, app))
 		})
 	}
 }

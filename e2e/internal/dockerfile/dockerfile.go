@@ -235,25 +235,30 @@ func shellWords(t *testing.T, s string) []string {
 	return words
 }
 
-// GoWorkModules are the module directories go.work uses, relative to the root.
-func GoWorkModules(t *testing.T) []string {
+// localModules are the modules app builds from, relative to the root: its own and every
+// module its go.mod replaces with a local directory (kit). Its Dockerfile builds with
+// GOWORK=off, so these, not go.work, are what the build stage must copy.
+func localModules(t *testing.T, app string) []string {
 	t.Helper()
-	cmd := exec.Command("go", "work", "edit", "-json")
-	cmd.Dir = suite.Root
+	cmd := exec.Command("go", "mod", "edit", "-json")
+	cmd.Dir = filepath.Join(suite.Root, app)
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("go work edit -json: %v", err)
+		t.Fatalf("go mod edit -json in %s: %v", app, err)
 	}
-	var w struct{ Use []struct{ DiskPath string } }
-	if err := json.Unmarshal(out, &w); err != nil {
+	var m struct {
+		Replace []struct {
+			New struct{ Path, Version string }
+		}
+	}
+	if err := json.Unmarshal(out, &m); err != nil {
 		t.Fatal(err)
 	}
-	var mods []string
-	for _, u := range w.Use {
-		mods = append(mods, path.Clean(u.DiskPath))
-	}
-	if len(mods) < 2 {
-		t.Fatalf("go.work uses %v; expected the apps' modules", mods)
+	mods := []string{app}
+	for _, r := range m.Replace {
+		if r.New.Version == "" && (strings.HasPrefix(r.New.Path, "./") || strings.HasPrefix(r.New.Path, "../")) {
+			mods = append(mods, path.Join(app, r.New.Path))
+		}
 	}
 	return mods
 }
@@ -261,8 +266,9 @@ func GoWorkModules(t *testing.T) []string {
 // Build checks app's Dockerfile and replays its build stage in a scratch root,
 // as `docker build` would, returning the binary its final stage copies. The cluster test
 // packs that same binary into the image it runs.
-func Build(t *testing.T, ctx string, modules []string, app string) string {
+func Build(t *testing.T, ctx, app string) string {
 	t.Helper()
+	modules := localModules(t, app)
 	dockerfile := filepath.Join(suite.Root, app, "Dockerfile")
 	stages := parseDockerfile(t, dockerfile)
 	build, final := stages[0], stages[len(stages)-1]
@@ -393,13 +399,14 @@ func Build(t *testing.T, ctx string, modules []string, app string) string {
 	if !ranBuild {
 		t.Fatal("the build stage has no RUN go build")
 	}
-	// Every module of go.work has its go.mod and go.sum copied before the build.
-	for _, want := range []string{"go.work", "go.work.sum"} {
-		if _, err := os.Stat(filepath.Join(suite.Root, want)); err != nil && want != "go.work" {
-			continue
-		}
-		if !slices.Contains(copiedBeforeDownload, want) {
-			t.Errorf("the build stage does not COPY %s", want)
+	// The app builds alone: no workspace file may reach the build stage, and every module
+	// it builds from has its go.mod and go.sum copied before the build.
+	if env["GOWORK"] != "off" {
+		t.Errorf("the build stage must set ENV GOWORK=off: the app builds from its own go.mod")
+	}
+	for _, f := range []string{"go.work", "go.work.sum"} {
+		if slices.Contains(copiedBeforeDownload, f) {
+			t.Errorf("the build stage copies %s; it builds with GOWORK=off", f)
 		}
 	}
 	for _, m := range modules {
@@ -408,7 +415,7 @@ func Build(t *testing.T, ctx string, modules []string, app string) string {
 				continue
 			}
 			if !slices.Contains(copiedBeforeDownload, path.Join(m, f)) {
-				t.Errorf("the build stage does not COPY %s/%s (go.work uses %s)", m, f, m)
+				t.Errorf("the build stage does not COPY %s/%s (%s builds from %s)", m, f, app, m)
 			}
 		}
 	}
