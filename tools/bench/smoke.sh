@@ -25,7 +25,7 @@ daprd=${DAPRD:-$("$root/tools/daprd/build.sh")}
 gosdk=$("$root/tools/bench/gosdk-publisher/build.sh")
 uvicorn=$("$root/tools/bench/python/install.sh")
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/taskevents-bench-smoke-XXXXXX")
-(cd "$root/e2e" && GOWORK=off GOFLAGS= go build -o "$tmp/noop-worker" ./cmd/noop-worker)
+(cd "$root/tools" && GOWORK=off GOFLAGS= go build -o "$tmp/noop-worker" ./cmd/noop-worker)
 
 pids=()
 cleanup() {
