@@ -222,6 +222,9 @@ func (p *Publisher) next() []*pending {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var batch []*pending
+	if len(p.queue) > 0 {
+		batch = make([]*pending, 0, min(len(p.queue), p.o.MaxBatch))
+	}
 	for len(p.queue) > 0 && len(batch) < p.o.MaxBatch {
 		q := p.queue[0]
 		p.queue[0] = nil
@@ -231,7 +234,8 @@ func (p *Publisher) next() []*pending {
 			batch = append(batch, q)
 		}
 	}
-	if batch == nil {
+	if len(batch) == 0 {
+		batch = nil
 		if p.inFlight--; p.inFlight == 0 {
 			p.idle.Broadcast()
 		}
