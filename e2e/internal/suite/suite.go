@@ -140,6 +140,7 @@ func NewHarness(t *testing.T) *harness.Harness {
 // allBrokers are the brokers every scenario runs on unless BROKERS selects some.
 var allBrokers = []string{"redis", "kafka", "rabbitmq"}
 
+// StartBroker starts the named broker in h, failing the test when it cannot.
 func StartBroker(ctx context.Context, t *testing.T, h *harness.Harness, name string) *harness.Broker {
 	t.Helper()
 	b, err := h.StartBroker(ctx, name, 0)
@@ -149,6 +150,8 @@ func StartBroker(ctx context.Context, t *testing.T, h *harness.Harness, name str
 	return b
 }
 
+// StartSystem starts a broker, both apps and their sidecars in a fresh harness, and checks
+// they are the same binaries every other broker ran.
 func StartSystem(t *testing.T, broker string, o harness.SystemOptions) *harness.System {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -174,6 +177,7 @@ var digests struct {
 	mismatch  bool
 }
 
+// CheckSameBinaries hashes the running apps of sys and compares them with the first system's.
 func CheckSameBinaries(t *testing.T, broker string, sys *harness.System) {
 	t.Helper()
 	got := map[string]string{}
