@@ -83,7 +83,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	}
 
 	m := metrics.New()
-	opts := server.Deps{
+	deps := server.Deps{
 		Logger:          logger,
 		Handler:         h,
 		Metrics:         m,
@@ -100,17 +100,17 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		state := sidecar.New(sidecar.Options{BaseURL: cfg.SidecarBaseURL(), APIToken: cfg.DaprAPIToken,
 			Timeout: cfg.HandlerTimeout})
 		defer state.Close()
-		opts.Ledger = dedupe.NewStateLedger(state, cfg.DedupeStore, cfg.DedupeLease, cfg.DedupeTTL, time.Now)
-		opts.DeadLetters = deadletter.New(state, cfg.DedupeStore, time.Now)
+		deps.Ledger = dedupe.NewStateLedger(state, cfg.DedupeStore, cfg.DedupeLease, cfg.DedupeTTL, time.Now)
+		deps.DeadLetters = deadletter.New(state, cfg.DedupeStore, time.Now)
 	} else {
 		mem := dedupe.New(cfg.DedupeMaxEntries, cfg.DedupeTTL, time.Now)
 		m.TrackDedupeEntries(mem.Len)
-		opts.Ledger = dedupe.Memory{Store: mem}
+		deps.Ledger = dedupe.Memory{Store: mem}
 		logger.Warn().Msg("DEDUPE_STORE=memory: dedupe records die with this process and are not shared with replicas; dead letters are only logged")
 	}
 
 	var draining atomic.Bool
-	opts.Ready = func() bool { return !draining.Load() }
+	deps.Ready = func() bool { return !draining.Load() }
 
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port)))
@@ -128,7 +128,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	requestCtx, stopRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRequests()
 	srv := &http.Server{
-		Handler:           server.New(opts),
+		Handler:           server.New(deps),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		// Covers reading the body, the handler, the ledger and the reply.
@@ -139,7 +139,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		ErrorLog:    logging.ErrorLog(logger, "http"),
 	}
 	ops := &http.Server{
-		Handler:           server.Ops(opts),
+		Handler:           server.Ops(deps),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       5 * time.Second,
 		WriteTimeout:      10 * time.Second,
