@@ -108,18 +108,22 @@ prereqs: ## Install missing Debian packages the local run and tests need (broker
 test: check test-unit test-e2e test-cluster ## Every check and test: format, vet, lint, unit, fuzz seeds, end-to-end, cluster.
 
 .PHONY: test-unit
-test-unit: ## Unit tests and fuzz seed corpora of kit, both apps and tools/ (harness, bench, commands; and the bench's go-sdk anchor), with the race detector.
+test-unit: ## Unit tests and fuzz seed corpora of kit and both apps (and the bench's go-sdk anchor), with the race detector.
 	@for m in $(UNIT_MODULES); do (cd $$m && go test -race -count=1 ./...); done
-	@cd tools && go test -race -count=1 ./...
 	@for m in $(OUTSIDE_MODULES); do (cd $$m && GOWORK=off go test -race -count=1 ./...); done
 
 .PHONY: test-e2e
+# One e2e package at a time, as when they were one: flows and chaos time daprd and the brokers
+# on this machine's CPU, and must not share it with each other. The tools module's own tests
+# (harness, images, bench, commands: some start Kafka or build images) run with the repository checks.
 test-e2e: prereqs ## End-to-end tests through the real daprd and brokers (BROKERS=redis,kafka,rabbitmq: all by default).
 	@daprd=$$(tools/daprd/build.sh) && libs=$$(tools/kafka/fetch.sh) && helm=$$(tools/helm/build.sh) && helmdocs=$$(tools/helm-docs/build.sh) && jaeger=$$(tools/jaeger/build.sh) \
-		&& kube=$$(tools/kube/build.sh) && moto=$$(tools/moto/install.sh) && prom=$$(tools/prometheus/build.sh) && cd e2e \
-		&& DAPRD=$$daprd KAFKA_LIBS=$$libs HELM=$$helm HELM_DOCS=$$helmdocs KUBE_DIR=$$kube MOTO_SERVER=$$moto JAEGER=$$jaeger PROMETHEUS=$$prom BROKERS=$(BROKERS) \
-		go test -count=1 -v -timeout 30m -skip '^TestCluster$$' ./... 2>&1 \
-		| grep -E --line-buffered -v '^=== (RUN|PAUSE|CONT)'
+		&& kube=$$(tools/kube/build.sh) && moto=$$(tools/moto/install.sh) && prom=$$(tools/prometheus/build.sh) \
+		&& export DAPRD=$$daprd KAFKA_LIBS=$$libs HELM=$$helm HELM_DOCS=$$helmdocs KUBE_DIR=$$kube MOTO_SERVER=$$moto JAEGER=$$jaeger PROMETHEUS=$$prom BROKERS=$(BROKERS) \
+		&& rc=0 && for pkgs in './e2e/repo ./tools/...' ./e2e/flows ./e2e/chaos ./e2e/cluster; do \
+			go test -count=1 -v -timeout 30m -skip '^TestCluster$$' $$pkgs 2>&1 \
+			| grep -E --line-buffered -v '^=== (RUN|PAUSE|CONT)' || rc=1; \
+		done; exit $$rc
 
 .PHONY: test-cluster
 test-cluster: prereqs ## The chart on a real single-node Kubernetes cluster (containerd, kubelet, Dapr's control plane); needs root.
