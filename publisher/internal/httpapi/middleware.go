@@ -43,45 +43,38 @@ func wrap(w http.ResponseWriter) *recorder {
 	return &recorder{ResponseWriter: w}
 }
 
-// recoverPanics turns a panic into a 500 problem without internals, and logs
-// the panic with its stack for whoever has to fix it.
-func recoverPanics(log zerolog.Logger, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := wrap(w)
-		defer func() {
-			v := recover()
-			if v == nil {
-				return
-			}
-			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
-				panic(v) // net/http's way to abort a response; let it do so
-			}
-			log.Error().Str("method", r.Method).Str("path", r.URL.Path).
-				Interface("panic", v).Str("stack", string(debug.Stack())).
-				Msg("handler panicked")
-			if rec.status != 0 {
-				return // too late for a clean error; the client sees a cut response
-			}
-			problem.Write(rec, problem.Blank(http.StatusInternalServerError,
-				"The server hit an unexpected error; the publisher's logs have the details."))
-		}()
-		next.ServeHTTP(rec, r)
-	})
-}
-
-// countRequests records every request's route, status and duration. It is
-// the outermost middleware, so a panic's 500 is counted too; its recorder is
-// the one the inner middlewares reuse, so it costs no allocation of its own.
-func countRequests(m Observer, next http.Handler) http.Handler {
+// observe is every request's middleware, in one recorder: it counts the
+// route, status and duration (a panic's 500 included), turns a panic into a
+// 500 problem without internals (logged with its stack for whoever has to fix
+// it), and logs one debug line per request; the domain outcome (the publish)
+// is logged at info by the publisher.
+func observe(m Observer, log zerolog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := wrap(w)
+		defer func() {
+			v := recover()
+			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+				panic(v) // net/http's way to abort a response; let it do so
+			}
+			if v != nil {
+				log.Error().Str("method", r.Method).Str("path", r.URL.Path).
+					Interface("panic", v).Str("stack", string(debug.Stack())).Msg("handler panicked")
+				if rec.status == 0 { // else too late for a clean error; the client sees a cut response
+					problem.Write(rec, problem.Blank(http.StatusInternalServerError,
+						"The server hit an unexpected error; the publisher's logs have the details."))
+				}
+			} else if log.GetLevel() <= zerolog.DebugLevel {
+				log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", rec.status).
+					Float64("duration_ms", float64(time.Since(start).Microseconds())/1000).Msg("request")
+			}
+			code := rec.status
+			if code == 0 {
+				code = http.StatusOK // net/http's answer when a handler writes nothing
+			}
+			m.Request(route(r.Pattern), code, time.Since(start))
+		}()
 		next.ServeHTTP(rec, r)
-		code := rec.status
-		if code == 0 {
-			code = http.StatusOK // net/http's answer when a handler writes nothing
-		}
-		m.Request(route(r.Pattern), code, time.Since(start))
 	})
 }
 
@@ -96,20 +89,4 @@ func route(pattern string) string {
 		return "other"
 	}
 	return pattern
-}
-
-// logRequests logs one debug line per request; the domain outcome (the
-// publish) is logged at info by the publisher.
-func logRequests(log zerolog.Logger, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if log.GetLevel() > zerolog.DebugLevel {
-			next.ServeHTTP(w, r)
-			return
-		}
-		start := time.Now()
-		rec := wrap(w)
-		next.ServeHTTP(rec, r)
-		log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", rec.status).
-			Float64("duration_ms", float64(time.Since(start).Microseconds())/1000).Msg("request")
-	})
 }

@@ -1,11 +1,7 @@
 package httpapi
 
 import (
-	"fmt"
 	"net/http"
-
-	"github.com/taskevents/taskevents/kit/logging"
-	"github.com/taskevents/taskevents/kit/problem"
 )
 
 // opsBodyLimit caps request bodies on the ops port: nothing there reads one.
@@ -23,14 +19,8 @@ func Ops(metrics http.Handler, ready func() (bool, string)) http.Handler {
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", readyz(ready))
 	mux.Handle("GET /metrics", metrics)
-	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
-		mux.Handle(path, methodNotAllowed("GET, HEAD"))
-	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		problem.Write(w, problem.Blank(http.StatusNotFound, fmt.Sprintf(
-			"No route for %s %s. The ops port serves GET /metrics, GET /healthz and GET /readyz; the API is on APP_PORT.",
-			r.Method, logging.Truncate(r.URL.Path, 200))))
-	})
+	problemsOnly(mux, map[string]string{"/healthz": "GET, HEAD", "/readyz": "GET, HEAD", "/metrics": "GET, HEAD"},
+		"The ops port serves GET /metrics, GET /healthz and GET /readyz; the API is on APP_PORT.")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, opsBodyLimit)
 		mux.ServeHTTP(w, r)
