@@ -4,6 +4,7 @@
 package metrics
 
 import (
+	"maps"
 	"net/http"
 	"strconv"
 	"sync"
@@ -15,17 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
-
-// Publish modes and results, as the labels carry them.
-const (
-	ModeSingle     = "single"
-	ModeBulk       = "bulk"
-	ResultAccepted = "accepted"
-	ResultFailed   = "failed"
-)
-
-// RouteOther is the route label of a request no route of the API matched.
-const RouteOther = "other"
 
 // latencyBuckets span a loopback publish (well under 1 ms) to a publish that
 // retries until PUBLISH_TIMEOUT (5 s by default).
@@ -115,8 +105,8 @@ func New() *Metrics {
 			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
 		}),
 	}
-	m.single = m.publishSeries(ModeSingle)
-	m.bulk = m.publishSeries(ModeBulk)
+	m.single = m.publishSeries("single")
+	m.bulk = m.publishSeries("bulk")
 	m.routes.Store(&map[routeCode]routeSeries{})
 	// Dashboards query the accepted POST /tasks; its series exists (at 0)
 	// before the first request.
@@ -129,8 +119,8 @@ func New() *Metrics {
 func (m *Metrics) publishSeries(mode string) publishSeries {
 	return publishSeries{
 		took:     m.publishTime.WithLabelValues(mode),
-		accepted: m.attempts.WithLabelValues(mode, ResultAccepted),
-		failed:   m.attempts.WithLabelValues(mode, ResultFailed),
+		accepted: m.attempts.WithLabelValues(mode, "accepted"),
+		failed:   m.attempts.WithLabelValues(mode, "failed"),
 	}
 }
 
@@ -161,10 +151,7 @@ func (m *Metrics) route(route string, code int) routeSeries {
 		count: m.requests.WithLabelValues(route, strconv.Itoa(code)),
 		took:  m.requestTime.WithLabelValues(route),
 	}
-	next := make(map[routeCode]routeSeries, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
+	next := maps.Clone(old)
 	next[k] = s
 	m.routes.Store(&next)
 	return s

@@ -47,31 +47,21 @@ func find(t testing.TB, reg prometheus.Gatherer, name string, labels []string) *
 		t.Fatal(err)
 	}
 	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
 		for _, m := range f.GetMetric() {
-			if matches(m, labels) {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			match := f.GetName() == name
+			for i := 0; match && i < len(labels); i += 2 {
+				v, ok := have[labels[i]]
+				match = ok && v == labels[i+1]
+			}
+			if match {
 				return m
 			}
 		}
 	}
 	t.Fatalf("no series %s%v", name, labels)
 	return nil
-}
-
-func matches(m *dto.Metric, labels []string) bool {
-	for i := 0; i < len(labels); i += 2 {
-		found := false
-		for _, lp := range m.GetLabel() {
-			if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
 }
