@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -253,13 +254,8 @@ func (p *Publisher) send(batch []*pending) {
 // sendBatch makes one attempt for the batch, ending by the earliest
 // deadline in it, and hands each entry its outcome.
 func (p *Publisher) sendBatch(batch []*pending) {
-	deadline := batch[0].deadline
-	for _, q := range batch[1:] {
-		if q.deadline.Before(deadline) {
-			deadline = q.deadline
-		}
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	first := slices.MinFunc(batch, func(a, b *pending) int { return a.deadline.Compare(b.deadline) })
+	ctx, cancel := context.WithDeadline(context.Background(), first.deadline)
 	defer cancel()
 	if len(batch) == 1 {
 		batch[0].done <- outcome{attempts: 1, batchSize: 1, err: p.attempt(ctx, batch[0].entry)}
@@ -359,7 +355,11 @@ func (p *Publisher) finish(ctx context.Context, e entry, o outcome) error {
 		}
 		p.o.Logger.Debug().Str("task_id", e.ev.TaskID).Int("attempt", attempts).Err(err).
 			Dur("backoff", wait).Msg("publish attempt failed; retrying")
-		if !sleep(ctx, wait) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		if ctx.Err() != nil {
 			break
 		}
 		attempts++
@@ -417,20 +417,5 @@ func Exponential(base, maxWait time.Duration) func(int) time.Duration {
 			return 0
 		}
 		return d/2 + rand.N(d/2+1) //nolint:gosec // G404: jitter, not security
-	}
-}
-
-// sleep waits d or until ctx is done; it reports whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
