@@ -173,7 +173,7 @@ func decodeJSON(body []byte, maxTitle int) (Task, error) {
 			return Task{}, err
 		}
 		return Task{}, &Error{Kind: Invalid, Detail: fmt.Sprintf(
-			`The request body must be a JSON object such as {"title":"Buy milk"}, got %s.`, describeToken(tok))}
+			`The request body must be a JSON object such as {"title":"Buy milk"}, got %s.`, describe(skipSpace(body)))}
 	}
 
 	var (
@@ -238,7 +238,7 @@ func validateTitle(raw json.RawMessage, present bool, maxTitle int) (Task, *Fiel
 			return fe("must be a valid JSON string")
 		}
 	default:
-		return fe("must be a string, got " + describeRaw(raw))
+		return fe("must be a string, got " + describe(raw))
 	}
 	return checkTitle(title, maxTitle)
 }
@@ -348,31 +348,19 @@ func invalidUTF8Offset(b []byte) int64 {
 	return int64(len(b))
 }
 
-func describeToken(tok json.Token) string {
-	switch v := tok.(type) {
-	case json.Delim:
-		return "an array"
-	case string:
-		return "a string"
-	case float64, json.Number:
-		return "a number"
-	case bool:
-		return "a boolean"
-	case nil:
-		return "null"
-	default:
-		return fmt.Sprintf("%T", v)
-	}
-}
-
-func describeRaw(raw json.RawMessage) string {
+// describe names the kind of the JSON value raw starts with.
+func describe(raw []byte) string {
 	switch raw[0] {
 	case '{':
 		return "an object"
 	case '[':
 		return "an array"
+	case '"':
+		return "a string"
 	case 't', 'f':
 		return "a boolean"
+	case 'n':
+		return "null"
 	default:
 		return "a number"
 	}
