@@ -30,10 +30,6 @@ import (
 // 64 KiB); the write timeout adds the idempotency and publish deadlines on top.
 const readTimeout = 10 * time.Second
 
-// memoryKeys bounds IDEMPOTENCY_STORE=memory: some 200 bytes a key, so at
-// most about 20 MiB.
-const memoryKeys = 100_000
-
 // run loads the configuration from environ, serves until ctx is cancelled,
 // then drains: readiness turns 503, DRAIN_DELAY passes so load balancers stop
 // routing here, and in-flight requests get SHUTDOWN_TIMEOUT to finish.
@@ -91,7 +87,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	var keys idempotency.Store
 	storeName := ""
 	if cfg.IdempotencyStore == config.IdempotencyInMemory {
-		keys = idempotency.NewMemory(cfg.IdempotencyKeyTTL, memoryKeys, time.Now)
+		keys = idempotency.NewMemory(cfg.IdempotencyKeyTTL, idempotency.MemoryKeys, time.Now)
 	} else {
 		keys = idempotency.NewDapr(client, cfg.IdempotencyStore, cfg.IdempotencyKeyTTL, claimTimeout)
 		storeName = cfg.IdempotencyStore
@@ -212,21 +208,19 @@ func checkComponents(ctx context.Context, client *sidecar.Client, cfg config.Con
 		names = append(names, c.Name)
 		types[c.Name] = c.Type
 	}
-	if typ, ok := types[cfg.PubSubName]; ok {
-		logger.Info().Str("pubsubname", cfg.PubSubName).Str("type", typ).Msg("pub/sub component loaded by the sidecar")
-	} else {
-		logger.Warn().Str("pubsubname", cfg.PubSubName).Strs("components", names).
-			Msg("the sidecar has no component named PUBSUB_NAME; publishes will fail with ERR_PUBSUB_NOT_FOUND. " +
-				"Check the component's metadata.name, its scopes, and --resources-path / kubectl get components")
+	check := func(field, name, loaded, missing string) {
+		if typ, ok := types[name]; ok {
+			logger.Info().Str(field, name).Str("type", typ).Msg(loaded)
+		} else {
+			logger.Warn().Str(field, name).Strs("components", names).Msg(missing)
+		}
 	}
-	if cfg.IdempotencyStore == config.IdempotencyInMemory {
-		return
+	check("pubsubname", cfg.PubSubName, "pub/sub component loaded by the sidecar",
+		"the sidecar has no component named PUBSUB_NAME; publishes will fail with ERR_PUBSUB_NOT_FOUND. "+
+			"Check the component's metadata.name, its scopes, and --resources-path / kubectl get components")
+	if cfg.IdempotencyStore != config.IdempotencyInMemory {
+		check("idempotency_store", cfg.IdempotencyStore, "idempotency state store loaded by the sidecar",
+			"the sidecar has no component named IDEMPOTENCY_STORE; requests with an Idempotency-Key will fail with 502 "+
+				"(requests without one are not affected). Add a state store component of that name, or set IDEMPOTENCY_STORE=memory")
 	}
-	if typ, ok := types[cfg.IdempotencyStore]; ok {
-		logger.Info().Str("idempotency_store", cfg.IdempotencyStore).Str("type", typ).Msg("idempotency state store loaded by the sidecar")
-		return
-	}
-	logger.Warn().Str("idempotency_store", cfg.IdempotencyStore).Strs("components", names).
-		Msg("the sidecar has no component named IDEMPOTENCY_STORE; requests with an Idempotency-Key will fail with 502 " +
-			"(requests without one are not affected). Add a state store component of that name, or set IDEMPOTENCY_STORE=memory")
 }

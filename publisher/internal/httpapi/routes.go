@@ -71,9 +71,6 @@ type noObserver struct{}
 func (noObserver) Request(string, int, time.Duration) {}
 func (noObserver) SidecarUnavailable()                {}
 
-// defaultMemoryKeys bounds the default in-memory idempotency store.
-const defaultMemoryKeys = 100_000
-
 // New returns the publisher's handler with every route and middleware.
 func New(d Deps) http.Handler {
 	if d.NewID == nil {
@@ -83,7 +80,7 @@ func New(d Deps) http.Handler {
 		d.Ready = func() (bool, string) { return true, "ready" }
 	}
 	if d.Idempotency == nil {
-		d.Idempotency = idempotency.NewMemory(24*time.Hour, defaultMemoryKeys, time.Now)
+		d.Idempotency = idempotency.NewMemory(24*time.Hour, idempotency.MemoryKeys, time.Now)
 	}
 	if d.Metrics == nil {
 		d.Metrics = noObserver{}

@@ -43,6 +43,10 @@ type Memory struct {
 	keys *memstore.Store[string, Record]
 }
 
+// MemoryKeys is the bound of a Memory store outside tests: some 200 bytes a
+// key, so at most about 20 MiB.
+const MemoryKeys = 100_000
+
 // NewMemory returns an empty memory store. now is the clock (time.Now
 // outside tests).
 func NewMemory(ttl time.Duration, maxKeys int, now func() time.Time) *Memory {
