@@ -5,9 +5,7 @@
 // parse); everything else is read by the SDK and its exporters from the
 // process environment, as they document: OTEL_EXPORTER_OTLP_*,
 // OTEL_TRACES_SAMPLER(_ARG), OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
-// OTEL_BSP_*. In the apps environ is the process environment. Off, the
-// tracer is a no-op, no exporter or goroutine exists, and the routes skip
-// every span.
+// OTEL_BSP_*. Off, the tracer is a no-op and no exporter or goroutine exists.
 package tracing
 
 import (
@@ -16,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -23,9 +23,12 @@ import (
 
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -33,32 +36,24 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 )
 
-// scope names the instrumentation in every span the apps record.
-const scope = "github.com/taskevents/taskevents/kit/tracing"
-
 // Options configure New.
 type Options struct {
-	// ServiceName is service.name unless OTEL_SERVICE_NAME (or service.name
-	// in OTEL_RESOURCE_ATTRIBUTES) says otherwise. It must differ from the
-	// app-id: daprd reports its own spans under the app-id.
+	// ServiceName is service.name unless OTEL_SERVICE_NAME (or
+	// OTEL_RESOURCE_ATTRIBUTES) says otherwise. It must differ from the
+	// app-id, under which daprd reports its own spans.
 	ServiceName string
-	// Console receives the console exporter's spans, one JSON object a line
-	// (the app's stdout).
-	Console io.Writer
-	// Logger gets the SDK's export errors, at warn.
-	Logger zerolog.Logger
-	// Exporter, when not nil, turns tracing on and replaces the exporters
-	// OTEL_TRACES_EXPORTER names, behind the same batch processor: tests
-	// and benchmarks use it.
+	Console     io.Writer      // the console exporter's spans, one JSON object a line
+	Logger      zerolog.Logger // the SDK's export errors, at warn
+	// Exporter, when not nil (tests, benchmarks), turns tracing on and
+	// replaces OTEL_TRACES_EXPORTER's exporters, behind the same batcher.
 	Exporter sdktrace.SpanExporter
 }
 
 // Tracing is the app's tracer. A nil *Tracing is tracing off.
 type Tracing struct {
-	settings settings
-	service  string
 	provider *sdktrace.TracerProvider // nil when off
 	tracer   trace.Tracer
+	fields   []any // the settings Log adds
 }
 
 // New builds the tracer that environ asks for, or returns a config error
@@ -66,7 +61,7 @@ type Tracing struct {
 func New(ctx context.Context, environ []string, o Options) (*Tracing, error) {
 	s, err := parse(environ)
 	if err != nil || (len(s.exporters) == 0 && o.Exporter == nil) {
-		return &Tracing{settings: s}, err
+		return &Tracing{}, err
 	}
 	// Later detectors win: the environment's names over the app's default.
 	res, err := resource.New(ctx, resource.WithSchemaURL(semconv.SchemaURL),
@@ -74,27 +69,23 @@ func New(ctx context.Context, environ []string, o Options) (*Tracing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: OTEL_RESOURCE_ATTRIBUTES or OTEL_SERVICE_NAME: %w", err)
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-	exporters := []sdktrace.SpanExporter{o.Exporter}
-	if o.Exporter == nil {
-		exporters = exporters[:0]
-		for _, name := range s.exporters {
-			var e sdktrace.SpanExporter
-			switch {
-			case name == exporterConsole:
-				e, err = stdouttrace.New(stdouttrace.WithWriter(o.Console))
-			case s.protocol == "grpc":
-				e, err = otlptracegrpc.New(ctx)
-			default:
-				e, err = otlptracehttp.New(ctx)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("tracing: %s exporter: %w", name, err)
-			}
-			exporters = append(exporters, e)
-		}
+	opts, names := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}, s.exporters
+	if o.Exporter != nil {
+		opts, names = append(opts, sdktrace.WithBatcher(o.Exporter)), nil
 	}
-	for _, e := range exporters {
+	for _, name := range names {
+		var e sdktrace.SpanExporter
+		switch {
+		case name == "console":
+			e, err = stdouttrace.New(stdouttrace.WithWriter(o.Console))
+		case s.protocol == "grpc":
+			e, err = otlptracegrpc.New(ctx)
+		default:
+			e, err = otlptracehttp.New(ctx)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("tracing: %s exporter: %w", name, err)
+		}
 		opts = append(opts, sdktrace.WithBatcher(e))
 	}
 	// The SDK reports failed exports to the global handler, which would
@@ -104,11 +95,15 @@ func New(ctx context.Context, environ []string, o Options) (*Tracing, error) {
 		log.Warn().Err(err).Msg("tracing: the OpenTelemetry SDK reported an error; spans may be lost")
 	}))
 	service, _ := res.Set().Value(semconv.ServiceNameKey)
+	fields := []any{"otel_service_name", service.AsString(), "otel_traces_exporter", s.exporters, "otel_traces_sampler", s.sampler}
+	if slices.Contains(s.exporters, "otlp") {
+		fields = append(fields, "otel_exporter_otlp_endpoint", s.endpoint, "otel_exporter_otlp_protocol", s.protocol)
+	}
 	p := sdktrace.NewTracerProvider(opts...)
-	return &Tracing{settings: s, service: service.AsString(), provider: p, tracer: p.Tracer(scope)}, nil
+	return &Tracing{provider: p, tracer: p.Tracer("github.com/taskevents/taskevents/kit/tracing"), fields: fields}, nil
 }
 
-// Enabled reports whether spans are recorded. Callers skip all span work
+// Enabled reports whether spans are recorded; callers skip all span work
 // when it is false.
 func (t *Tracing) Enabled() bool { return t != nil && t.provider != nil }
 
@@ -142,28 +137,88 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 
 // Log adds what tracing does to a start-up log line (zerolog's Event.Func).
 func (t *Tracing) Log(e *zerolog.Event) {
-	e.Bool("tracing", t.Enabled())
-	if !t.Enabled() {
-		return
-	}
-	s := t.settings
-	e.Str("otel_service_name", t.service).Strs("otel_traces_exporter", s.exporters).Str("otel_traces_sampler", s.sampler)
-	if slices.Contains(s.exporters, exporterOTLP) {
-		e.Str("otel_exporter_otlp_endpoint", s.endpoint).Str("otel_exporter_otlp_protocol", s.protocol)
+	if e.Bool("tracing", t.Enabled()); t.Enabled() {
+		e.Fields(t.fields)
 	}
 }
 
-const (
-	exporterOTLP    = "otlp"
-	exporterConsole = "console"
-)
+// propagator is W3C Trace Context: what daprd reads and writes.
+var propagator = propagation.TraceContext{}
+
+// Extract returns ctx with the remote span context of header's traceparent
+// and tracestate, if they are valid.
+func Extract(ctx context.Context, header http.Header) context.Context {
+	return propagator.Extract(ctx, propagation.HeaderCarrier(header))
+}
+
+// ExtractFrom is Extract for a trace context carried in a body (a bulk
+// delivery's CloudEvent) rather than in headers.
+func ExtractFrom(ctx context.Context, traceparent, tracestate string) context.Context {
+	return propagator.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent, "tracestate": tracestate})
+}
+
+// Inject returns the traceparent and tracestate of the span in ctx, as they
+// go to daprd; both are empty when ctx has no valid span.
+func Inject(ctx context.Context) (traceparent, tracestate string) {
+	m := propagation.MapCarrier{}
+	propagator.Inject(ctx, m)
+	return m["traceparent"], m["tracestate"]
+}
+
+// TraceID is span's trace id, for the trace_id log field that joins log
+// lines to traces; empty for a nil span or one without a trace id.
+func TraceID(span trace.Span) string {
+	if span == nil || !span.SpanContext().HasTraceID() {
+		return ""
+	}
+	return span.SpanContext().TraceID().String()
+}
+
+// Fail marks span as failed with err (nothing when err is nil).
+func Fail(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+}
+
+// StartServer starts the server span of r, served by route (a pattern such
+// as "/tasks"), named "METHOD route" as the HTTP conventions name it, under
+// the span context ctx holds (Extract's, to continue the caller's trace).
+// opts may add attributes, links or a start time (trace.WithTimestamp).
+func (t *Tracing) StartServer(ctx context.Context, r *http.Request, route string,
+	opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	attrs := append(make([]attribute.KeyValue, 0, 7), semconv.HTTPRequestMethodKey.String(r.Method),
+		semconv.HTTPRoute(route), semconv.URLPath(r.URL.Path), semconv.URLScheme("http"),
+		semconv.NetworkProtocolVersion(strconv.Itoa(r.ProtoMajor)+"."+strconv.Itoa(r.ProtoMinor)))
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		attrs = append(attrs, semconv.ClientAddress(host))
+	}
+	if ua := r.UserAgent(); ua != "" {
+		attrs = append(attrs, semconv.UserAgentOriginal(ua))
+	}
+	opts = append(opts, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+	return t.Tracer().Start(ctx, r.Method+" "+route, opts...)
+}
+
+// EndServer records the answer's status code on a server span and ends it.
+// A 5xx marks the span failed; a 4xx is the client's error and does not.
+func EndServer(span trace.Span, code int) {
+	if code == 0 {
+		code = http.StatusOK // net/http's answer when a handler writes nothing
+	}
+	span.SetAttributes(semconv.HTTPResponseStatusCode(code))
+	if code >= http.StatusInternalServerError {
+		span.SetAttributes(semconv.ErrorTypeKey.String(strconv.Itoa(code)))
+		span.SetStatus(codes.Error, http.StatusText(code))
+	}
+	span.End()
+}
 
 // settings are the few OTEL_* choices the SDK leaves to the app.
 type settings struct {
-	exporters []string // otlp, console or both; empty is tracing off
-	sampler   string
-	protocol  string // http/protobuf, http/json or grpc
-	endpoint  string // OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, for the start-up log line
+	exporters                   []string // otlp, console or both; empty is tracing off
+	sampler, protocol, endpoint string
 }
 
 var (
@@ -186,61 +241,50 @@ func parse(environ []string) (settings, error) {
 		}
 	}
 	var errs []error
-	bad := func(name, why string) {
-		errs = append(errs, fmt.Errorf("config: %s has an invalid value %q: %s", name, vars[name], why))
-	}
-	// first is a signal's own variable (OTEL_EXPORTER_OTLP_TRACES_…) if set, else the general one.
-	first := func(general string) (string, string) {
-		own := strings.Replace(general, "OTLP_", "OTLP_TRACES_", 1)
-		if vars[own] != "" {
-			return own, vars[own]
-		}
-		return general, vars[general]
-	}
-
-	s := settings{sampler: cmp.Or(vars["OTEL_TRACES_SAMPLER"], "parentbased_always_on")}
-	if !slices.Contains(samplers, s.sampler) {
-		bad("OTEL_TRACES_SAMPLER", "want one of "+strings.Join(samplers, ", "))
-	}
-	if arg := vars["OTEL_TRACES_SAMPLER_ARG"]; arg != "" && strings.HasSuffix(s.sampler, "traceidratio") {
-		if r, err := strconv.ParseFloat(arg, 64); err != nil || r < 0 || r > 1 {
-			bad("OTEL_TRACES_SAMPLER_ARG", "want a sampling ratio between 0 and 1, such as 0.25")
+	check := func(name string, ok bool, want string) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("config: %s has an invalid value %q: %s", name, vars[name], want))
 		}
 	}
-	name, protocol := first("OTEL_EXPORTER_OTLP_PROTOCOL")
-	if s.protocol = cmp.Or(protocol, "http/protobuf"); !slices.Contains(protocols, s.protocol) {
-		bad(name, "want one of "+strings.Join(protocols, ", "))
+	// A signal's own variable (OTEL_EXPORTER_OTLP_TRACES_…), if set, wins.
+	otlp := func(general string) string {
+		if own := strings.Replace(general, "OTLP_", "OTLP_TRACES_", 1); vars[own] != "" {
+			return own
+		}
+		return general
 	}
-	name, endpoint := first("OTEL_EXPORTER_OTLP_ENDPOINT")
-	if u, err := url.Parse(endpoint); endpoint != "" && (err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https")) {
-		bad(name, "want an http:// or https:// URL such as http://otel-collector:"+map[bool]string{true: "4317", false: "4318"}[s.protocol == "grpc"])
-	}
+	protocol, endpoint := otlp("OTEL_EXPORTER_OTLP_PROTOCOL"), otlp("OTEL_EXPORTER_OTLP_ENDPOINT")
+	s := settings{sampler: cmp.Or(vars["OTEL_TRACES_SAMPLER"], "parentbased_always_on"),
+		protocol: cmp.Or(vars[protocol], "http/protobuf"), endpoint: vars[endpoint]}
+	check("OTEL_TRACES_SAMPLER", slices.Contains(samplers, s.sampler), "want one of "+strings.Join(samplers, ", "))
+	arg := vars["OTEL_TRACES_SAMPLER_ARG"]
+	r, err := strconv.ParseFloat(arg, 64)
+	check("OTEL_TRACES_SAMPLER_ARG", arg == "" || !strings.HasSuffix(s.sampler, "traceidratio") || err == nil && !(r < 0 || r > 1),
+		"want a sampling ratio between 0 and 1, such as 0.25")
+	check(protocol, slices.Contains(protocols, s.protocol), "want one of "+strings.Join(protocols, ", "))
+	u, err := url.Parse(s.endpoint)
+	check(endpoint, s.endpoint == "" || err == nil && u.Host != "" && (u.Scheme == "http" || u.Scheme == "https"),
+		"want an http:// or https:// URL such as http://otel-collector:"+map[bool]string{true: "4317", false: "4318"}[s.protocol == "grpc"])
 	switch v := vars["OTEL_TRACES_EXPORTER"]; {
-	case v == "" && endpoint != "":
-		s.exporters = []string{exporterOTLP}
-	case v == "" || v == "none":
-	default:
+	case v == "" && s.endpoint != "":
+		s.exporters = []string{"otlp"}
+	case v != "" && v != "none":
 		for e := range strings.SplitSeq(v, ",") {
-			switch e = strings.TrimSpace(e); {
-			case e == "none":
-				bad("OTEL_TRACES_EXPORTER", "none cannot be combined with other exporters")
-			case e != exporterOTLP && e != exporterConsole:
-				bad("OTEL_TRACES_EXPORTER", "want otlp, console, otlp,console or none")
-			case !slices.Contains(s.exporters, e):
+			e = strings.TrimSpace(e)
+			check("OTEL_TRACES_EXPORTER", e != "none", "none cannot be combined with other exporters")
+			check("OTEL_TRACES_EXPORTER", e == "none" || e == "otlp" || e == "console", "want otlp, console, otlp,console or none")
+			if !slices.Contains(s.exporters, e) {
 				s.exporters = append(s.exporters, e)
 			}
 		}
 	}
 	disabled := strings.ToLower(vars["OTEL_SDK_DISABLED"])
-	if disabled != "" && disabled != "true" && disabled != "false" {
-		bad("OTEL_SDK_DISABLED", "want true or false")
-	}
+	check("OTEL_SDK_DISABLED", disabled == "" || disabled == "true" || disabled == "false", "want true or false")
 	if len(errs) > 0 {
 		return settings{}, errors.Join(errs...)
 	}
 	if disabled == "true" {
 		s.exporters = nil
 	}
-	s.endpoint = endpoint
 	return s, nil
 }

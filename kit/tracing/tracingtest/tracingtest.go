@@ -25,8 +25,7 @@ type Span struct {
 // Service is the span's service.name.
 func (s Span) Service() string {
 	for _, kv := range s.Resource {
-		if kv.Key == "service.name" {
-			v, _ := kv.Value.Value.(string)
+		if v, ok := kv.Value.Value.(string); ok && kv.Key == "service.name" {
 			return v
 		}
 	}
@@ -34,8 +33,7 @@ func (s Span) Service() string {
 }
 
 // Named returns the spans called name among out's lines.
-func Named(out []byte, name string) []Span {
-	var spans []Span
+func Named(out []byte, name string) (spans []Span) {
 	for line := range bytes.Lines(out) {
 		var s Span
 		if json.Unmarshal(line, &s) == nil && s.Name == name && s.SpanContext.SpanID != "" {
