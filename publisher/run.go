@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io"
@@ -51,7 +52,13 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	}
 	// Deferred first, so it runs last: after the server has drained and the
 	// publisher has sent what was queued, every span has ended.
-	defer shutdownTracing(ctx, tr, cfg.ShutdownTimeout, logger)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := tr.Shutdown(ctx); err != nil {
+			logger.Warn().Err(err).Msg("some spans were not exported before the shutdown timeout")
+		}
+	}()
 
 	client := sidecar.New(sidecar.Options{
 		BaseURL:      cfg.SidecarBaseURL(),
@@ -169,19 +176,16 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	}, lifecycle.Server{HTTP: srv, Listener: ln}, lifecycle.Server{HTTP: ops, Listener: opsLn})
 }
 
+// openAPI is the API's description, served at GET /openapi.yaml; the
+// end-to-end tests validate real responses against this same file.
+//
+//go:embed openapi.yaml
+var openAPI []byte
+
 // serviceName is service.name in the publisher's spans unless
 // OTEL_SERVICE_NAME says otherwise. It is not the app-id (task-api): daprd
 // reports its own spans under that name.
 const serviceName = "taskevents-publisher"
-
-// shutdownTracing flushes the spans still queued, within SHUTDOWN_TIMEOUT.
-func shutdownTracing(ctx context.Context, tr *tracing.Tracing, timeout time.Duration, logger zerolog.Logger) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-	defer cancel()
-	if err := tr.Shutdown(ctx); err != nil {
-		logger.Warn().Err(err).Msg("some spans were not exported before the shutdown timeout")
-	}
-}
 
 // checkComponents warns when the sidecar has not loaded the components we
 // use: every publish would fail with ERR_PUBSUB_NOT_FOUND without the pub/sub

@@ -13,6 +13,7 @@ import (
 	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/kit/problem"
 	"github.com/taskevents/taskevents/kit/sidecar"
+	"github.com/taskevents/taskevents/kit/tracing"
 	"github.com/taskevents/taskevents/publisher/internal/idempotency"
 	"github.com/taskevents/taskevents/publisher/internal/publish"
 	"github.com/taskevents/taskevents/publisher/internal/task"
@@ -64,7 +65,10 @@ func createTask(d Deps) http.Handler {
 		// up cannot leave an attempt half-done and an outcome unlogged.
 		ctx, span, trace := d.tracePublish(context.WithoutCancel(r.Context()), r, ev)
 		err = d.Publisher.Publish(ctx, ev, trace)
-		endPublish(span, err)
+		if span != nil {
+			tracing.Fail(span, err)
+			span.End()
+		}
 		var rejected *sidecar.ConfigError
 		switch {
 		case err == nil:

@@ -12,11 +12,8 @@ import (
 	"github.com/taskevents/taskevents/publisher/internal/publish"
 )
 
-// Span names the end-to-end trace test looks for.
-const (
-	SpanCreateTask    = "POST /tasks"
-	spanPublishPrefix = "publish " // + the topic: "publish task-events"
-)
+// SpanCreateTask is the server span's name the end-to-end trace test looks for.
+const SpanCreateTask = "POST /tasks"
 
 // traceTasks wraps POST /tasks in a server span that continues the caller's
 // trace (its traceparent and tracestate). With tracing off it returns next
@@ -49,7 +46,7 @@ func (d Deps) tracePublish(ctx context.Context, r *http.Request, ev publish.Task
 	trace.SpanFromContext(ctx).SetAttributes(attribute.String("task.id", ev.TaskID))
 	// The task id is also the message id (cloudevent.id): one attribute says it.
 	// Every attribute costs again when the span is exported.
-	ctx, span := d.Tracing.Tracer().Start(ctx, spanPublishPrefix+d.Topic, trace.WithSpanKind(trace.SpanKindProducer),
+	ctx, span := d.Tracing.Tracer().Start(ctx, "publish "+d.Topic, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(
 			semconv.MessagingSystemKey.String("dapr"),
 			semconv.MessagingOperationName("publish"),
@@ -60,13 +57,4 @@ func (d Deps) tracePublish(ctx context.Context, r *http.Request, ev publish.Task
 			semconv.CloudEventsEventType(publish.EventTypeTaskCreated)))
 	tp, ts := tracing.Inject(ctx)
 	return ctx, span, publish.TraceContext{TraceParent: tp, TraceState: ts}
-}
-
-// endPublish ends the publish span, marked failed when the publish failed.
-func endPublish(span trace.Span, err error) {
-	if span == nil {
-		return
-	}
-	tracing.Fail(span, err)
-	span.End()
 }

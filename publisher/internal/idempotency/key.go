@@ -12,9 +12,6 @@ import (
 	"strings"
 )
 
-// HeaderName is the request header the key travels in.
-const HeaderName = "Idempotency-Key"
-
 // MaxKeyLength bounds a key in bytes (after unquoting). Long enough for any
 // UUID, ULID or hash a client would use; short enough that a key is never a
 // payload.
@@ -39,7 +36,7 @@ func (e *KeyError) Error() string { return "malformed Idempotency-Key: " + e.Det
 // has no Idempotency-Key field at all (the request is then not idempotent).
 // Any other malformed field, an empty one included, is a *KeyError.
 func FromHeader(h http.Header) (key Key, present bool, err error) {
-	values := h.Values(HeaderName)
+	values := h.Values("Idempotency-Key")
 	switch len(values) {
 	case 0:
 		return Key{}, false, nil

@@ -78,8 +78,6 @@ type StateAPI interface {
 	GetState(ctx context.Context, store, key string) (sidecar.State, bool, error)
 }
 
-var _ StateAPI = (*sidecar.Client)(nil)
-
 // claimRounds bounds how often Claim saves again when the record that beat it
 // expired before it could be read.
 const claimRounds = 3
