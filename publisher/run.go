@@ -4,11 +4,8 @@ import (
 	"context"
 	_ "embed"
 	"errors"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -16,7 +13,6 @@ import (
 
 	"github.com/taskevents/taskevents/kit/lifecycle"
 	"github.com/taskevents/taskevents/kit/logging"
-	"github.com/taskevents/taskevents/kit/pprofserver"
 	"github.com/taskevents/taskevents/kit/sidecar"
 	"github.com/taskevents/taskevents/kit/tracing"
 	"github.com/taskevents/taskevents/publisher/internal/config"
@@ -52,13 +48,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	}
 	// Deferred first, so it runs last: after the server has drained and the
 	// publisher has sent what was queued, every span has ended.
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-		defer cancel()
-		if err := tr.Shutdown(ctx); err != nil {
-			logger.Warn().Err(err).Msg("some spans were not exported before the shutdown timeout")
-		}
-	}()
+	defer lifecycle.Flush(ctx, tr.Shutdown, cfg.ShutdownTimeout, logger)
 
 	client := sidecar.New(sidecar.Options{
 		BaseURL:      cfg.SidecarBaseURL(),
@@ -116,23 +106,6 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		Metrics:          m,
 	})
 
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port)))
-	if err != nil {
-		return fmt.Errorf("listen on APP_PORT %d: %w", cfg.Port, err)
-	}
-	opsLn, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.OpsListenHost, strconv.Itoa(cfg.OpsPort)))
-	if err != nil {
-		_ = ln.Close()
-		return fmt.Errorf("listen on OPS_PORT %d: %w", cfg.OpsPort, err)
-	}
-	stopPprof, err := pprofserver.Start(ctx, cfg.PprofAddr, cfg.ShutdownTimeout, logger)
-	if err != nil {
-		_ = ln.Close()
-		_ = opsLn.Close()
-		return err
-	}
-	defer stopPprof()
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -142,17 +115,6 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		// publish, retries included.
 		WriteTimeout: readTimeout + claimTimeout + cfg.PublishTimeout + 2*time.Second,
 		IdleTimeout:  120 * time.Second,
-		ErrorLog:     logging.ErrorLog(logger, "http"),
-	}
-	// Prometheus and the kubelet: small GETs, answered from memory.
-	ops := &http.Server{
-		Handler:           httpapi.Ops(m.Handler(), probe.Status),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       5 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    8 << 10,
-		ErrorLog:          logging.ErrorLog(logger, "ops"),
 	}
 
 	var wg sync.WaitGroup
@@ -164,16 +126,17 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		})
 	})
 
-	logger.Info().Str("addr", ln.Addr().String()).Str("ops_addr", opsLn.Addr().String()).
-		Str("sidecar", cfg.SidecarBaseURL()).
-		Str("pubsubname", cfg.PubSubName).Str("topic", cfg.Topic).
-		Str("idempotency_store", cfg.IdempotencyStore).Dur("idempotency_key_ttl", cfg.IdempotencyKeyTTL).
-		Bool("publish_coalesce", cfg.PublishCoalesce).Int("publish_batch_max", cfg.PublishBatchMax).
-		Int("publish_max_in_flight", cfg.PublishMaxInFlight).Func(tr.Log).Msg("listening")
-
-	return lifecycle.Serve(ctx, lifecycle.Drain{
-		Logger: logger, Begin: probe.Drain, Delay: cfg.DrainDelay, Timeout: cfg.ShutdownTimeout,
-	}, lifecycle.Server{HTTP: srv, Listener: ln}, lifecycle.Server{HTTP: ops, Listener: opsLn})
+	return lifecycle.Run(ctx, lifecycle.App{
+		Drain: lifecycle.Drain{Logger: logger, Begin: probe.Drain, Delay: cfg.DrainDelay, Timeout: cfg.ShutdownTimeout},
+		Host:  cfg.ListenHost, Port: cfg.Port, OpsHost: cfg.OpsListenHost, OpsPort: cfg.OpsPort, PprofAddr: cfg.PprofAddr,
+		Server: srv, Ops: httpapi.Ops(m.Handler(), probe.Status),
+		Fields: func(e *zerolog.Event) {
+			e.Str("sidecar", cfg.SidecarBaseURL()).Str("pubsubname", cfg.PubSubName).Str("topic", cfg.Topic).
+				Str("idempotency_store", cfg.IdempotencyStore).Dur("idempotency_key_ttl", cfg.IdempotencyKeyTTL).
+				Bool("publish_coalesce", cfg.PublishCoalesce).Int("publish_batch_max", cfg.PublishBatchMax).
+				Int("publish_max_in_flight", cfg.PublishMaxInFlight).Func(tr.Log)
+		},
+	})
 }
 
 // openAPI is the API's description, served at GET /openapi.yaml; the

@@ -2,19 +2,14 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/taskevents/taskevents/kit/lifecycle"
 	"github.com/taskevents/taskevents/kit/logging"
-	"github.com/taskevents/taskevents/kit/pprofserver"
 	"github.com/taskevents/taskevents/kit/sidecar"
 	"github.com/taskevents/taskevents/kit/tracing"
 	"github.com/taskevents/taskevents/worker/internal/config"
@@ -45,7 +40,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	}
 	// Deferred first, so it runs last: once the servers have drained, every
 	// delivery's span has ended.
-	defer shutdownTracing(ctx, tr, cfg.ShutdownTimeout, logger)
+	defer lifecycle.Flush(ctx, tr.Shutdown, cfg.ShutdownTimeout, logger)
 
 	logger.Info().
 		Int("port", cfg.Port).
@@ -112,17 +107,6 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	var draining atomic.Bool
 	deps.Ready = func() bool { return !draining.Load() }
 
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port)))
-	if err != nil {
-		return fmt.Errorf("listen on APP_PORT %d: %w", cfg.Port, err)
-	}
-	opsLn, err := lc.Listen(ctx, "tcp", net.JoinHostPort(cfg.OpsListenHost, strconv.Itoa(cfg.OpsPort)))
-	if err != nil {
-		_ = ln.Close()
-		return fmt.Errorf("listen on OPS_PORT %d: %w", cfg.OpsPort, err)
-	}
-
 	// Request contexts outlive ctx (in-flight handlers finish during the
 	// drain) and end only if the shutdown deadline passes.
 	requestCtx, stopRequests := context.WithCancel(context.WithoutCancel(ctx))
@@ -136,41 +120,15 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 		// daprd keeps connections to the app open between deliveries.
 		IdleTimeout: 120 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return requestCtx },
-		ErrorLog:    logging.ErrorLog(logger, "http"),
 	}
-	ops := &http.Server{
-		Handler:           server.Ops(deps),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       5 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		ErrorLog:          logging.ErrorLog(logger, "ops"),
-	}
-
-	stopPprof, err := pprofserver.Start(ctx, cfg.PprofAddr, cfg.ShutdownTimeout, logger)
-	if err != nil {
-		_ = ln.Close()
-		_ = opsLn.Close()
-		return err
-	}
-	defer stopPprof()
-	logger.Info().Str("addr", ln.Addr().String()).Str("ops_addr", opsLn.Addr().String()).Msg("listening")
-
 	// The event server drains first; the probes keep answering (503) until
 	// it has.
-	return lifecycle.Serve(ctx, lifecycle.Drain{
-		Logger: logger, Begin: func() { draining.Store(true) },
-		Delay: cfg.DrainDelay, Timeout: cfg.ShutdownTimeout,
-		// Handlers still running see their context end and answer RETRY.
-		Expired: stopRequests,
-	}, lifecycle.Server{HTTP: srv, Listener: ln}, lifecycle.Server{HTTP: ops, Listener: opsLn})
-}
-
-// shutdownTracing flushes the spans still queued, within SHUTDOWN_TIMEOUT.
-func shutdownTracing(ctx context.Context, tr *tracing.Tracing, timeout time.Duration, logger zerolog.Logger) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-	defer cancel()
-	if err := tr.Shutdown(ctx); err != nil {
-		logger.Warn().Err(err).Msg("some spans were not exported before the shutdown timeout")
-	}
+	return lifecycle.Run(ctx, lifecycle.App{
+		Drain: lifecycle.Drain{Logger: logger, Begin: func() { draining.Store(true) },
+			Delay: cfg.DrainDelay, Timeout: cfg.ShutdownTimeout,
+			// Handlers still running see their context end and answer RETRY.
+			Expired: stopRequests},
+		Host: cfg.ListenHost, Port: cfg.Port, OpsHost: cfg.OpsListenHost, OpsPort: cfg.OpsPort, PprofAddr: cfg.PprofAddr,
+		Server: srv, Ops: server.Ops(deps),
+	})
 }
