@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -53,18 +52,11 @@ var (
 // FailEntries is daprd's answer to a bulk publish whose broker writes failed
 // for the entries with these ids (the others were published).
 func FailEntries(ids ...string) Response {
-	type failed struct {
-		EntryID string `json:"entryId"`
-		Error   string `json:"error"`
+	failed := make([]string, len(ids))
+	for i, id := range ids {
+		failed[i] = `{"entryId":` + marshal(id) + `,"error":"redis streams: error from publish: connection refused"}`
 	}
-	body := struct {
-		FailedEntries []failed `json:"failedEntries"`
-		ErrorCode     string   `json:"errorCode"`
-	}{FailedEntries: []failed{}, ErrorCode: "ERR_PUBSUB_PUBLISH_MESSAGE"}
-	for _, id := range ids {
-		body.FailedEntries = append(body.FailedEntries, failed{EntryID: id, Error: "redis streams: error from publish: connection refused"})
-	}
-	return Response{Status: http.StatusInternalServerError, Body: marshal(body)}
+	return Response{Status: 500, Body: `{"failedEntries":[` + strings.Join(failed, ",") + `],"errorCode":"ERR_PUBSUB_PUBLISH_MESSAGE"}`}
 }
 
 // Request is a recorded publish call.
@@ -91,16 +83,20 @@ type BulkRequest struct {
 	Entries []BulkEntry
 }
 
+// StateItem is one state write, as daprd decodes it.
+type StateItem struct {
+	Key      string            `json:"key"`
+	Value    json.RawMessage   `json:"value"`
+	ETag     *string           `json:"etag"`
+	Options  map[string]string `json:"options"`
+	Metadata map[string]string `json:"metadata"`
+}
+
 // StateSave is one item of a recorded POST /v1.0/state/{store} call.
 type StateSave struct {
-	Store    string
-	Key      string
-	Value    json.RawMessage
-	ETag     *string
-	Options  map[string]string
-	Metadata map[string]string
-	// Status is what the fake answered to the call that carried the item.
-	Status int
+	Store string
+	StateItem
+	Status int // what the fake answered to the call that carried the item
 }
 
 // Fake is a running fake sidecar, safe for concurrent use. Unscripted, it
@@ -114,30 +110,25 @@ type Fake struct {
 	// does.
 	Token string
 
-	hang           atomic.Bool
-	outboundChecks atomic.Int32
-	metadataCalls  atomic.Int32
-	conns          atomic.Int32
-
 	mu         sync.Mutex
-	publishes  []Request
+	counts     map[string]int // calls by kind, and TCP connections
+	hang       bool
 	script     []Response
-	bulk       []BulkRequest
 	bulkFunc   func([]BulkEntry) Response
 	gate       chan struct{} // when not nil, publish calls wait until it is closed
 	components []string
 	outbound   int
-
-	// The state store: state is keyed by store and key; now plus offset is
-	// the clock TTLs are measured with.
-	stateStores []string
-	state       map[string]*stateEntry
-	stateSaves  []StateSave
-	stateFail   *Response
-	stateGets   int
-	now         func() time.Time
-	offset      time.Duration
+	publishes  []Request
+	bulk       []BulkRequest
+	// The state store: now plus offset is the clock TTLs are measured with.
+	state      map[stateKey]*stateEntry
+	stateSaves []StateSave
+	stateFail  *Response
+	now        func() time.Time
+	offset     time.Duration
 }
+
+type stateKey struct{ store, key string }
 
 type stateEntry struct {
 	value      json.RawMessage
@@ -148,12 +139,12 @@ type stateEntry struct {
 
 // New starts a fake sidecar, closed when the test ends.
 func New(t testing.TB) *Fake {
-	f := &Fake{components: []string{"pubsub"}, outbound: http.StatusNoContent,
-		stateStores: []string{"statestore"}, state: map[string]*stateEntry{}, now: time.Now}
+	f := &Fake{counts: map[string]int{}, components: []string{"pubsub"}, outbound: http.StatusNoContent,
+		state: map[stateKey]*stateEntry{}, now: time.Now}
 	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
 	f.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
-			f.conns.Add(1)
+			f.locked(func() { f.counts["conns"]++ })
 		}
 	}
 	f.Start()
@@ -176,7 +167,7 @@ func (f *Fake) Script(rs ...Response) { f.locked(func() { f.script = rs }) }
 func (f *Fake) ScriptBulk(fn func([]BulkEntry) Response) { f.locked(func() { f.bulkFunc = fn }) }
 
 // Hang makes publish calls block until the caller's request is cancelled.
-func (f *Fake) Hang(on bool) { f.hang.Store(on) }
+func (f *Fake) Hang(on bool) { f.locked(func() { f.hang = on }) }
 
 // Hold makes publish calls (single and bulk) wait until the returned
 // release is called, so a test can let requests queue up behind them.
@@ -199,10 +190,6 @@ func (f *Fake) SetOutbound(status int) { f.locked(func() { f.outbound = status }
 // SetComponents sets the component names /v1.0/metadata lists.
 func (f *Fake) SetComponents(names ...string) { f.locked(func() { f.components = names }) }
 
-// SetStateStores sets the state store names the fake has loaded; a call to
-// any other answers 400 ERR_STATE_STORE_NOT_FOUND, as daprd does.
-func (f *Fake) SetStateStores(names ...string) { f.locked(func() { f.stateStores = names }) }
-
 // FailState makes every state call answer resp (nil: work normally again).
 func (f *Fake) FailState(resp *Response) { f.locked(func() { f.stateFail = resp }) }
 
@@ -223,22 +210,29 @@ func (f *Fake) BulkPublishes() []BulkRequest { return snapshot(f, &f.bulk) }
 // (transactions not included).
 func (f *Fake) StateSaves() []StateSave { return snapshot(f, &f.stateSaves) }
 
-func snapshot[T any](f *Fake, list *[]T) []T {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(*list)
+func snapshot[T any](f *Fake, list *[]T) (out []T) {
+	f.locked(func() { out = slices.Clone(*list) })
+	return out
 }
 
+// OutboundChecks counts GET /v1.0/healthz/outbound calls.
+func (f *Fake) OutboundChecks() int { return f.count("outbound") }
+
+// MetadataCalls counts GET /v1.0/metadata calls.
+func (f *Fake) MetadataCalls() int { return f.count("metadata") }
+
 // StateGets counts GET /v1.0/state/{store}/{key} calls.
-func (f *Fake) StateGets() (n int) {
-	f.locked(func() { n = f.stateGets })
-	return n
-}
+func (f *Fake) StateGets() int { return f.count("stateGets") }
+
+// Connections counts the TCP connections clients opened.
+func (f *Fake) Connections() int { return f.count("conns") }
+
+func (f *Fake) count(kind string) (n int) { f.locked(func() { n = f.counts[kind] }); return n }
 
 // Value returns the stored JSON of key in store, or nil.
 func (f *Fake) Value(store, key string) (v json.RawMessage) {
 	f.locked(func() {
-		if e := f.live(store, key); e != nil {
+		if e := f.live(stateKey{store, key}); e != nil {
 			v = e.value
 		}
 	})
@@ -249,42 +243,31 @@ func (f *Fake) Value(store, key string) (v json.RawMessage) {
 func (f *Fake) Keys(store, prefix string) (out []string) {
 	f.locked(func() {
 		for k := range f.state {
-			s, key, _ := strings.Cut(k, "||")
-			if s == store && strings.HasPrefix(key, prefix) && f.live(s, key) != nil {
-				out = append(out, key)
+			if k.store == store && strings.HasPrefix(k.key, prefix) && f.live(k) != nil {
+				out = append(out, k.key)
 			}
 		}
 	})
 	return out
 }
 
-// OutboundChecks counts GET /v1.0/healthz/outbound calls.
-func (f *Fake) OutboundChecks() int { return int(f.outboundChecks.Load()) }
-
-// MetadataCalls counts GET /v1.0/metadata calls.
-func (f *Fake) MetadataCalls() int { return int(f.metadataCalls.Load()) }
-
-// Connections counts the TCP connections clients opened.
-func (f *Fake) Connections() int { return int(f.conns.Load()) }
-
 func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	switch {
 	case r.Method == http.MethodGet && path == "/v1.0/healthz/outbound":
-		f.outboundChecks.Add(1)
 		var status int
-		f.locked(func() { status = f.outbound })
+		f.locked(func() { f.counts["outbound"]++; status = f.outbound })
 		w.WriteHeader(status)
 	case r.Method == http.MethodGet && path == "/v1.0/metadata":
-		f.metadataCalls.Add(1)
+		components := []map[string]string{}
+		f.locked(func() {
+			f.counts["metadata"]++
+			for _, n := range f.components {
+				components = append(components, map[string]string{"name": n, "type": "pubsub.redis"})
+			}
+		})
 		if f.authorized(w, r) {
-			md := map[string]any{"id": "task-api", "components": []map[string]string{}}
-			f.locked(func() {
-				for _, n := range f.components {
-					md["components"] = append(md["components"].([]map[string]string), map[string]string{"name": n, "type": "pubsub.redis"})
-				}
-			})
-			write(w, Response{Status: http.StatusOK, Body: marshal(md)})
+			write(w, Response{Status: http.StatusOK, Body: marshal(map[string]any{"id": "task-api", "components": components})})
 		}
 	case r.Method == http.MethodPost && strings.HasPrefix(path, "/v1.0-alpha1/publish/bulk/"):
 		f.publish(w, r, true)
@@ -322,25 +305,24 @@ func (f *Fake) publish(w http.ResponseWriter, r *http.Request, bulk bool) {
 			return
 		}
 	}
-	resp := Published
+	resp, hang := Published, false
 	var gate chan struct{}
 	var bulkFunc func([]BulkEntry) Response
 	f.locked(func() {
-		gate, bulkFunc = f.gate, f.bulkFunc
-		switch {
-		case bulk:
+		gate, bulkFunc, hang = f.gate, f.bulkFunc, f.hang
+		if bulk {
 			f.bulk = append(f.bulk, BulkRequest{Request: rec, Entries: entries})
-		default:
-			f.publishes = append(f.publishes, rec)
-			if len(f.script) > 0 {
-				resp = f.script[0]
-				if len(f.script) > 1 {
-					f.script = f.script[1:]
-				}
+			return
+		}
+		f.publishes = append(f.publishes, rec)
+		if len(f.script) > 0 {
+			resp = f.script[0]
+			if len(f.script) > 1 {
+				f.script = f.script[1:]
 			}
 		}
 	})
-	if f.hang.Load() {
+	if hang {
 		<-r.Context().Done()
 		return
 	}
@@ -358,117 +340,95 @@ func (f *Fake) publish(w http.ResponseWriter, r *http.Request, bulk bool) {
 	}
 }
 
+// stateCall follows daprd's state API: a save writes its items in order and
+// stops at the first the store refuses (409 for an ETag mismatch); a
+// transaction applies every upsert it can, then answers 500 if one failed.
 func (f *Fake) stateCall(w http.ResponseWriter, r *http.Request, store, key string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if r.Method == http.MethodGet {
-		f.stateGets++
+		f.counts["stateGets"]++
 	}
-	var fail *Response
-	switch {
-	case f.stateFail != nil:
-		fail = f.stateFail
-	case !slices.Contains(f.stateStores, store):
+	fail := f.stateFail
+	if fail == nil && store != "statestore" {
 		fail = &Response{Status: 400, Body: `{"errorCode":"ERR_STATE_STORE_NOT_FOUND","message":"state store ` + store + ` is not found"}`}
 	}
 	switch {
 	case r.Method == http.MethodPost && key == "":
-		f.write(w, r, store, false, fail)
+		var items []StateItem
+		if !decode(w, r, &items) {
+			return
+		}
+		for _, it := range items {
+			if fail == nil {
+				fail = f.set(store, it, false)
+			}
+		}
+		resp := Published
+		if fail != nil {
+			resp = *fail
+		}
+		for _, it := range items {
+			f.stateSaves = append(f.stateSaves, StateSave{Store: store, StateItem: it, Status: resp.Status})
+		}
+		write(w, resp)
 	case fail != nil:
 		write(w, *fail)
 	case r.Method == http.MethodPost && key == "transaction":
-		f.write(w, r, store, true, nil)
-	case r.Method == http.MethodGet:
-		e := f.live(store, key)
-		if e == nil {
-			w.WriteHeader(http.StatusNoContent)
+		var tx struct {
+			Operations []struct {
+				Operation string    `json:"operation"`
+				Request   StateItem `json:"request"`
+			} `json:"operations"`
+		}
+		if !decode(w, r, &tx) {
 			return
 		}
-		w.Header().Set("ETag", strconv.Itoa(e.version))
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(e.value)
-	case r.Method == http.MethodDelete:
-		if e := f.live(store, key); e != nil {
-			if m := r.Header.Get("If-Match"); m != "" && m != strconv.Itoa(e.version) {
-				write(w, Response{Status: http.StatusConflict, Body: `{"errorCode":"ERR_STATE_DELETE","message":"possible etag mismatch"}`})
+		resp := Published
+		for _, op := range tx.Operations {
+			if op.Operation != "upsert" {
+				http.Error(w, "only upsert is faked", http.StatusBadRequest)
 				return
 			}
-			delete(f.state, store+"||"+key)
+			if f.set(store, op.Request, true) != nil {
+				resp = Response{Status: 500, Body: `{"errorCode":"ERR_STATE_TRANSACTION","message":"error while executing state transaction: possible etag mismatch"}`}
+			}
 		}
+		write(w, resp)
+	case r.Method == http.MethodGet:
+		if e := f.live(stateKey{store, key}); e != nil {
+			w.Header().Set("ETag", strconv.Itoa(e.version))
+			write(w, Response{Status: http.StatusOK, Body: string(e.value)})
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	case r.Method == http.MethodDelete:
+		e := f.live(stateKey{store, key})
+		if m := r.Header.Get("If-Match"); e != nil && m != "" && m != strconv.Itoa(e.version) {
+			write(w, Response{Status: http.StatusConflict, Body: `{"errorCode":"ERR_STATE_DELETE","message":"possible etag mismatch"}`})
+			return
+		}
+		delete(f.state, stateKey{store, key})
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		http.NotFound(w, r)
 	}
 }
 
-type setRequest struct {
-	Key      string            `json:"key"`
-	Value    json.RawMessage   `json:"value"`
-	ETag     *string           `json:"etag"`
-	Options  map[string]string `json:"options"`
-	Metadata map[string]string `json:"metadata"`
-}
-
-// write follows daprd's onPostState (the items in order, stopping at the
-// first the store refuses: 409 for an ETag mismatch) and its transaction
-// (every upsert it can, then 500 if one failed).
-func (f *Fake) write(w http.ResponseWriter, r *http.Request, store string, tx bool, fail *Response) {
-	var body struct {
-		Operations []struct {
-			Operation string     `json:"operation"`
-			Request   setRequest `json:"request"`
-		} `json:"operations"`
-	}
-	var items []setRequest
-	var err error
-	if tx {
-		err = json.NewDecoder(r.Body).Decode(&body)
-	} else {
-		err = json.NewDecoder(r.Body).Decode(&items)
-	}
+// decode reads r's JSON body into v, or answers 400 as daprd does.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	err := json.NewDecoder(r.Body).Decode(v)
 	if err != nil {
 		write(w, Response{Status: 400, Body: `{"errorCode":"ERR_MALFORMED_REQUEST","message":` + marshal(err.Error()) + `}`})
-		return
 	}
-	failed := false
-	for _, op := range body.Operations {
-		if op.Operation != "upsert" {
-			http.Error(w, "only upsert is faked", http.StatusBadRequest)
-			return
-		}
-		failed = f.set(store, op.Request, true) != nil || failed
-	}
-	for _, it := range items {
-		if fail == nil {
-			fail = f.set(store, it, false)
-		}
-	}
-	for _, it := range items {
-		f.stateSaves = append(f.stateSaves, StateSave{Store: store, Key: it.Key, Value: it.Value, ETag: it.ETag,
-			Options: it.Options, Metadata: it.Metadata, Status: cmp.Or(statusOf(fail), http.StatusNoContent)})
-	}
-	switch {
-	case fail != nil:
-		write(w, *fail)
-	case failed:
-		write(w, Response{Status: 500, Body: `{"errorCode":"ERR_STATE_TRANSACTION","message":"error while executing state transaction: possible etag mismatch"}`})
-	default:
-		w.WriteHeader(http.StatusNoContent)
-	}
-}
-
-func statusOf(r *Response) int {
-	if r == nil {
-		return 0
-	}
-	return r.Status
+	return err == nil
 }
 
 // set applies one write, or returns the store's refusal. Dapr's Redis store
 // marks a key first-write only outside transactions.
-func (f *Fake) set(store string, it setRequest, viaTransaction bool) *Response {
-	e := f.live(store, it.Key)
-	firstWrite := it.Options["concurrency"] == "first-write"
+func (f *Fake) set(store string, it StateItem, viaTransaction bool) *Response {
+	k := stateKey{store, it.Key}
+	e := f.live(k)
 	if e != nil {
 		want := ""
 		if it.ETag != nil && it.Options["concurrency"] != "last-write" {
@@ -479,7 +439,7 @@ func (f *Fake) set(store string, it setRequest, viaTransaction bool) *Response {
 				store + `: possible etag mismatch. error from state store: failed to set key ` + it.Key + `"}`}
 		}
 	}
-	next := stateEntry{value: it.Value, version: 1, firstWrite: firstWrite && !viaTransaction}
+	next := stateEntry{value: it.Value, version: 1, firstWrite: it.Options["concurrency"] == "first-write" && !viaTransaction}
 	if e != nil { // a write without ttlInSeconds keeps the key's expiry, as in Redis
 		next.version, next.firstWrite, next.expires = e.version+1, next.firstWrite || e.firstWrite, e.expires
 	}
@@ -490,20 +450,18 @@ func (f *Fake) set(store string, it setRequest, viaTransaction bool) *Response {
 		}
 		next.expires = time.Time{} // Redis PERSISTs a key saved with ttlInSeconds <= 0
 		if secs > 0 {
-			next.expires = f.clock().Add(time.Duration(secs) * time.Second)
+			next.expires = f.now().Add(f.offset + time.Duration(secs)*time.Second)
 		}
 	}
-	f.state[store+"||"+it.Key] = &next
+	f.state[k] = &next
 	return nil
 }
 
-func (f *Fake) clock() time.Time { return f.now().Add(f.offset) }
-
-// live returns the unexpired entry of key, or nil; the caller holds f.mu.
-func (f *Fake) live(store, key string) *stateEntry {
-	e := f.state[store+"||"+key]
-	if e != nil && !e.expires.IsZero() && !f.clock().Before(e.expires) {
-		delete(f.state, store+"||"+key)
+// live returns the unexpired entry of k, or nil; the caller holds f.mu.
+func (f *Fake) live(k stateKey) *stateEntry {
+	e := f.state[k]
+	if e != nil && !e.expires.IsZero() && !f.now().Add(f.offset).Before(e.expires) {
+		delete(f.state, k)
 		return nil
 	}
 	return e
@@ -524,11 +482,7 @@ func (f *Fake) authorized(w http.ResponseWriter, r *http.Request) bool {
 
 func write(w http.ResponseWriter, resp Response) {
 	if resp.Body != "" {
-		ct := resp.ContentType
-		if ct == "" {
-			ct = "application/json"
-		}
-		w.Header().Set("Content-Type", ct)
+		w.Header().Set("Content-Type", cmp.Or(resp.ContentType, "application/json"))
 	}
 	w.WriteHeader(resp.Status)
 	_, _ = io.WriteString(w, resp.Body)
