@@ -12,14 +12,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-)
 
-// latencyBuckets span a loopback publish (well under 1 ms) to a publish that
-// retries until PUBLISH_TIMEOUT (5 s by default).
-var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	kitmetrics "github.com/taskevents/taskevents/kit/metrics"
+)
 
 // Metrics is safe for concurrent use.
 type Metrics struct {
@@ -61,12 +57,7 @@ type routeSeries struct {
 
 // New registers every metric on a new registry.
 func New() *Metrics {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	f := promauto.With(reg)
+	reg, f := kitmetrics.NewRegistry()
 	m := &Metrics{
 		Registry: reg,
 		requests: f.NewCounterVec(prometheus.CounterOpts{
@@ -76,12 +67,12 @@ func New() *Metrics {
 		requestTime: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "taskevents_publisher_request_duration_seconds",
 			Help:    "Time from a request's headers to its handler's return, by route.",
-			Buckets: latencyBuckets,
+			Buckets: kitmetrics.LatencyBuckets,
 		}, []string{"route"}),
 		publishTime: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "taskevents_publisher_publish_duration_seconds",
 			Help:    "Duration of one publish call to the sidecar, by mode (single or bulk).",
-			Buckets: latencyBuckets,
+			Buckets: kitmetrics.LatencyBuckets,
 		}, []string{"mode"}),
 		attempts: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "taskevents_publisher_publish_attempts_total",

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	kitmetrics "github.com/taskevents/taskevents/kit/metrics"
 )
 
 // Outcomes, exactly as answered to daprd.
@@ -32,12 +32,7 @@ type Metrics struct {
 
 // New registers every metric on a new registry.
 func New() *Metrics {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	f := promauto.With(reg)
+	reg, f := kitmetrics.NewRegistry()
 	m := &Metrics{
 		Registry: reg,
 		events: f.NewCounterVec(prometheus.CounterOpts{
@@ -47,7 +42,7 @@ func New() *Metrics {
 		handling: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "taskevents_worker_event_handling_seconds",
 			Help:    "Time from receiving a delivery to answering it, by the status answered.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+			Buckets: kitmetrics.LatencyBuckets,
 		}, []string{"outcome"}),
 		batches: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "taskevents_worker_bulk_batch_entries",
@@ -97,8 +92,8 @@ func (m *Metrics) Unauthorized() { m.unauthorized.Inc() }
 
 // TrackDedupeEntries exports the size of the dedupe store.
 func (m *Metrics) TrackDedupeEntries(size func() int) {
-	promauto.With(m.Registry).NewGaugeFunc(prometheus.GaugeOpts{
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "taskevents_worker_dedupe_entries",
 		Help: "Event keys held by the dedupe store (handled and in flight).",
-	}, func() float64 { return float64(size()) })
+	}, func() float64 { return float64(size()) }))
 }
