@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -65,7 +66,7 @@ func (t *Topic) Publish(ctx context.Context, m Message) error {
 	if m.TraceParent != "" {
 		traceState = m.TraceState
 	}
-	resp, err := t.c.call(ctx, http.MethodPost, t.publishURL(m), m.Data, "Content-Type", contentType(m),
+	resp, err := t.c.call(ctx, http.MethodPost, t.publishURL(m), m.Data, "Content-Type", cmp.Or(m.ContentType, contentTypeJSON),
 		"traceparent", m.TraceParent, "tracestate", traceState)
 	if err != nil {
 		return err
@@ -80,13 +81,6 @@ func (t *Topic) Publish(ctx context.Context, m Message) error {
 			Err: fmt.Errorf("sidecar answered %d %s: %s", resp.StatusCode, code, msg)}
 	}
 	return configError(resp.StatusCode, code, msg)
-}
-
-func contentType(m Message) string {
-	if m.ContentType == "" {
-		return contentTypeJSON
-	}
-	return m.ContentType
 }
 
 // publishURL appends m's metadata to the topic's path by hand, in one
@@ -188,7 +182,7 @@ func encodeBulk(ms []Message) []byte {
 		b = append(b, `","event":`...)
 		b = append(b, m.Data...)
 		b = append(b, `,"contentType":`...)
-		b = jsonstr.Append(b, contentType(m))
+		b = jsonstr.Append(b, cmp.Or(m.ContentType, contentTypeJSON))
 		b = append(b, `,"metadata":{`...)
 		state := ""
 		if m.TraceParent != "" {

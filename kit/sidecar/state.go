@@ -35,18 +35,14 @@ type wireItem struct {
 	Key      string            `json:"key"`
 	Value    any               `json:"value"`
 	ETag     string            `json:"etag,omitempty"`
-	Options  *wireOptions      `json:"options,omitempty"`
+	Options  map[string]string `json:"options,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
-}
-
-type wireOptions struct {
-	Concurrency string `json:"concurrency"`
 }
 
 func (it StateItem) wire() wireItem {
 	w := wireItem{Key: it.Key, Value: it.Value, ETag: it.ETag}
 	if it.ETag != "" {
-		w.Options = &wireOptions{Concurrency: "first-write"}
+		w.Options = map[string]string{"concurrency": "first-write"}
 	}
 	if it.TTL > 0 {
 		w.Metadata = map[string]string{"ttlInSeconds": strconv.FormatInt(int64((it.TTL+time.Second-1)/time.Second), 10)}
