@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/taskevents/taskevents/kit/kittest"
 	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 )
 
@@ -33,7 +34,7 @@ func burst(t *testing.T, a *app, fake *sidecartest.Fake, n int) []int {
 	}
 	// With coalescing on, PUBLISH_MAX_IN_FLIGHT publishes are in flight and the rest queue; with
 	// it off, all n reach the sidecar. Either way, wait for the first.
-	eventually(t, "the first publish to reach the sidecar", func() bool {
+	kittest.Eventually(t, "the first publish to reach the sidecar", func() bool {
 		return len(fake.Publishes())+len(fake.BulkPublishes()) > 0
 	})
 	release()
@@ -100,7 +101,7 @@ func TestRunPprof(t *testing.T) {
 		if strings.Contains(a.stdout.String(), "pprof") {
 			t.Errorf("pprof mentioned without PPROF_ADDR: %s", a.stdout)
 		}
-		if code, _ := get(t, a.url+"/debug/pprof/"); code != http.StatusNotFound {
+		if code, _ := kittest.Get(a.url + "/debug/pprof/"); code != http.StatusNotFound {
 			t.Errorf("GET /debug/pprof/ on the API port = %d, want 404", code)
 		}
 	})
@@ -113,14 +114,14 @@ func TestRunPprof(t *testing.T) {
 		_ = ln.Close()
 		fake := sidecartest.New(t)
 		a := startRun(t, fake, "PPROF_ADDR="+addr)
-		if code, body := get(t, "http://"+addr+"/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "heap") {
+		if code, body := kittest.Get("http://" + addr + "/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "heap") {
 			t.Errorf("GET /debug/pprof/ = %d, want 200 with the index", code)
 		}
 		a.cancel()
 		if err := a.wait(t); err != nil {
 			t.Fatal(err)
 		}
-		if code, _ := get(t, "http://"+addr+"/debug/pprof/"); code != 0 {
+		if code, _ := kittest.Get("http://" + addr + "/debug/pprof/"); code != 0 {
 			t.Errorf("pprof still answers %d after run returned", code)
 		}
 	})

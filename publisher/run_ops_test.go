@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/taskevents/taskevents/kit/kittest"
 	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 )
 
@@ -14,7 +15,7 @@ import (
 // and values.
 func scrape(t *testing.T, url string) map[string]float64 {
 	t.Helper()
-	code, body := get(t, url)
+	code, body := kittest.Get(url)
 	if code != http.StatusOK {
 		t.Fatalf("GET %s = %d %s", url, code, body)
 	}
@@ -43,8 +44,8 @@ func TestRunServesMetricsOnTheOpsPort(t *testing.T) {
 	if a.opsURL == a.url || a.opsURL == "http://" {
 		t.Fatalf("listening line: addr %s, ops_addr %s; want two addresses", a.url, a.opsURL)
 	}
-	eventually(t, "the ops port's /readyz 200", func() bool { c, _ := get(t, a.opsURL+"/readyz"); return c == 200 })
-	if code, _ := get(t, a.opsURL+"/healthz"); code != 200 {
+	kittest.Eventually(t, "the ops port's /readyz 200", func() bool { c, _ := kittest.Get(a.opsURL + "/readyz"); return c == 200 })
+	if code, _ := kittest.Get(a.opsURL + "/healthz"); code != 200 {
 		t.Errorf("ops /healthz = %d", code)
 	}
 	before := scrape(t, a.opsURL+"/metrics")
@@ -68,7 +69,7 @@ func TestRunServesMetricsOnTheOpsPort(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("POST /tasks = %d", resp.StatusCode)
 	}
-	if code, body := get(t, a.url+"/metrics"); code != http.StatusNotFound || strings.Contains(body, "taskevents_") {
+	if code, body := kittest.Get(a.url + "/metrics"); code != http.StatusNotFound || strings.Contains(body, "taskevents_") {
 		t.Errorf("the app port's GET /metrics = %d %.200s, want 404 without metrics", code, body)
 	}
 	after := scrape(t, a.opsURL+"/metrics")
@@ -97,14 +98,14 @@ func TestRunServesMetricsOnTheOpsPort(t *testing.T) {
 	}
 
 	a.cancel()
-	eventually(t, "the ops port's /readyz draining", func() bool {
-		c, b := get(t, a.opsURL+"/readyz")
+	kittest.Eventually(t, "the ops port's /readyz draining", func() bool {
+		c, b := kittest.Get(a.opsURL + "/readyz")
 		return c == 503 && strings.Contains(b, "draining")
 	})
 	if err := a.wait(t); err != nil {
 		t.Fatalf("run = %v", err)
 	}
-	if code, _ := get(t, a.opsURL+"/healthz"); code != 0 {
+	if code, _ := kittest.Get(a.opsURL + "/healthz"); code != 0 {
 		t.Errorf("the ops port still answers (%d) after run returned", code)
 	}
 }

@@ -12,21 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/kit/kittest"
 	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 )
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // app is run() in a goroutine.
 type app struct {
@@ -70,7 +59,7 @@ func startRun(t *testing.T, fake *sidecartest.Fake, extraEnv ...string) *app {
 		_ = a.wait(t)
 	})
 
-	eventually(t, `the "listening" log line`, func() bool { addr, _ := listenAddrs(a.stdout.String()); return addr != "" })
+	kittest.Eventually(t, `the "listening" log line`, func() bool { addr, _ := listenAddrs(a.stdout.String()); return addr != "" })
 	addr, ops := listenAddrs(a.stdout.String())
 	a.url, a.opsURL = "http://"+addr, "http://"+ops
 	return a
@@ -91,17 +80,6 @@ func listenAddrs(logs string) (addr, ops string) {
 	return "", ""
 }
 
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 func TestRun(t *testing.T) {
 	fake := sidecartest.New(t)
 	fake.Token = "run-test-token"
@@ -111,19 +89,19 @@ func TestRun(t *testing.T) {
 	url, stdout := a.url, a.stdout
 
 	// Readiness follows the sidecar's outbound health, both ways.
-	if code, body := get(t, url+"/readyz"); code != 503 {
+	if code, body := kittest.Get(url + "/readyz"); code != 503 {
 		t.Fatalf("/readyz before the sidecar is ready = %d %s, want 503", code, body)
 	}
-	if code, _ := get(t, url+"/healthz"); code != 200 {
+	if code, _ := kittest.Get(url + "/healthz"); code != 200 {
 		t.Fatalf("/healthz = %d, want 200 regardless of the sidecar", code)
 	}
 	fake.SetOutbound(http.StatusNoContent)
-	eventually(t, "/readyz 200", func() bool { c, _ := get(t, url+"/readyz"); return c == 200 })
+	kittest.Eventually(t, "/readyz 200", func() bool { c, _ := kittest.Get(url + "/readyz"); return c == 200 })
 	fake.SetOutbound(http.StatusInternalServerError)
-	eventually(t, "/readyz 503 after the sidecar went away", func() bool { c, _ := get(t, url+"/readyz"); return c == 503 })
+	kittest.Eventually(t, "/readyz 503 after the sidecar went away", func() bool { c, _ := kittest.Get(url + "/readyz"); return c == 503 })
 	fake.SetOutbound(http.StatusNoContent)
-	eventually(t, "/readyz 200 after the sidecar came back", func() bool { c, _ := get(t, url+"/readyz"); return c == 200 })
-	eventually(t, "the missing-component warning", func() bool {
+	kittest.Eventually(t, "/readyz 200 after the sidecar came back", func() bool { c, _ := kittest.Get(url + "/readyz"); return c == 200 })
+	kittest.Eventually(t, "the missing-component warning", func() bool {
 		return strings.Contains(stdout.String(), "the sidecar has no component named PUBSUB_NAME")
 	})
 	if n := fake.MetadataCalls(); n != 1 {
@@ -164,14 +142,14 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, doc := get(t, url+"/openapi.yaml"); code != 200 || doc != string(want) {
+	if code, doc := kittest.Get(url + "/openapi.yaml"); code != 200 || doc != string(want) {
 		t.Errorf("GET /openapi.yaml = %d, %d bytes; want 200 and openapi.yaml's %d bytes", code, len(doc), len(want))
 	}
 
 	// Drain: readiness turns 503 "draining" before the server stops, then run returns nil.
 	a.cancel()
-	eventually(t, "/readyz draining", func() bool {
-		c, b := get(t, url+"/readyz")
+	kittest.Eventually(t, "/readyz draining", func() bool {
+		c, b := kittest.Get(url + "/readyz")
 		return c == 503 && strings.Contains(b, "draining")
 	})
 	if err := a.wait(t); err != nil {
@@ -204,14 +182,14 @@ func TestRunMemoryIdempotencyStore(t *testing.T) {
 	fake := sidecartest.New(t)
 	fake.SetComponents("pubsub") // no state store, and none needed
 	a := startRun(t, fake, "IDEMPOTENCY_STORE=memory", "IDEMPOTENCY_KEY_TTL=1h")
-	eventually(t, "/readyz 200", func() bool { c, _ := get(t, a.url+"/readyz"); return c == 200 })
+	kittest.Eventually(t, "/readyz 200", func() bool { c, _ := kittest.Get(a.url + "/readyz"); return c == 200 })
 	if first, second := postKeyed(t, a.url, "k"), postKeyed(t, a.url, "k"); first != second {
 		t.Errorf("task ids for one key = %q, %q; want the same", first, second)
 	}
 	if n := len(fake.StateSaves()); n != 0 {
 		t.Errorf("%d state saves, want none with IDEMPOTENCY_STORE=memory", n)
 	}
-	eventually(t, "the component check", func() bool {
+	kittest.Eventually(t, "the component check", func() bool {
 		return strings.Contains(a.stdout.String(), "pub/sub component loaded by the sidecar")
 	})
 	if strings.Contains(a.stdout.String(), "IDEMPOTENCY_STORE") {
@@ -222,7 +200,7 @@ func TestRunMemoryIdempotencyStore(t *testing.T) {
 func TestRunWarnsAboutAMissingStateStore(t *testing.T) {
 	fake := sidecartest.New(t)
 	a := startRun(t, fake) // the fake lists only "pubsub"
-	eventually(t, "the missing state store warning", func() bool {
+	kittest.Eventually(t, "the missing state store warning", func() bool {
 		return strings.Contains(a.stdout.String(), "the sidecar has no component named IDEMPOTENCY_STORE")
 	})
 }
@@ -230,9 +208,9 @@ func TestRunWarnsAboutAMissingStateStore(t *testing.T) {
 func TestRunReadinessIsNotCheckedPerProbe(t *testing.T) {
 	fake := sidecartest.New(t)
 	url := startRun(t, fake, "READINESS_INTERVAL=1h").url
-	eventually(t, "/readyz 200", func() bool { c, _ := get(t, url+"/readyz"); return c == 200 })
+	kittest.Eventually(t, "/readyz 200", func() bool { c, _ := kittest.Get(url + "/readyz"); return c == 200 })
 	for range 20 {
-		get(t, url+"/readyz")
+		kittest.Get(url + "/readyz")
 	}
 	if n := fake.OutboundChecks(); n != 1 {
 		t.Errorf("outbound checks = %d after 20+ probes, want 1 (the immediate first check)", n)

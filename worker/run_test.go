@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/kit/kittest"
 	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 )
@@ -32,27 +33,6 @@ func logLines(t *testing.T, out *logging.Buffer, msg string) []map[string]any {
 	return lines
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func get(url string) (int, string) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -69,14 +49,14 @@ func TestRun(t *testing.T) {
 	}()
 
 	var base, ops string
-	waitFor(t, `the "listening" line`, func() bool {
+	kittest.Eventually(t, `the "listening" line`, func() bool {
 		if l := logLines(t, out, "listening"); len(l) == 1 {
 			base, ops = "http://"+l[0]["addr"].(string), "http://"+l[0]["ops_addr"].(string)
 			return true
 		}
 		return false
 	})
-	waitFor(t, "/readyz 200", func() bool { code, _ := get(base + "/readyz"); return code == 200 })
+	kittest.Eventually(t, "/readyz 200", func() bool { code, _ := kittest.Get(base + "/readyz"); return code == 200 })
 
 	envelope := `{"topic":"task-events","pubsubname":"pubsub","traceid":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","tracestate":"",` +
 		`"data":{"event_type":"task.created","task_id":"3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11","title":"run test"},` +
@@ -101,13 +81,13 @@ func TestRun(t *testing.T) {
 	if fake.Value("statestore", "task-3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11") == nil {
 		t.Errorf("the handled task was not recorded in the state store; keys: %v", fake.Keys("statestore", ""))
 	}
-	if code, _ := get(base + "/metrics"); code != http.StatusNotFound {
+	if code, _ := kittest.Get(base + "/metrics"); code != http.StatusNotFound {
 		t.Errorf("/metrics on the event port = %d, want 404 (metrics are on the ops port)", code)
 	}
-	if code, _ := get(ops + "/readyz"); code != http.StatusOK {
+	if code, _ := kittest.Get(ops + "/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz on the ops port = %d", code)
 	}
-	if code, metrics := get(ops + "/metrics"); code != 200 || !strings.Contains(metrics, `taskevents_worker_events_total{outcome="SUCCESS"} 1`) {
+	if code, metrics := kittest.Get(ops + "/metrics"); code != 200 || !strings.Contains(metrics, `taskevents_worker_events_total{outcome="SUCCESS"} 1`) {
 		t.Errorf("/metrics = %d, missing the SUCCESS count", code)
 	}
 	if n := len(logLines(t, out, "APP_API_TOKEN is not set: event routes accept requests from anyone who can reach this port")); n != 0 {
@@ -116,8 +96,8 @@ func TestRun(t *testing.T) {
 
 	cancel()
 	// During DRAIN_DELAY the server still answers, with readiness failed.
-	waitFor(t, "/readyz 503 while draining", func() bool { code, _ := get(base + "/readyz"); return code == 503 })
-	waitFor(t, "ops /readyz 503 while draining", func() bool { code, _ := get(ops + "/readyz"); return code == 503 })
+	kittest.Eventually(t, "/readyz 503 while draining", func() bool { code, _ := kittest.Get(base + "/readyz"); return code == 503 })
+	kittest.Eventually(t, "ops /readyz 503 while draining", func() bool { code, _ := kittest.Get(ops + "/readyz"); return code == 503 })
 	select {
 	case err := <-done:
 		if err != nil {
@@ -141,7 +121,7 @@ func TestRunWarnsWithoutToken(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "OPS_PORT=0", "DRAIN_DELAY=0s", "FAULT_RETRY_FIRST=2"}, out)
 	}()
-	waitFor(t, `the "listening" line`, func() bool { return len(logLines(t, out, "listening")) == 1 })
+	kittest.Eventually(t, `the "listening" line`, func() bool { return len(logLines(t, out, "listening")) == 1 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
@@ -182,7 +162,7 @@ func TestRunPortInUse(t *testing.T) {
 		done <- run(ctx, []string{"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "OPS_PORT=0", "DRAIN_DELAY=0s"}, out)
 	}()
 	var addr string
-	waitFor(t, `the "listening" line`, func() bool {
+	kittest.Eventually(t, `the "listening" line`, func() bool {
 		if l := logLines(t, out, "listening"); len(l) == 1 {
 			addr = l[0]["addr"].(string)
 			return true
@@ -221,7 +201,7 @@ func TestRunPprof(t *testing.T) {
 				done <- run(ctx, []string{"APP_PORT=0", "LISTEN_HOST=127.0.0.1", "OPS_PORT=0", "OPS_LISTEN_HOST=127.0.0.1",
 					"DRAIN_DELAY=0s", "DEDUPE_STORE=memory", "PPROF_ADDR=" + tt.addr}, out)
 			}()
-			waitFor(t, `the "listening" line`, func() bool { return len(logLines(t, out, "listening")) == 1 })
+			kittest.Eventually(t, `the "listening" line`, func() bool { return len(logLines(t, out, "listening")) == 1 })
 			serving := logLines(t, out, "serving pprof")
 			if tt.addr == "" {
 				if len(serving) != 0 {
@@ -232,7 +212,7 @@ func TestRunPprof(t *testing.T) {
 					t.Fatalf(`"serving pprof" lines = %v`, serving)
 				}
 				_, port, _ := net.SplitHostPort(serving[0]["pprof_addr"].(string))
-				if code, body := get("http://127.0.0.1:" + port + "/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
+				if code, body := kittest.Get("http://127.0.0.1:" + port + "/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
 					t.Errorf("GET /debug/pprof/ = %d", code)
 				}
 			}

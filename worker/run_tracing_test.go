@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/kit/kittest"
 	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/kit/tracing/tracingtest"
 )
@@ -29,7 +30,7 @@ func TestRunTracing(t *testing.T) {
 			"DEDUPE_STORE=memory", "OTEL_TRACES_EXPORTER=console"}, out)
 	}()
 	var base string
-	waitFor(t, `the "listening" line`, func() bool {
+	kittest.Eventually(t, `the "listening" line`, func() bool {
 		if l := logLines(t, out, "listening"); len(l) == 1 {
 			base = "http://" + l[0]["addr"].(string)
 			return true

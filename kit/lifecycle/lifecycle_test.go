@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/kit/kittest"
 	"github.com/taskevents/taskevents/kit/lifecycle"
 	"github.com/taskevents/taskevents/kit/logging"
 )
@@ -43,17 +44,6 @@ func get(url string) <-chan int {
 		c <- resp.StatusCode
 	}()
 	return c
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestRefusesAServerWithoutATimeout(t *testing.T) {
@@ -107,7 +97,7 @@ func TestDrain(t *testing.T) {
 	slow := get(url + "/slow")
 	<-inSlow
 	cancel()
-	waitFor(t, "Begin", began.Load)
+	kittest.Eventually(t, "Begin", began.Load)
 	// During DRAIN_DELAY the server still answers, with readiness at 503.
 	if code := <-get(url + "/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("GET /readyz while draining = %d, want 503", code)

@@ -15,7 +15,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
+	"golang.org/x/net/http/httpguts"
 
+	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/kit/problem"
 	"github.com/taskevents/taskevents/kit/sidecar"
 	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
@@ -94,7 +96,7 @@ func FuzzCreateTask(f *testing.F) {
 	f.Fuzz(func(t *testing.T, contentType string, body []byte, chunked, oversize bool, traceparent, key string) {
 		// net/http's server answers 400 itself, before any handler runs, to header
 		// values with control characters; the handler never sees them.
-		if !validHeaderValue(contentType) || !validHeaderValue(traceparent) || !validHeaderValue(key) {
+		if !httpguts.ValidHeaderFieldValue(contentType) || !httpguts.ValidHeaderFieldValue(traceparent) || !httpguts.ValidHeaderFieldValue(key) {
 			return
 		}
 		if oversize {
@@ -129,7 +131,7 @@ func FuzzCreateTask(f *testing.F) {
 		switch {
 		case got >= 500:
 			t.Fatalf("%d for Content-Type %q, body %q: a client's input must never be a server error: %s",
-				got, contentType, truncate(body), rec.Body)
+				got, contentType, logging.Truncate(string(body), 200), rec.Body)
 		case got == http.StatusUnsupportedMediaType:
 			// The media type is checked first, so 415 may stand in for any verdict on the
 			// body, but never for plain application/json.
@@ -141,7 +143,7 @@ func FuzzCreateTask(f *testing.F) {
 			// reused for another task (422) after it.
 		case got != want:
 			t.Fatalf("%d for Content-Type %q, body %q; the decoder says %d (%v): %s",
-				got, contentType, truncate(body), want, derr, rec.Body)
+				got, contentType, logging.Truncate(string(body), 200), want, derr, rec.Body)
 		}
 
 		if got == http.StatusAccepted {
@@ -177,22 +179,4 @@ func FuzzCreateTask(f *testing.F) {
 			t.Fatalf("%d problem %+v lacks a matching status, a type, a title or a detail", got, p)
 		}
 	})
-}
-
-// validHeaderValue is net/http's rule (httpguts.ValidHeaderFieldValue): no control
-// characters other than horizontal tab.
-func validHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if b := v[i]; (b < ' ' && b != '\t') || b == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-func truncate(b []byte) string {
-	if len(b) > 200 {
-		return string(b[:200]) + "…"
-	}
-	return string(b)
 }

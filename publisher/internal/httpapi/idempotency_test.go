@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/kit/kittest"
 	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/kit/problem"
 	"github.com/taskevents/taskevents/kit/sidecar"
@@ -58,7 +59,7 @@ func newIdemEnv(t *testing.T, kind, storeName string) *idemEnv {
 		store = idempotency.NewDapr(sc, storeName, ttl, time.Second)
 		env.advance = fake.Advance
 	case "memory":
-		c := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+		c := kittest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 		store = idempotency.NewMemory(ttl, 1000, c.Now)
 		env.advance = c.Advance
 		storeName = ""
@@ -68,23 +69,6 @@ func newIdemEnv(t *testing.T, kind, storeName string) *idemEnv {
 		AppID: "task-api", Idempotency: store, IdempotencyStore: storeName,
 	})
 	return env
-}
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 // post sends POST /tasks with the given Idempotency-Key field lines.

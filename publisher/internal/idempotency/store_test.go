@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/kit/kittest"
 	"github.com/taskevents/taskevents/kit/sidecar"
 	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 	"github.com/taskevents/taskevents/publisher/internal/idempotency"
@@ -28,24 +29,6 @@ func key(t *testing.T, v string) idempotency.Key {
 	return k
 }
 
-// clock is a fake time source that only moves when told to.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 func rec(id string) idempotency.Record {
 	return idempotency.Record{TaskID: id, Fingerprint: idempotency.Fingerprint("title of " + id)}
 }
@@ -59,7 +42,7 @@ type storeUnderTest struct {
 }
 
 func stores(t *testing.T, ttl time.Duration) []storeUnderTest {
-	c := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := kittest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	fake := sidecartest.New(t)
 	client := sidecar.New(sidecar.Options{BaseURL: fake.URL})
 	t.Cleanup(client.Close)
@@ -135,7 +118,7 @@ func TestStoreConcurrentClaims(t *testing.T) {
 }
 
 func TestMemoryIsBounded(t *testing.T) {
-	c := &clock{now: time.Now()}
+	c := kittest.NewClock(time.Now())
 	m := idempotency.NewMemory(time.Hour, 3, c.Now)
 	ctx := context.Background()
 	for _, v := range []string{"a", "b", "c", "d"} {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/taskevents/taskevents/kit/kittest"
 	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/kit/sidecar"
 	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
@@ -55,17 +56,6 @@ func (c *Publisher) queued() int {
 	return len(c.queue)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // calls runs Publish calls in goroutines and collects their errors by id.
 type calls struct {
 	wg   sync.WaitGroup
@@ -97,10 +87,10 @@ func (r *rig) queueBehindHeld(t *testing.T, cs *calls, ids ...string) (release f
 	release = r.fake.Hold()
 	t.Cleanup(release)
 	cs.publish(context.Background(), r.c, "first", TraceContext{})
-	waitFor(t, "the first publish to reach the sidecar", func() bool { return len(r.fake.Publishes()) == 1 })
+	kittest.Eventually(t, "the first publish to reach the sidecar", func() bool { return len(r.fake.Publishes()) == 1 })
 	for i, id := range ids {
 		cs.publish(context.Background(), r.c, id, TraceContext{TraceParent: traceparent(id)})
-		waitFor(t, "entry "+id+" to queue", func() bool { return r.c.queued() == i+1 })
+		kittest.Eventually(t, "entry "+id+" to queue", func() bool { return r.c.queued() == i+1 })
 	}
 	return release
 }
@@ -294,7 +284,7 @@ func TestDeadlineWhileQueued(t *testing.T) {
 	defer release()
 	var cs calls
 	cs.publish(context.Background(), r.c, "first", TraceContext{})
-	waitFor(t, "the first publish to reach the sidecar", func() bool { return len(r.fake.Publishes()) == 1 })
+	kittest.Eventually(t, "the first publish to reach the sidecar", func() bool { return len(r.fake.Publishes()) == 1 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -332,7 +322,7 @@ func TestCancellationWhileQueued(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.c.Publish(ctx, NewTaskCreated("cancelled", "x"), TraceContext{}) }()
-	waitFor(t, "the entry to queue", func() bool { return r.c.queued() == 2 })
+	kittest.Eventually(t, "the entry to queue", func() bool { return r.c.queued() == 2 })
 	cancel()
 	select {
 	case err := <-done:

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskevents/taskevents/kit/kittest"
 	"github.com/taskevents/taskevents/kit/sidecar"
 	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 	"github.com/taskevents/taskevents/worker/internal/dedupe"
@@ -15,27 +16,15 @@ import (
 
 const key = "pubsub/task-events/9d1e3c0a-0000-4000-8000-000000000001"
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newLedger(t *testing.T) (*sidecartest.Fake, *clock, func() *dedupe.StateLedger) {
+func newLedger(t *testing.T) (*sidecartest.Fake, *kittest.Clock, func() *dedupe.StateLedger) {
 	t.Helper()
 	fake := sidecartest.New(t)
-	c := &clock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
-	fake.SetClock(c.now)
+	c := kittest.NewClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+	fake.SetClock(c.Now)
 	client := sidecar.New(sidecar.Options{BaseURL: fake.URL})
 	// Each call is a separate worker process (or replica) on the same store.
 	return fake, c, func() *dedupe.StateLedger {
-		return dedupe.NewStateLedger(client, "statestore", 30*time.Second, time.Hour, c.now)
+		return dedupe.NewStateLedger(client, "statestore", 30*time.Second, time.Hour, c.Now)
 	}
 }
 
@@ -89,9 +78,9 @@ func TestStateLedgerRelease(t *testing.T) {
 func TestStateLedgerLeaseExpires(t *testing.T) {
 	_, c, ledger := newLedger(t)
 	mustClaim(t, ledger(), dedupe.Claimed)
-	c.add(29 * time.Second)
+	c.Advance(29 * time.Second)
 	mustClaim(t, ledger(), dedupe.InFlight)
-	c.add(2 * time.Second)
+	c.Advance(2 * time.Second)
 	mustClaim(t, ledger(), dedupe.Claimed)
 }
 
@@ -102,7 +91,7 @@ func TestStateLedgerLateCompleteLoses(t *testing.T) {
 	ctx := context.Background()
 	slow, fast := ledger(), ledger()
 	mustClaim(t, slow, dedupe.Claimed)
-	c.add(31 * time.Second)
+	c.Advance(31 * time.Second)
 	mustClaim(t, fast, dedupe.Claimed)
 	if err := fast.Complete(ctx, key, task("3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11")); err != nil {
 		t.Fatal(err)
@@ -130,9 +119,9 @@ func TestStateLedgerDoneMarkExpires(t *testing.T) {
 	if err := a.Complete(context.Background(), key, task("3f0c8a51-6b7e-4d2a-9c1e-2b5d7f9a0c11")); err != nil {
 		t.Fatal(err)
 	}
-	c.add(59 * time.Minute)
+	c.Advance(59 * time.Minute)
 	mustClaim(t, ledger(), dedupe.Done)
-	c.add(2 * time.Minute)
+	c.Advance(2 * time.Minute)
 	mustClaim(t, ledger(), dedupe.Claimed) // past DEDUPE_TTL the event is new again
 }
 
@@ -169,12 +158,12 @@ func TestStateLedgerClaimWithoutTTLIsTakenOver(t *testing.T) {
 	fake, c, ledger := newLedger(t)
 	client := sidecar.New(sidecar.Options{BaseURL: fake.URL})
 	stale := map[string]any{"state": "claimed", "owner": "dead/1/x", "event_key": key,
-		"at": c.now(), "expires_at": c.now().Add(15 * time.Second)}
+		"at": c.Now(), "expires_at": c.Now().Add(15 * time.Second)}
 	if err := client.SaveState(context.Background(), "statestore", sidecar.StateItem{Key: dedupe.StateKey(key), Value: stale, ETag: sidecar.CreateOnly}); err != nil {
 		t.Fatal(err)
 	}
 	mustClaim(t, ledger(), dedupe.InFlight)
-	c.add(16 * time.Second)
+	c.Advance(16 * time.Second)
 	var wg sync.WaitGroup
 	results := make(chan dedupe.Result, 8)
 	ledgers := make([]*dedupe.StateLedger, 8)

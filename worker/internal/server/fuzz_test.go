@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/taskevents/taskevents/kit/logging"
 	"github.com/taskevents/taskevents/worker/internal/bulk"
@@ -83,7 +84,7 @@ func FuzzDeliverEvent(f *testing.F) {
 	f.Fuzz(func(t *testing.T, contentType string, binary bool, ceType string, body []byte, oversize bool, sent string) {
 		// net/http's server refuses header values with control characters itself.
 		for _, v := range []string{contentType, ceType, sent} {
-			if !validHeaderValue(v) {
+			if !httpguts.ValidHeaderFieldValue(v) {
 				return
 			}
 		}
@@ -152,7 +153,7 @@ func FuzzDeliverEvent(f *testing.F) {
 		}
 		if reply.Status != want {
 			t.Fatalf("status %s, want %s (parse error: %v) for Content-Type %q, binary %v, body %q",
-				reply.Status, want, perr, contentType, binary, truncate(body))
+				reply.Status, want, perr, contentType, binary, logging.Truncate(string(body), 200))
 		}
 		if want == "DROP" && calls != callsBefore {
 			t.Fatalf("DROP, but the handler ran")
@@ -175,22 +176,4 @@ func onlyLogLine(t *testing.T, logs []byte) map[string]any {
 		t.Fatalf("log line is not JSON: %v: %s", err, lines[0])
 	}
 	return m
-}
-
-// validHeaderValue is net/http's rule (httpguts.ValidHeaderFieldValue): no control
-// characters other than horizontal tab.
-func validHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if b := v[i]; (b < ' ' && b != '\t') || b == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-func truncate(b []byte) string {
-	if len(b) > 200 {
-		return string(b[:200]) + "…"
-	}
-	return string(b)
 }
