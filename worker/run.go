@@ -100,7 +100,7 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	} else {
 		mem := dedupe.New(cfg.DedupeMaxEntries, cfg.DedupeTTL, time.Now)
 		m.TrackDedupeEntries(mem.Len)
-		deps.Ledger = dedupe.Memory{Store: mem}
+		deps.Ledger = mem
 		logger.Warn().Msg("DEDUPE_STORE=memory: dedupe records die with this process and are not shared with replicas; dead letters are only logged")
 	}
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/taskevents/taskevents/kit/sidecar"
+	"github.com/taskevents/taskevents/worker/internal/statestore"
 )
 
 // Entry is one kept dead letter.
@@ -63,18 +64,6 @@ func New(state *sidecar.Client, store string, now func() time.Time) *Store {
 	return &Store{state: state, store: store, now: now}
 }
 
-// get reads key into v; found is false when it does not exist.
-func (s *Store) get(ctx context.Context, key string, v any) (etag string, found bool, err error) {
-	st, found, err := s.state.GetState(ctx, s.store, key)
-	if err != nil || !found {
-		return "", false, err
-	}
-	if err := json.Unmarshal(st.Value, v); err != nil {
-		return "", false, fmt.Errorf("dead-letter store: %s: %w", key, err)
-	}
-	return st.ETag, true, nil
-}
-
 type index struct {
 	IDs []string `json:"ids"`
 }
@@ -116,7 +105,7 @@ func (s *Store) Keep(ctx context.Context, e Entry) error {
 // List returns every kept dead letter, oldest first.
 func (s *Store) List(ctx context.Context) ([]Entry, error) {
 	var idx index
-	if _, _, err := s.get(ctx, indexKey, &idx); err != nil {
+	if _, _, err := statestore.Get(ctx, s.state, s.store, indexKey, &idx); err != nil {
 		return nil, err
 	}
 	out := make([]Entry, 0, len(idx.IDs))
@@ -136,7 +125,7 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 // Get returns one dead letter.
 func (s *Store) Get(ctx context.Context, id string) (Entry, error) {
 	var e Entry
-	_, found, err := s.get(ctx, key(id), &e)
+	_, found, err := statestore.Get(ctx, s.state, s.store, key(id), &e)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -183,7 +172,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 func (s *Store) updateIndex(ctx context.Context, change func([]string) []string) error {
 	for range maxIndexRetries {
 		var idx index
-		etag, found, err := s.get(ctx, indexKey, &idx)
+		etag, found, err := statestore.Get(ctx, s.state, s.store, indexKey, &idx)
 		if err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@
 package dedupe
 
 import (
+	"context"
 	"crypto/sha256"
 	"sync"
 	"time"
@@ -22,7 +23,7 @@ import (
 	"github.com/taskevents/taskevents/kit/memstore"
 )
 
-// Result is the answer to TryClaim.
+// Result is the answer to Claim.
 type Result int
 
 const (
@@ -76,37 +77,40 @@ func New(maxEntries int, ttl time.Duration, now func() time.Time) *Store {
 	}
 }
 
-// TryClaim claims key unless it is done or claimed by someone else.
-func (s *Store) TryClaim(k string) Result {
+// Claim claims key unless it is done or claimed by someone else. The
+// memory store never fails.
+func (s *Store) Claim(_ context.Context, k string) (Result, error) {
 	key := digestOf(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.claims[key]; ok {
-		return InFlight
+		return InFlight, nil
 	}
 	if _, ok := s.done.Get(key); ok {
-		return Done
+		return Done, nil
 	}
 	s.claims[key] = struct{}{}
-	return Claimed
+	return Claimed, nil
 }
 
-// Complete records key as handled.
-func (s *Store) Complete(k string) {
+// Complete records key as handled. The handled task is not kept: the
+// memory store is for runs without a state store.
+func (s *Store) Complete(_ context.Context, k string, _ Handled) error {
 	key := digestOf(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.claims, key)
 	s.done.Put(key, struct{}{})
+	return nil
 }
 
 // Release gives up a claim, so a redelivery of the event is handled again.
 // It does nothing if key is already done.
-func (s *Store) Release(k string) {
-	key := digestOf(k)
+func (s *Store) Release(_ context.Context, k string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.claims, key)
+	delete(s.claims, digestOf(k))
+	return nil
 }
 
 // Len is the number of keys held, completed and in flight.

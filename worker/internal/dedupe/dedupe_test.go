@@ -1,6 +1,7 @@
 package dedupe
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"sync"
@@ -13,6 +14,28 @@ import (
 
 func newClock() *kittest.Clock {
 	return kittest.NewClock(time.Date(2026, 11, 27, 16, 0, 0, 0, time.UTC))
+}
+
+// claim, complete and release drive the Ledger methods; the memory store
+// never fails, so each also checks that it does not.
+func claim(t testing.TB, s *Store, k string) Result {
+	r, err := s.Claim(context.Background(), k)
+	if err != nil {
+		t.Errorf("Claim(%q): %v", k, err)
+	}
+	return r
+}
+
+func complete(t testing.TB, s *Store, k string) {
+	if err := s.Complete(context.Background(), k, Handled{}); err != nil {
+		t.Errorf("Complete(%q): %v", k, err)
+	}
+}
+
+func release(t testing.TB, s *Store, k string) {
+	if err := s.Release(context.Background(), k); err != nil {
+		t.Errorf("Release(%q): %v", k, err)
+	}
 }
 
 func TestLifecycle(t *testing.T) {
@@ -39,13 +62,13 @@ func TestLifecycle(t *testing.T) {
 	for i, st := range steps {
 		switch st.op {
 		case "claim":
-			if got := s.TryClaim(st.key); got != st.want {
-				t.Fatalf("step %d: TryClaim(%q) = %v, want %v", i, st.key, got, st.want)
+			if got := claim(t, s, st.key); got != st.want {
+				t.Fatalf("step %d: Claim(%q) = %v, want %v", i, st.key, got, st.want)
 			}
 		case "complete":
-			s.Complete(st.key)
+			complete(t, s, st.key)
 		case "release":
-			s.Release(st.key)
+			release(t, s, st.key)
 		}
 	}
 	if s.Len() != 2 {
@@ -56,26 +79,26 @@ func TestLifecycle(t *testing.T) {
 func TestLRUEviction(t *testing.T) {
 	s := New(3, time.Hour, newClock().Now)
 	for _, k := range []string{"a", "b", "c"} {
-		s.TryClaim(k)
-		s.Complete(k)
+		claim(t, s, k)
+		complete(t, s, k)
 	}
 	// Touch "a" so that "b" is the least recently seen.
-	if got := s.TryClaim("a"); got != Done {
-		t.Fatalf("TryClaim(a) = %v", got)
+	if got := claim(t, s, "a"); got != Done {
+		t.Fatalf("Claim(a) = %v", got)
 	}
 	// An in-flight claim is not counted against the limit and not evicted.
-	if got := s.TryClaim("x"); got != Claimed {
-		t.Fatalf("TryClaim(x) = %v", got)
+	if got := claim(t, s, "x"); got != Claimed {
+		t.Fatalf("Claim(x) = %v", got)
 	}
-	s.TryClaim("d")
-	s.Complete("d") // evicts b
+	claim(t, s, "d")
+	complete(t, s, "d") // evicts b
 	if s.Len() != 4 {
 		t.Errorf("Len() = %d, want 4 (3 done + 1 in flight)", s.Len())
 	}
 	want := map[string]Result{"a": Done, "c": Done, "d": Done, "x": InFlight, "b": Claimed}
 	for k, w := range want {
-		if got := s.TryClaim(k); got != w {
-			t.Errorf("TryClaim(%q) = %v, want %v", k, got, w)
+		if got := claim(t, s, k); got != w {
+			t.Errorf("Claim(%q) = %v, want %v", k, got, w)
 		}
 	}
 }
@@ -83,32 +106,32 @@ func TestLRUEviction(t *testing.T) {
 func TestTTLExpiry(t *testing.T) {
 	clock := newClock()
 	s := New(100, time.Hour, clock.Now)
-	s.TryClaim("old")
-	s.Complete("old")
+	claim(t, s, "old")
+	complete(t, s, "old")
 	clock.Advance(40 * time.Minute)
-	s.TryClaim("young")
-	s.Complete("young")
-	s.TryClaim("inflight")
+	claim(t, s, "young")
+	complete(t, s, "young")
+	claim(t, s, "inflight")
 
 	clock.Advance(30 * time.Minute) // old: 70m, young: 30m
-	if got := s.TryClaim("young"); got != Done {
+	if got := claim(t, s, "young"); got != Done {
 		t.Fatalf("young: %v, want done", got)
 	}
-	if got := s.TryClaim("old"); got != Claimed {
+	if got := claim(t, s, "old"); got != Claimed {
 		t.Fatalf("old after TTL: %v, want claimed", got)
 	}
 
 	// Seeing a key refreshes it: young was touched at 70m.
 	clock.Advance(45 * time.Minute) // young last seen 45m ago
-	if got := s.TryClaim("young"); got != Done {
+	if got := claim(t, s, "young"); got != Done {
 		t.Fatalf("young after refresh: %v, want done", got)
 	}
 	clock.Advance(time.Hour)
-	if got := s.TryClaim("young"); got != Claimed {
+	if got := claim(t, s, "young"); got != Claimed {
 		t.Fatalf("young after TTL: %v, want claimed", got)
 	}
 	// In-flight claims do not expire.
-	if got := s.TryClaim("inflight"); got != InFlight {
+	if got := claim(t, s, "inflight"); got != InFlight {
 		t.Fatalf("inflight: %v, want in-flight", got)
 	}
 	// Expired entries are removed, not just ignored.
@@ -122,11 +145,11 @@ func TestExpiredEntriesFreedWithoutLookup(t *testing.T) {
 	s := New(1000, time.Minute, clock.Now)
 	for i := range 500 {
 		k := fmt.Sprint(i)
-		s.TryClaim(k)
-		s.Complete(k)
+		claim(t, s, k)
+		complete(t, s, k)
 	}
 	clock.Advance(2 * time.Minute)
-	s.TryClaim("new")
+	claim(t, s, "new")
 	if s.Len() != 1 {
 		t.Errorf("Len() = %d, want 1", s.Len())
 	}
@@ -141,7 +164,7 @@ func TestConcurrentClaimsOneWinner(t *testing.T) {
 	for range n {
 		wg.Go(func() {
 			<-start
-			switch s.TryClaim("k") {
+			switch claim(t, s, "k") {
 			case Claimed:
 				claimed.Add(1)
 			default:
@@ -175,17 +198,17 @@ func FuzzDedupe(f *testing.F) {
 				case Done:
 					want = Done
 				}
-				if got := s.TryClaim(key); got != want {
-					t.Fatalf("op %d: TryClaim(%s) = %v, want %v", i/2, key, got, want)
+				if got := claim(t, s, key); got != want {
+					t.Fatalf("op %d: Claim(%s) = %v, want %v", i/2, key, got, want)
 				}
 				if want == Claimed {
 					model[key] = Claimed
 				}
 			case 1:
-				s.Complete(key)
+				complete(t, s, key)
 				model[key] = Done
 			case 2:
-				s.Release(key)
+				release(t, s, key)
 				if model[key] == Claimed {
 					delete(model, key)
 				}
@@ -203,8 +226,8 @@ func BenchmarkClaimComplete(b *testing.B) {
 	for b.Loop() {
 		k := fmt.Sprint(i)
 		i++
-		s.TryClaim(k)
-		s.Complete(k)
+		claim(b, s, k)
+		complete(b, s, k)
 	}
 }
 
@@ -226,8 +249,8 @@ func TestMemoryOfFullWindow(t *testing.T) {
 	s := New(n, time.Hour, time.Now)
 	for i := range n {
 		k := fmt.Sprintf("pubsub/task-events/%08x-6b7e-4d2a-9c1e-2b5d7f9a0c11", i)
-		s.TryClaim(k)
-		s.Complete(k)
+		claim(t, s, k)
+		complete(t, s, k)
 	}
 	used := heap() - before
 	runtime.KeepAlive(s)

@@ -32,22 +32,3 @@ type Handled struct {
 	EventType string    `json:"event_type"`
 	HandledAt time.Time `json:"handled_at"`
 }
-
-// Memory adapts Store to Ledger. It never fails, and the handled task is
-// not kept: the in-memory ledger is for runs without a state store.
-type Memory struct{ *Store }
-
-// Claim claims key.
-func (m Memory) Claim(_ context.Context, key string) (Result, error) { return m.TryClaim(key), nil }
-
-// Complete records key as handled.
-func (m Memory) Complete(_ context.Context, key string, _ Handled) error {
-	m.Store.Complete(key)
-	return nil
-}
-
-// Release gives up the claim.
-func (m Memory) Release(_ context.Context, key string) error {
-	m.Store.Release(key)
-	return nil
-}

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/taskevents/taskevents/kit/sidecar"
+	"github.com/taskevents/taskevents/worker/internal/statestore"
 )
 
 // StateLedger keeps claims and completions in a Dapr state store, so a
@@ -47,18 +47,6 @@ func NewStateLedger(state *sidecar.Client, store string, lease, retention time.D
 	return &StateLedger{state: state, store: store, lease: lease, retention: retention, owner: ownerID(), now: now}
 }
 
-// get reads the mark of k into m.
-func (l *StateLedger) get(ctx context.Context, k string, m *mark) (etag string, found bool, err error) {
-	s, found, err := l.state.GetState(ctx, l.store, k)
-	if err != nil || !found {
-		return "", false, err
-	}
-	if err := json.Unmarshal(s.Value, m); err != nil {
-		return "", false, fmt.Errorf("dedupe mark %s: %w", k, err)
-	}
-	return s.ETag, true, nil
-}
-
 // mark is the value of a dedupe key.
 type mark struct {
 	State     string    `json:"state"` // "claimed" or "done"
@@ -85,7 +73,7 @@ func (l *StateLedger) Claim(ctx context.Context, key string) (Result, error) {
 			Value: mark{State: stateClaimed, Owner: l.owner, EventKey: key, At: now, ExpiresAt: now.Add(l.lease)}})
 		if err == nil {
 			var m mark
-			etag, found, err := l.get(ctx, k, &m)
+			etag, found, err := statestore.Get(ctx, l.state, l.store, k, &m)
 			if err != nil {
 				return 0, err
 			}
@@ -99,7 +87,7 @@ func (l *StateLedger) Claim(ctx context.Context, key string) (Result, error) {
 			return 0, err
 		}
 		var m mark
-		etag, found, err := l.get(ctx, k, &m)
+		etag, found, err := statestore.Get(ctx, l.state, l.store, k, &m)
 		if err != nil {
 			return 0, err
 		}
@@ -123,7 +111,7 @@ func (l *StateLedger) Claim(ctx context.Context, key string) (Result, error) {
 			return 0, err
 		}
 		if err == nil {
-			if etag, found, err = l.get(ctx, k, &m); err != nil {
+			if etag, found, err = statestore.Get(ctx, l.state, l.store, k, &m); err != nil {
 				return 0, err
 			}
 			if found && m.Owner == l.owner {
@@ -155,7 +143,7 @@ func (l *StateLedger) Complete(ctx context.Context, key string, task Handled) er
 	// The transaction failed. If the mark says done, a delivery whose claim
 	// took over after ours expired got there first.
 	var m mark
-	if _, found, gerr := l.get(ctx, k, &m); gerr == nil && found && m.State == stateDone {
+	if _, found, gerr := statestore.Get(ctx, l.state, l.store, k, &m); gerr == nil && found && m.State == stateDone {
 		return ErrAlreadyDone
 	}
 	return err

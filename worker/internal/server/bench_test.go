@@ -29,7 +29,7 @@ func BenchmarkHandleEvent(b *testing.B) {
 	srv := New(Deps{
 		Logger:         zerolog.New(io.Discard).With().Timestamp().Logger(),
 		Handler:        handler.Accept{},
-		Ledger:         dedupe.Memory{Store: dedupe.New(100_000, time.Hour, time.Now)},
+		Ledger:         dedupe.New(100_000, time.Hour, time.Now),
 		Metrics:        metrics.New(),
 		MaxEventBytes:  1 << 20,
 		HandlerTimeout: 10 * time.Second,
@@ -105,7 +105,7 @@ func BenchmarkHandleBatch(b *testing.B) {
 			srv := New(Deps{
 				Logger:          zerolog.New(io.Discard).With().Timestamp().Logger(),
 				Handler:         handler.Accept{},
-				Ledger:          dedupe.Memory{Store: dedupe.New(100_000, time.Hour, time.Now)},
+				Ledger:          dedupe.New(100_000, time.Hour, time.Now),
 				Metrics:         metrics.New(),
 				MaxEventBytes:   1 << 20,
 				MaxBatchBytes:   4 << 20,

@@ -31,7 +31,7 @@ func FuzzDeliverBatch(f *testing.F) {
 	srv := server.New(server.Deps{
 		Logger:          zerolog.New(&logs),
 		Handler:         handler.Accept{},
-		Ledger:          dedupe.Memory{Store: dedupe.New(1000, time.Hour, time.Now)},
+		Ledger:          dedupe.New(1000, time.Hour, time.Now),
 		Metrics:         metrics.New(),
 		MaxEventBytes:   4 << 10,
 		MaxBatchBytes:   64 << 10,

@@ -47,7 +47,7 @@ func FuzzDeliverEvent(f *testing.F) {
 			calls++
 			return nil
 		}),
-		Ledger:         dedupe.Memory{Store: dedupe.New(1000, time.Hour, time.Now)},
+		Ledger:         dedupe.New(1000, time.Hour, time.Now),
 		Metrics:        metrics.New(),
 		APIToken:       token,
 		MaxEventBytes:  maxBytes,

@@ -88,7 +88,7 @@ func newHarness(t testing.TB, h handler.Handler, mods ...func(*Deps)) *harness {
 	o := Deps{
 		Logger:         zerolog.New(logs).With().Timestamp().Logger(),
 		Handler:        h,
-		Ledger:         dedupe.Memory{Store: store},
+		Ledger:         store,
 		Metrics:        m,
 		MaxEventBytes:  1 << 20,
 		HandlerTimeout: 5 * time.Second,

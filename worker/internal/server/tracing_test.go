@@ -290,7 +290,7 @@ func BenchmarkHandleEventTracing(b *testing.B) {
 			srv := New(Deps{
 				Logger:         zerolog.New(io.Discard).With().Timestamp().Logger(),
 				Handler:        handler.Accept{},
-				Ledger:         dedupe.Memory{Store: dedupe.New(100_000, time.Hour, time.Now)},
+				Ledger:         dedupe.New(100_000, time.Hour, time.Now),
 				Metrics:        metrics.New(),
 				MaxEventBytes:  1 << 20,
 				HandlerTimeout: 10 * time.Second,
