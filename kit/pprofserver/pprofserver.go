@@ -18,57 +18,42 @@ import (
 	"github.com/taskevents/taskevents/kit/logging"
 )
 
-// writeTimeout outlasts a 30-second CPU profile or trace
-// (/debug/pprof/profile?seconds=30): pprof refuses a duration longer than
-// the server's write timeout.
-const writeTimeout = 90 * time.Second
-
-// Server is a running pprof listener.
-type Server struct {
-	srv  *http.Server
-	ln   net.Listener
-	done chan error
-}
-
-// Start serves pprof on addr when it is set (PPROF_ADDR) and returns the
-// function that stops it, which lets a profile being taken finish within
-// timeout (SHUTDOWN_TIMEOUT). With addr empty nothing listens and stop does
-// nothing.
+// Start serves /debug/pprof/ on addr when it is set (PPROF_ADDR) and returns
+// the function that stops it, which lets a profile being taken finish within
+// timeout (SHUTDOWN_TIMEOUT), then cuts it off. With addr empty nothing
+// listens and stop does nothing. It warns when the address it bound is not a
+// loopback address: profiles and goroutine dumps reveal internals.
 func Start(ctx context.Context, addr string, timeout time.Duration, logger zerolog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
-	s, err := Listen(ctx, addr, logger)
-	if err != nil {
-		return nil, err
-	}
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			logger.Warn().Err(err).Msg("pprof listener did not drain within SHUTDOWN_TIMEOUT")
-		}
-	}, nil
-}
-
-// Listen starts serving /debug/pprof/ on addr. It warns when the address it
-// bound is not a loopback address: profiles and goroutine dumps reveal
-// internals.
-func Listen(ctx context.Context, addr string, logger zerolog.Logger) (*Server, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on PPROF_ADDR %s: %w", addr, err)
 	}
-	s := &Server{srv: newServer(logger), ln: ln, done: make(chan error, 1)}
-	go func() { s.done <- s.srv.Serve(ln) }()
+	srv, served := newServer(logger), make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
 	bound := ln.Addr().String()
 	logger.Info().Str("pprof_addr", bound).Msg("serving pprof")
 	if !IsLoopback(bound) {
 		logger.Warn().Str("pprof_addr", bound).
 			Msg("PPROF_ADDR is not a loopback address: anyone who can reach it can read profiles of this process")
 	}
-	return s, nil
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		err := srv.Shutdown(ctx)
+		if err != nil {
+			_ = srv.Close()
+		}
+		if serveErr := <-served; !errors.Is(serveErr, http.ErrServerClosed) {
+			err = serveErr
+		}
+		if err != nil {
+			logger.Warn().Err(err).Msg("pprof listener did not drain within SHUTDOWN_TIMEOUT")
+		}
+	}, nil
 }
 
 // newServer is the pprof mux behind all four timeouts. No method patterns:
@@ -84,26 +69,12 @@ func newServer(logger zerolog.Logger) *http.Server {
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second, // GETs, and symbol lookups of a few KB
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       60 * time.Second,
-		ErrorLog:          logging.ErrorLog(logger, "pprof"),
+		// Outlasts a 30-second CPU profile or trace: pprof refuses a
+		// duration longer than the server's write timeout.
+		WriteTimeout: 90 * time.Second,
+		IdleTimeout:  60 * time.Second,
+		ErrorLog:     logging.ErrorLog(logger, "pprof"),
 	}
-}
-
-// Addr is the address the server listens on.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
-
-// Shutdown lets a profile being written finish until ctx ends, then cuts
-// it off.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	if err != nil {
-		_ = s.srv.Close()
-	}
-	if serveErr := <-s.done; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		return serveErr
-	}
-	return err
 }
 
 // IsLoopback reports whether addr (host:port) only accepts connections from

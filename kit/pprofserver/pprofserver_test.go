@@ -79,11 +79,12 @@ func TestListen(t *testing.T) {
 	} {
 		t.Run(tt.addr, func(t *testing.T) {
 			logs := &logging.Buffer{}
-			s, err := Listen(context.Background(), tt.addr, zerolog.New(logs))
+			stop, err := Start(context.Background(), tt.addr, 5*time.Second, zerolog.New(logs))
 			if err != nil {
 				t.Skipf("cannot listen on %s here: %v", tt.addr, err)
 			}
-			resp, err := http.Get("http://" + s.Addr() + "/debug/pprof/")
+			addr := servingAddr(t, logs)
+			resp, err := http.Get("http://" + addr + "/debug/pprof/")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,23 +96,35 @@ func TestListen(t *testing.T) {
 			if got := strings.Contains(logs.String(), `"level":"warn"`); got != tt.wantWarn {
 				t.Errorf("warned = %v, want %v; logs: %s", got, tt.wantWarn, logs)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := s.Shutdown(ctx); err != nil {
-				t.Errorf("Shutdown = %v", err)
+			stop()
+			if strings.Contains(logs.String(), "did not drain") {
+				t.Errorf("stop did not shut down cleanly: %s", logs)
 			}
-			if resp, err := http.Get("http://" + s.Addr() + "/debug/pprof/"); err == nil {
+			if resp, err := http.Get("http://" + addr + "/debug/pprof/"); err == nil {
 				_ = resp.Body.Close()
-				t.Error("still serving after Shutdown")
+				t.Error("still serving after stop")
 			}
 		})
 	}
 }
 
+// servingAddr is the address of the "serving pprof" line in logs.
+func servingAddr(t *testing.T, logs *logging.Buffer) string {
+	t.Helper()
+	var line struct {
+		Addr string `json:"pprof_addr"`
+	}
+	first, _, _ := strings.Cut(logs.String(), "\n")
+	if err := json.Unmarshal([]byte(first), &line); err != nil || line.Addr == "" {
+		t.Fatalf("no pprof_addr in %s (%v)", logs, err)
+	}
+	return line.Addr
+}
+
 func TestListenError(t *testing.T) {
-	_, err := Listen(context.Background(), "256.0.0.1:0", zerolog.Nop())
+	_, err := Start(context.Background(), "256.0.0.1:0", time.Second, zerolog.Nop())
 	if err == nil || !strings.Contains(err.Error(), "PPROF_ADDR 256.0.0.1:0") {
-		t.Errorf("Listen on a bad address = %v, want an error naming PPROF_ADDR and the address", err)
+		t.Errorf("Start on a bad address = %v, want an error naming PPROF_ADDR and the address", err)
 	}
 }
 
@@ -133,19 +146,14 @@ func TestStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var line struct {
-		Addr string `json:"pprof_addr"`
-	}
-	if err := json.Unmarshal(logs.Bytes(), &line); err != nil || line.Addr == "" {
-		t.Fatalf("no pprof_addr in %s (%v)", logs, err)
-	}
-	resp, err := http.Get("http://" + line.Addr + "/debug/pprof/")
+	addr := servingAddr(t, logs)
+	resp, err := http.Get("http://" + addr + "/debug/pprof/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = resp.Body.Close()
 	stop()
-	if resp, err := http.Get("http://" + line.Addr + "/debug/pprof/"); err == nil {
+	if resp, err := http.Get("http://" + addr + "/debug/pprof/"); err == nil {
 		_ = resp.Body.Close()
 		t.Error("still serving after stop")
 	}
