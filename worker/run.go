@@ -42,25 +42,15 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	// delivery's span has ended.
 	defer lifecycle.Flush(ctx, tr.Shutdown, cfg.ShutdownTimeout, logger)
 
-	logger.Info().
-		Int("port", cfg.Port).
-		Str("listen_host", cfg.ListenHost).
-		Int("ops_port", cfg.OpsPort).
-		Str("ops_listen_host", cfg.OpsListenHost).
-		Bool("api_token_set", cfg.APIToken != "").
-		Bool("dapr_api_token_set", cfg.DaprAPIToken != "").
-		Int64("max_event_bytes", cfg.MaxEventBytes).
-		Int64("max_batch_bytes", cfg.MaxBatchBytes).
-		Int("bulk_concurrency", cfg.BulkConcurrency).
-		Str("pprof_addr", cfg.PprofAddr).
-		Str("dedupe_store", cfg.DedupeStore).
-		Str("dedupe_lease", cfg.DedupeLease.String()).
-		Str("dedupe_ttl", cfg.DedupeTTL.String()).
-		Str("handler_timeout", cfg.HandlerTimeout.String()).
-		Str("drain_delay", cfg.DrainDelay.String()).
-		Str("shutdown_timeout", cfg.ShutdownTimeout.String()).
-		Func(tr.Log).
-		Msg("starting")
+	logger.Info().Int("port", cfg.Port).Str("listen_host", cfg.ListenHost).
+		Int("ops_port", cfg.OpsPort).Str("ops_listen_host", cfg.OpsListenHost).
+		Bool("api_token_set", cfg.APIToken != "").Bool("dapr_api_token_set", cfg.DaprAPIToken != "").
+		Int64("max_event_bytes", cfg.MaxEventBytes).Int64("max_batch_bytes", cfg.MaxBatchBytes).
+		Int("bulk_concurrency", cfg.BulkConcurrency).Str("pprof_addr", cfg.PprofAddr).
+		Str("dedupe_store", cfg.DedupeStore).Str("dedupe_lease", cfg.DedupeLease.String()).
+		Str("dedupe_ttl", cfg.DedupeTTL.String()).Str("handler_timeout", cfg.HandlerTimeout.String()).
+		Str("drain_delay", cfg.DrainDelay.String()).Str("shutdown_timeout", cfg.ShutdownTimeout.String()).
+		Func(tr.Log).Msg("starting")
 	if cfg.APIToken == "" {
 		logger.Warn().Msg("APP_API_TOKEN is not set: event routes accept requests from anyone who can reach this port")
 	}
@@ -69,12 +59,8 @@ func run(ctx context.Context, environ []string, stdout io.Writer) error {
 	if fc := (fault.Config{RetryRate: cfg.FaultRetryRate, RetryFirst: cfg.FaultRetryFirst, Delay: cfg.FaultDelay,
 		DropTitle: cfg.FaultDropTitle}); fc.Enabled() {
 		h = fault.Wrap(h, fc)
-		logger.Warn().
-			Float64("fault_retry_rate", fc.RetryRate).
-			Int("fault_retry_first", fc.RetryFirst).
-			Str("fault_delay", fc.Delay.String()).
-			Str("fault_drop_title", fc.DropTitle).
-			Msg("fault injection enabled")
+		logger.Warn().Float64("fault_retry_rate", fc.RetryRate).Int("fault_retry_first", fc.RetryFirst).
+			Str("fault_delay", fc.Delay.String()).Str("fault_drop_title", fc.DropTitle).Msg("fault injection enabled")
 	}
 
 	m := metrics.New()

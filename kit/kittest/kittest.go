@@ -2,6 +2,7 @@
 package kittest
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"sync"
@@ -25,7 +26,11 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 // Get returns url's status code and body; a failed request is code 0 with
 // the error as the body.
 func Get(url string) (int, string) {
-	resp, err := http.Get(url)
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err.Error()
 	}

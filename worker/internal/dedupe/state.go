@@ -62,42 +62,34 @@ const (
 	stateDone    = "done"
 )
 
-// Claim first-writes the claim; if the key exists it reads what is there.
+// Claim first-writes the claim; if the key exists it reads what is there,
+// and takes over a claim that outlived its lease.
 func (l *StateLedger) Claim(ctx context.Context, key string) (Result, error) {
 	k := StateKey(key)
-	// A claim can expire between the failed create and the read; a few
-	// rounds settle it.
-	for range 3 {
+	etag := sidecar.CreateOnly
+	// A claim can expire, or be taken over, between a write and the read
+	// after it; a few rounds settle it.
+	for range 6 {
 		now := l.now()
-		err := l.state.SaveState(ctx, l.store, sidecar.StateItem{Key: k, ETag: sidecar.CreateOnly, TTL: l.lease,
+		err := l.state.SaveState(ctx, l.store, sidecar.StateItem{Key: k, ETag: etag, TTL: l.lease,
 			Value: mark{State: stateClaimed, Owner: l.owner, EventKey: key, At: now, ExpiresAt: now.Add(l.lease)}})
-		if err == nil {
-			var m mark
-			etag, found, err := statestore.Get(ctx, l.state, l.store, k, &m)
-			if err != nil {
-				return 0, err
-			}
-			if !found || m.Owner != l.owner {
-				continue // expired at once, or replaced: look again
-			}
-			l.etags.Store(key, etag)
-			return Claimed, nil
-		}
-		if !errors.Is(err, sidecar.ErrETagMismatch) {
+		if err != nil && !errors.Is(err, sidecar.ErrETagMismatch) {
 			return 0, err
 		}
 		var m mark
-		etag, found, err := statestore.Get(ctx, l.state, l.store, k, &m)
-		if err != nil {
-			return 0, err
-		}
-		if !found {
+		got, found, gerr := statestore.Get(ctx, l.state, l.store, k, &m)
+		switch {
+		case gerr != nil:
+			return 0, gerr
+		case err == nil && found && m.Owner == l.owner:
+			l.etags.Store(key, got)
+			return Claimed, nil
+		case err == nil || !found:
+			etag = sidecar.CreateOnly // expired at once, replaced, or gone: create again
 			continue
-		}
-		if m.State == stateDone {
+		case m.State == stateDone:
 			return Done, nil
-		}
-		if now.Before(m.ExpiresAt) {
+		case now.Before(m.ExpiresAt):
 			return InFlight, nil
 		}
 		// The claim outlived its lease but is still there: Redis sets the TTL
@@ -105,20 +97,7 @@ func (l *StateLedger) Claim(ctx context.Context, key string) (Result, error) {
 		// request canceled) between the two leaves a claim that never
 		// expires. Take it over, conditioned on its ETag, so that of several
 		// deliveries doing this at once exactly one wins.
-		err = l.state.SaveState(ctx, l.store, sidecar.StateItem{Key: k, ETag: etag, TTL: l.lease,
-			Value: mark{State: stateClaimed, Owner: l.owner, EventKey: key, At: now, ExpiresAt: now.Add(l.lease)}})
-		if err != nil && !errors.Is(err, sidecar.ErrETagMismatch) {
-			return 0, err
-		}
-		if err == nil {
-			if etag, found, err = statestore.Get(ctx, l.state, l.store, k, &m); err != nil {
-				return 0, err
-			}
-			if found && m.Owner == l.owner {
-				l.etags.Store(key, etag)
-				return Claimed, nil
-			}
-		}
+		etag = got
 	}
 	return InFlight, nil
 }

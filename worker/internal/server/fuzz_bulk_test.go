@@ -54,7 +54,7 @@ func FuzzDeliverBatch(f *testing.F) {
 		}
 		logs.Reset()
 		req := httptest.NewRequest(http.MethodPost, "/events/todo", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
+		req.Header = http.Header{"Content-Type": {"application/json"}}
 		rec := httptest.NewRecorder()
 		srv.ServeHTTP(rec, req)
 		if rec.Code != http.StatusOK {

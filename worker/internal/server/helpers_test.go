@@ -59,11 +59,7 @@ func (r *recorder) Handle(ctx context.Context, ev taskevent.Event) error {
 	return nil
 }
 
-func (r *recorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.calls)
-}
+func (r *recorder) count() int { r.mu.Lock(); defer r.mu.Unlock(); return len(r.calls) }
 
 type harness struct {
 	t       testing.TB
