@@ -4,7 +4,6 @@
 package problem
 
 import (
-	"bytes"
 	"encoding/json"
 	"maps"
 	"net/http"
@@ -50,53 +49,29 @@ func (d Details) With(key string, value any) Details {
 // MarshalJSON keeps the standard members first, in RFC order, then the
 // extensions sorted by name, so bodies are stable and easy to read.
 func (d Details) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteByte('{')
-	first := true
-	member := func(k string, v any) error {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		if !first {
-			buf.WriteByte(',')
-		}
-		first = false
-		kb, _ := json.Marshal(k)
-		buf.Write(kb)
-		buf.WriteByte(':')
-		buf.Write(b)
-		return nil
-	}
-	std := []struct {
-		k  string
-		v  any
-		ok bool
-	}{
-		{"type", d.Type, true},
-		{"title", d.Title, true},
-		{"status", d.Status, true},
-		{"detail", d.Detail, d.Detail != ""},
-		{"instance", d.Instance, d.Instance != ""},
-	}
-	for _, m := range std {
-		if m.ok {
-			if err := member(m.k, m.v); err != nil {
-				return nil, err
-			}
+	keys := []string{"type", "title", "status"}
+	vals := map[string]any{"type": d.Type, "title": d.Title, "status": d.Status, "detail": d.Detail, "instance": d.Instance}
+	for _, k := range []string{"detail", "instance"} {
+		if vals[k] != "" {
+			keys = append(keys, k)
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(d.Extensions)) {
-		switch k {
-		case "type", "title", "status", "detail", "instance":
-			continue // an extension may not shadow a standard member
-		}
-		if err := member(k, d.Extensions[k]); err != nil {
-			return nil, err
+		if _, std := vals[k]; !std { // an extension may not shadow a standard member
+			keys, vals[k] = append(keys, k), d.Extensions[k]
 		}
 	}
-	buf.WriteByte('}')
-	return buf.Bytes(), nil
+	var b []byte
+	for _, k := range keys {
+		v, err := json.Marshal(vals[k])
+		if err != nil {
+			return nil, err
+		}
+		kb, _ := json.Marshal(k)
+		b = append(append(append(append(b, ','), kb...), ':'), v...)
+	}
+	b[0] = '{' // the first member's comma
+	return append(b, '}'), nil
 }
 
 // Write sends d as the response. Headers set on w beforehand (Allow,
