@@ -19,7 +19,6 @@ import (
 	"github.com/taskevents/taskevents/kit/sidecar/sidecartest"
 	"github.com/taskevents/taskevents/publisher/internal/httpapi"
 	"github.com/taskevents/taskevents/publisher/internal/metrics"
-	"github.com/taskevents/taskevents/publisher/internal/metrics/metricstest"
 	"github.com/taskevents/taskevents/publisher/internal/publish"
 )
 
@@ -72,7 +71,7 @@ func check(t *testing.T, m *metrics.Metrics, want []series) {
 	}
 	for _, k := range order {
 		s := all[k]
-		if got := metricstest.Value(t, m.Registry, s.name, s.labels...); got != s.want {
+		if got := value(t, m.Registry, s.name, s.labels...); got != s.want {
 			t.Errorf("%s%v = %v, want %v", s.name, s.labels, got, s.want)
 		}
 	}
@@ -383,15 +382,15 @@ func TestConcurrentRoutes(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := metricstest.Value(t, m.Registry, requests, "route", "/tasks", "code", "202"); got != 800 {
+	if got := value(t, m.Registry, requests, "route", "/tasks", "code", "202"); got != 800 {
 		t.Errorf("202s = %v, want 800", got)
 	}
 	for i := range 8 {
-		if got := metricstest.Value(t, m.Registry, requests, "route", "/tasks", "code", strconv.Itoa(400+i)); got != 100 {
+		if got := value(t, m.Registry, requests, "route", "/tasks", "code", strconv.Itoa(400+i)); got != 100 {
 			t.Errorf("code %d = %v, want 100", 400+i, got)
 		}
 	}
-	if got := metricstest.Value(t, m.Registry, requestTime, "route", "/tasks"); got != 1600 {
+	if got := value(t, m.Registry, requestTime, "route", "/tasks"); got != 1600 {
 		t.Errorf("durations = %v, want 1600", got)
 	}
 }

@@ -1,5 +1,4 @@
-// Package metricstest reads metrics back from a registry, for tests.
-package metricstest
+package metrics_test
 
 import (
 	"testing"
@@ -8,11 +7,11 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// Value is the value of the series of name whose labels include labels
+// value is the value of the series of name whose labels include labels
 // (name, value pairs): a counter's or gauge's value, a histogram's sample
 // count. A series that does not exist fails the test: a dashboard's query
 // would find nothing either.
-func Value(t testing.TB, reg prometheus.Gatherer, name string, labels ...string) float64 {
+func value(t testing.TB, reg prometheus.Gatherer, name string, labels ...string) float64 {
 	t.Helper()
 	m := find(t, reg, name, labels)
 	switch {
@@ -25,16 +24,6 @@ func Value(t testing.TB, reg prometheus.Gatherer, name string, labels ...string)
 	}
 	t.Fatalf("%s%v is neither a counter, a gauge nor a histogram", name, labels)
 	return 0
-}
-
-// Sum is a histogram's sum of observations.
-func Sum(t testing.TB, reg prometheus.Gatherer, name string, labels ...string) float64 {
-	t.Helper()
-	m := find(t, reg, name, labels)
-	if m.Histogram == nil {
-		t.Fatalf("%s%v is not a histogram", name, labels)
-	}
-	return m.Histogram.GetSampleSum()
 }
 
 func find(t testing.TB, reg prometheus.Gatherer, name string, labels []string) *dto.Metric {
