@@ -123,16 +123,12 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 }
 
 // Get returns one dead letter.
-func (s *Store) Get(ctx context.Context, id string) (Entry, error) {
-	var e Entry
+func (s *Store) Get(ctx context.Context, id string) (e Entry, err error) {
 	_, found, err := statestore.Get(ctx, s.state, s.store, key(id), &e)
-	if err != nil {
-		return Entry{}, err
+	if err == nil && !found {
+		err = ErrNotFound
 	}
-	if !found {
-		return Entry{}, ErrNotFound
-	}
-	return e, nil
+	return e, err
 }
 
 // Replay republishes the dead letter to pubsub/topic as the same CloudEvent
