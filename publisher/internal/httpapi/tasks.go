@@ -19,6 +19,18 @@ import (
 	"github.com/taskevents/taskevents/publisher/internal/task"
 )
 
+// Slugs of the publisher's own problem types, each a section of docs/problems.md.
+const (
+	ProblemMalformedJSON      = "malformed-json"
+	ProblemInvalidTask        = "invalid-task"
+	ProblemSidecarUnavailable = "sidecar-unavailable"
+	ProblemSidecarRejected    = "sidecar-rejected"
+
+	ProblemIdempotencyKeyInvalid       = "idempotency-key-invalid"
+	ProblemIdempotencyKeyReused        = "idempotency-key-reused"
+	ProblemIdempotencyStoreUnavailable = "idempotency-store-unavailable"
+)
+
 // createTask handles POST /tasks: validate, claim the Idempotency-Key if the
 // request has one, publish task.created, and answer 202 only once the sidecar
 // has accepted the event.
@@ -122,10 +134,14 @@ func (d Deps) claim(r *http.Request, key idempotency.Key, taskID, title string) 
 		return "", d.storeRejectedProblem(rejected), false
 	default:
 		d.Logger.Warn().Err(err).Str("idempotency_key_id", key.ID()).Msg("idempotency store unavailable; task not published")
+		store := "the in-process store"
+		if d.IdempotencyStore != "" {
+			store = fmt.Sprintf("Dapr state store %q", d.IdempotencyStore)
+		}
 		return "", problem.New(ProblemIdempotencyStoreUnavailable, "Idempotency store unavailable", http.StatusServiceUnavailable,
 			fmt.Sprintf("The request has an Idempotency-Key, but the store that remembers keys (%s) could not be "+
 				"reached, so the task was NOT published. It is safe to retry the request with the same key.",
-				d.storeName())), false
+				store)), false
 	}
 	if claimed {
 		return taskID, problem.Details{}, true
@@ -138,13 +154,6 @@ func (d Deps) claim(r *http.Request, key idempotency.Key, taskID, title string) 
 	d.Logger.Info().Str("task_id", held.TaskID).Str("idempotency_key_id", key.ID()).
 		Msg("idempotent retry: publishing the task again under its first id")
 	return held.TaskID, problem.Details{}, true
-}
-
-func (d Deps) storeName() string {
-	if d.IdempotencyStore == "" {
-		return "the in-process store"
-	}
-	return fmt.Sprintf("Dapr state store %q", d.IdempotencyStore)
 }
 
 func keyProblem(err error) problem.Details {
