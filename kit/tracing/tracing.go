@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -188,16 +186,8 @@ func Fail(span trace.Span, err error) {
 // opts may add attributes, links or a start time (trace.WithTimestamp).
 func (t *Tracing) StartServer(ctx context.Context, r *http.Request, route string,
 	opts ...trace.SpanStartOption) (context.Context, trace.Span) {
-	attrs := append(make([]attribute.KeyValue, 0, 7), semconv.HTTPRequestMethodKey.String(r.Method),
-		semconv.HTTPRoute(route), semconv.URLPath(r.URL.Path), semconv.URLScheme("http"),
-		semconv.NetworkProtocolVersion(strconv.Itoa(r.ProtoMajor)+"."+strconv.Itoa(r.ProtoMinor)))
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		attrs = append(attrs, semconv.ClientAddress(host))
-	}
-	if ua := r.UserAgent(); ua != "" {
-		attrs = append(attrs, semconv.UserAgentOriginal(ua))
-	}
-	opts = append(opts, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+	opts = append(opts, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+		semconv.HTTPRequestMethodKey.String(r.Method), semconv.HTTPRoute(route), semconv.URLPath(r.URL.Path), semconv.URLScheme("http")))
 	return t.Tracer().Start(ctx, r.Method+" "+route, opts...)
 }
 
