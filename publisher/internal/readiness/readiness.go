@@ -19,17 +19,15 @@ type Probe struct {
 	log zerolog.Logger
 
 	mu       sync.RWMutex
-	ready    bool
 	draining bool
-	reason   string
-	// warned avoids a warning every interval while the sidecar stays down.
-	warned bool
+	// reason is why the sidecar is not ready; "" after a successful check.
+	reason string
 }
 
+const waiting = "waiting for the first check of the Dapr sidecar"
+
 // New returns a probe that is not ready until the first successful check.
-func New(log zerolog.Logger) *Probe {
-	return &Probe{log: log, reason: "waiting for the first check of the Dapr sidecar"}
-}
+func New(log zerolog.Logger) *Probe { return &Probe{log: log, reason: waiting} }
 
 // Status reports readiness and, when not ready, why.
 func (p *Probe) Status() (ready bool, reason string) {
@@ -38,11 +36,10 @@ func (p *Probe) Status() (ready bool, reason string) {
 	switch {
 	case p.draining:
 		return false, "draining"
-	case p.ready:
+	case p.reason == "":
 		return true, "ready"
-	default:
-		return false, p.reason
 	}
+	return false, p.reason
 }
 
 // Drain makes the probe report not ready from now on, so load balancers stop
@@ -84,18 +81,18 @@ func (p *Probe) Run(ctx context.Context, interval time.Duration, check func(cont
 
 func (p *Probe) set(err error) {
 	p.mu.Lock()
-	was, warned := p.ready, p.warned
-	p.ready = err == nil
-	p.warned = err != nil
+	was := p.reason
+	p.reason = ""
 	if err != nil {
 		p.reason = "sidecar not ready: " + err.Error()
 	}
 	p.mu.Unlock()
 
 	switch {
-	case err == nil && !was:
+	case err == nil && was != "":
 		p.log.Info().Msg("dapr sidecar ready; accepting traffic")
-	case err != nil && !warned:
+	// One warning when the sidecar goes down, not one every interval.
+	case err != nil && (was == "" || was == waiting):
 		p.log.Warn().Err(err).Msg("dapr sidecar not ready; readiness is 503")
 	case err != nil:
 		p.log.Debug().Err(err).Msg("dapr sidecar still not ready")
