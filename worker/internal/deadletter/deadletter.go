@@ -110,14 +110,12 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 	}
 	out := make([]Entry, 0, len(idx.IDs))
 	for _, id := range idx.IDs {
-		e, err := s.Get(ctx, id)
-		if errors.Is(err, ErrNotFound) {
-			continue // removed between the index read and this one
-		}
-		if err != nil {
+		switch e, err := s.Get(ctx, id); {
+		case err == nil:
+			out = append(out, e)
+		case !errors.Is(err, ErrNotFound): // not found: removed since the index was read
 			return nil, err
 		}
-		out = append(out, e)
 	}
 	return out, nil
 }

@@ -22,18 +22,16 @@ import (
 // one lease: if the claimant dies, the claim expires and a redelivery can
 // claim again; until then redeliveries are answered RETRY. The claim also
 // records when its lease ends, so a claim whose TTL was never set is taken
-// over once that time has passed. Completing
-// replaces the claim by a done mark (kept for the retention) and saves the
-// handled task as task-<task id>, in one state transaction conditioned on
-// the claim's ETag, so the mark and the effect are written together or not
-// at all.
+// over once that time has passed. Completing replaces the claim by a done
+// mark (kept for the retention) and saves the handled task as task-<task
+// id>, in one state transaction conditioned on the claim's ETag, so the mark
+// and the effect are written together or not at all.
 type StateLedger struct {
-	state     *sidecar.Client
-	store     string
-	lease     time.Duration
-	retention time.Duration
-	owner     string
-	now       func() time.Time
+	state            *sidecar.Client
+	store            string
+	lease, retention time.Duration
+	owner            string
+	now              func() time.Time
 
 	// etags holds the ETag of each claim this process holds, for Complete
 	// and Release; it is bounded by the deliveries in flight.
@@ -108,11 +106,9 @@ func (l *StateLedger) Complete(ctx context.Context, key string, task Handled) er
 	if !ok {
 		return fmt.Errorf("complete %q: this worker holds no claim on it", key)
 	}
-	etag := v.(string)
-	now := l.now()
-	k := StateKey(key)
+	now, k := l.now(), StateKey(key)
 	err := l.state.TransactState(ctx, l.store,
-		sidecar.StateItem{Key: k, ETag: etag, TTL: l.retention,
+		sidecar.StateItem{Key: k, ETag: v.(string), TTL: l.retention,
 			Value: mark{State: stateDone, EventKey: key, TaskID: task.TaskID, At: now, ExpiresAt: now.Add(l.retention)}},
 		sidecar.StateItem{Key: TaskKey(task.TaskID), Value: task},
 	)
@@ -131,11 +127,10 @@ func (l *StateLedger) Complete(ctx context.Context, key string, task Handled) er
 // Release deletes this process's claim. A failure only delays the next
 // attempt until the lease expires, so it is reported, not retried.
 func (l *StateLedger) Release(ctx context.Context, key string) error {
-	v, ok := l.etags.LoadAndDelete(key)
-	if !ok {
-		return nil
+	if v, ok := l.etags.LoadAndDelete(key); ok {
+		return l.state.DeleteState(ctx, l.store, StateKey(key), v.(string))
 	}
-	return l.state.DeleteState(ctx, l.store, StateKey(key), v.(string))
+	return nil
 }
 
 // StateKey is the state key of an event's claim or done mark. Event keys
