@@ -59,10 +59,7 @@ var LogLevels = []string{"debug", "info", "warn", "error"}
 
 // Level is LOG_LEVEL as a zerolog level; Load has already rejected others.
 func (c Shared) Level() zerolog.Level {
-	lvl, err := zerolog.ParseLevel(c.LogLevel)
-	if err != nil {
-		return zerolog.InfoLevel
-	}
+	lvl, _ := zerolog.ParseLevel(c.LogLevel)
 	return lvl
 }
 
