@@ -268,8 +268,8 @@ func TestPublishBulkAnswers(t *testing.T) {
 	}
 }
 
-func TestNewHTTPClientPoolsConnections(t *testing.T) {
-	c := sidecar.NewHTTPClient(256)
+func TestNewPoolsConnections(t *testing.T) {
+	c := sidecar.New(sidecar.Options{MaxIdleConns: 256}).HTTPClient()
 	tr, ok := c.Transport.(*http.Transport)
 	if !ok {
 		t.Fatalf("Transport is %T", c.Transport)

@@ -81,7 +81,7 @@ type Options struct {
 	BaseURL string
 	// APIToken is sent as dapr-api-token when not empty; a secret, never logged.
 	APIToken string
-	// MaxIdleConns sizes the keep-alive pool (see NewHTTPClient). Default 256.
+	// MaxIdleConns sizes the keep-alive pool (see New). Default 256.
 	MaxIdleConns int
 	// Timeout bounds every call on top of its context; 0: the context alone.
 	Timeout time.Duration
@@ -94,37 +94,31 @@ type Client struct {
 	http  *http.Client
 }
 
-// New returns a Client.
+// New returns a Client for a sidecar on the same host or pod. net/http
+// keeps only 2 idle connections per host by default, so under concurrency
+// every extra call would dial a new TCP connection and leave it in
+// TIME_WAIT; the pool is sized to the expected concurrency instead.
 func New(o Options) *Client {
 	if o.MaxIdleConns <= 0 {
 		o.MaxIdleConns = 256
 	}
-	hc := NewHTTPClient(o.MaxIdleConns)
-	hc.Timeout = o.Timeout
-	return &Client{base: strings.TrimRight(o.BaseURL, "/"), token: o.APIToken, http: hc}
-}
-
-// NewHTTPClient returns a client for a sidecar on the same host or pod.
-// net/http keeps only 2 idle connections per host by default, so under
-// concurrency every extra call would dial a new TCP connection and leave it
-// in TIME_WAIT; the pool is sized to the expected concurrency instead.
-func NewHTTPClient(maxIdleConns int) *http.Client {
 	tr := &http.Transport{
 		Proxy: nil, // the sidecar is local; HTTP(S)_PROXY must never apply to it
 		DialContext: (&net.Dialer{
 			Timeout:   2 * time.Second,
 			KeepAlive: 30 * time.Second,
 		}).DialContext,
-		MaxIdleConns:          maxIdleConns,
-		MaxIdleConnsPerHost:   maxIdleConns,
+		MaxIdleConns:          o.MaxIdleConns,
+		MaxIdleConnsPerHost:   o.MaxIdleConns,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
-	return &http.Client{
+	return &Client{base: strings.TrimRight(o.BaseURL, "/"), token: o.APIToken, http: &http.Client{
 		Transport: tr,
+		Timeout:   o.Timeout,
 		// daprd never redirects; a redirect means something else is listening.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	}}
 }
 
 // Close releases idle connections.
