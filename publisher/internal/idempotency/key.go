@@ -63,13 +63,12 @@ func ParseKey(field string) (string, error) {
 	if v == "" {
 		return "", &KeyError{Detail: `the key is empty; send a unique value such as a UUID, e.g. Idempotency-Key: "8e03978e-40d5-43e8-bc93-6894a57f9324"`}
 	}
-	var key string
+	key := v
 	if v[0] == '"' {
-		k, err := parseSFString(v)
-		if err != nil {
+		var err error
+		if key, err = parseSFString(v); err != nil {
 			return "", err
 		}
-		key = k
 	} else {
 		for i := 0; i < len(v); i++ {
 			if !bareKeyChar(v[i]) {
@@ -77,7 +76,6 @@ func ParseKey(field string) (string, error) {
 					`send the key as a quoted string ("...") or use only letters, digits and !#$%%&'*+-.^_|~:/=`, i+1, describe(v[i]))}
 			}
 		}
-		key = v
 	}
 	if key == "" {
 		return "", &KeyError{Detail: "the key is empty; send a unique value such as a UUID"}

@@ -64,13 +64,6 @@ func (m *Memory) Claim(_ context.Context, key Key, rec Record) (Record, bool, er
 	return rec, true, nil
 }
 
-// Len is the number of keys held.
-func (m *Memory) Len() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.keys.Len()
-}
-
 // StateAPI is the part of the sidecar's state API that Dapr needs;
 // *sidecar.Client implements it.
 type StateAPI interface {
