@@ -112,7 +112,6 @@ type Fake struct {
 
 	mu         sync.Mutex
 	counts     map[string]int // calls by kind, and TCP connections
-	hang       bool
 	script     []Response
 	bulkFunc   func([]BulkEntry) Response
 	gate       chan struct{} // when not nil, publish calls wait until it is closed
@@ -166,11 +165,9 @@ func (f *Fake) Script(rs ...Response) { f.locked(func() { f.script = rs }) }
 // each call. Without it every bulk publish is answered 204.
 func (f *Fake) ScriptBulk(fn func([]BulkEntry) Response) { f.locked(func() { f.bulkFunc = fn }) }
 
-// Hang makes publish calls block until the caller's request is cancelled.
-func (f *Fake) Hang(on bool) { f.locked(func() { f.hang = on }) }
-
 // Hold makes publish calls (single and bulk) wait until the returned
-// release is called, so a test can let requests queue up behind them.
+// release is called or their request is cancelled, so a test can let
+// requests queue up behind them, or time out.
 func (f *Fake) Hold() (release func()) {
 	gate := make(chan struct{})
 	f.locked(func() { f.gate = gate })
@@ -305,11 +302,11 @@ func (f *Fake) publish(w http.ResponseWriter, r *http.Request, bulk bool) {
 			return
 		}
 	}
-	resp, hang := Published, false
+	resp := Published
 	var gate chan struct{}
 	var bulkFunc func([]BulkEntry) Response
 	f.locked(func() {
-		gate, bulkFunc, hang = f.gate, f.bulkFunc, f.hang
+		gate, bulkFunc = f.gate, f.bulkFunc
 		if bulk {
 			f.bulk = append(f.bulk, BulkRequest{Request: rec, Entries: entries})
 			return
@@ -322,10 +319,6 @@ func (f *Fake) publish(w http.ResponseWriter, r *http.Request, bulk bool) {
 			}
 		}
 	})
-	if hang {
-		<-r.Context().Done()
-		return
-	}
 	if gate != nil {
 		select {
 		case <-gate:

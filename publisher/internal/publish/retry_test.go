@@ -255,12 +255,12 @@ func TestPublishConnectionRefusedIsUnavailableFast(t *testing.T) {
 
 func TestPublishAttemptTimeoutIsRetried(t *testing.T) {
 	fake := sidecartest.New(t)
-	fake.Hang(true)
+	release := fake.Hold()
 	c, _ := newClient(fake.URL, func(o *testOptions) {
 		o.AttemptTimeout = 50 * time.Millisecond
 		o.PublishTimeout = 5 * time.Second
 		o.Backoff = func(int) time.Duration {
-			fake.Hang(false) // the sidecar recovers before the retry
+			release() // the sidecar recovers before the retry
 			return 0
 		}
 	})
@@ -274,7 +274,7 @@ func TestPublishAttemptTimeoutIsRetried(t *testing.T) {
 
 func TestPublishStopsAtTheDeadline(t *testing.T) {
 	fake := sidecartest.New(t)
-	fake.Hang(true)
+	fake.Hold() // never released: the sidecar hangs
 	c, _ := newClient(fake.URL, func(o *testOptions) {
 		o.PublishTimeout = 200 * time.Millisecond
 	})
