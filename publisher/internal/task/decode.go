@@ -74,9 +74,8 @@ func Decode(r io.Reader, opts Options) (Task, error) {
 		limit = MaxBodyBytes
 	}
 	body, err := io.ReadAll(io.LimitReader(r, limit+1))
-	var mbe *http.MaxBytesError
 	switch {
-	case errors.As(err, &mbe) || int64(len(body)) > limit:
+	case errors.As(err, new(*http.MaxBytesError)) || int64(len(body)) > limit:
 		return Task{}, &Error{Kind: TooLarge, Detail: fmt.Sprintf(
 			"The request body is larger than %d bytes; a task is a JSON object with a short title.", limit)}
 	case err != nil:
@@ -93,8 +92,8 @@ func DecodeBytes(body []byte, maxTitle int) (Task, error) {
 	// encoding/json silently turns invalid UTF-8 into U+FFFD; JSON text must be
 	// UTF-8 (RFC 8259), so refuse it rather than publish a mangled title.
 	if !utf8.Valid(body) {
-		off := invalidUTF8Offset(body)
-		return Task{}, malformed(fmt.Sprintf("the request body is not valid UTF-8: invalid byte at %s", position(body, off)))
+		return Task{}, malformed(fmt.Sprintf("the request body is not valid UTF-8: invalid byte at %s",
+			position(body, invalidUTF8Offset(body))))
 	}
 
 	if title, ok := plainTitle(body); ok {
@@ -222,36 +221,34 @@ func decodeJSON(body []byte, maxTitle int) (Task, error) {
 	return t, nil
 }
 
+func titleError(detail string) (Task, *FieldError) {
+	return Task{}, &FieldError{Field: "title", Detail: detail}
+}
+
 func validateTitle(raw json.RawMessage, present bool, maxTitle int) (Task, *FieldError) {
-	fe := func(detail string) (Task, *FieldError) {
-		return Task{}, &FieldError{Field: "title", Detail: detail}
-	}
 	if !present {
-		return fe("is required")
+		return titleError("is required")
 	}
 	var title string
 	switch raw[0] {
 	case 'n':
-		return fe("must not be null")
+		return titleError("must not be null")
 	case '"':
 		if err := json.Unmarshal(raw, &title); err != nil {
-			return fe("must be a valid JSON string")
+			return titleError("must be a valid JSON string")
 		}
 	default:
-		return fe("must be a string, got " + describe(raw))
+		return titleError("must be a string, got " + describe(raw))
 	}
 	return checkTitle(title, maxTitle)
 }
 
 func checkTitle(title string, maxTitle int) (Task, *FieldError) {
-	fe := func(detail string) (Task, *FieldError) {
-		return Task{}, &FieldError{Field: "title", Detail: detail}
-	}
 	if strings.TrimSpace(title) == "" {
-		return fe("must not be blank")
+		return titleError("must not be blank")
 	}
 	if n := utf8.RuneCountInString(title); n > maxTitle {
-		return fe(fmt.Sprintf("must be at most %d characters, got %d", maxTitle, n))
+		return titleError(fmt.Sprintf("must be at most %d characters, got %d", maxTitle, n))
 	}
 	return Task{Title: title}, nil
 }
@@ -320,7 +317,7 @@ func checkRest(body []byte, dec *json.Decoder, first json.Token) error {
 // trailingOffset returns the offset of the first non-whitespace byte at or
 // after from, or -1 if there is none.
 func trailingOffset(body []byte, from int64) int64 {
-	rest := bytes.TrimLeft(body[from:], " \t\r\n")
+	rest := skipSpace(body[from:])
 	if len(rest) == 0 {
 		return -1
 	}
