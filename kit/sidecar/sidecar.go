@@ -10,6 +10,7 @@ package sidecar
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -63,11 +64,7 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	code := e.Code
-	if code == "" {
-		code = http.StatusText(e.Status)
-	}
-	return fmt.Sprintf("dapr sidecar rejected the request: %d %s: %s", e.Status, code, e.Message)
+	return fmt.Sprintf("dapr sidecar rejected the request: %d %s: %s", e.Status, cmp.Or(e.Code, http.StatusText(e.Status)), e.Message)
 }
 
 // ErrETagMismatch is a conditional state write that daprd refused with 409:
@@ -172,10 +169,7 @@ func parseError(raw []byte) (code, msg string) {
 }
 
 func configError(status int, code, msg string) *ConfigError {
-	if msg == "" {
-		msg = "unexpected answer from the sidecar"
-	}
-	return &ConfigError{Status: status, Code: code, Message: msg}
+	return &ConfigError{Status: status, Code: code, Message: cmp.Or(msg, "unexpected answer from the sidecar")}
 }
 
 // drainLimit is how much of an unread body is discarded so the keep-alive
