@@ -80,10 +80,8 @@ func (c Shared) Check(ch *Checks, appPort int) {
 	if !slices.Contains(LogLevels, c.LogLevel) {
 		ch.Bad("LOG_LEVEL must be one of %s, got %q", strings.Join(LogLevels, "|"), c.LogLevel)
 	}
-	if c.PprofAddr != "" {
-		if _, port, err := net.SplitHostPort(c.PprofAddr); err != nil || port == "" {
-			ch.Bad("PPROF_ADDR must be host:port (for example 127.0.0.1:6060) or empty, got %q", c.PprofAddr)
-		}
+	if _, port, err := net.SplitHostPort(c.PprofAddr); c.PprofAddr != "" && (err != nil || port == "") {
+		ch.Bad("PPROF_ADDR must be host:port (for example 127.0.0.1:6060) or empty, got %q", c.PprofAddr)
 	}
 	ch.NotNegative("DRAIN_DELAY", c.DrainDelay)
 }

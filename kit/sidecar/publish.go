@@ -150,11 +150,8 @@ func (t *Topic) PublishBulk(ctx context.Context, ms []Message) []error {
 		if failed != nil && !ok {
 			continue
 		}
-		if reason == "" {
-			reason = "bulk publish failed"
-		}
 		errs[i] = &UnavailableError{Attempts: 1, Status: resp.StatusCode, Code: code,
-			Err: fmt.Errorf("sidecar answered %d %s for the entry: %s", resp.StatusCode, code, reason)}
+			Err: fmt.Errorf("sidecar answered %d %s for the entry: %s", resp.StatusCode, code, cmp.Or(reason, "bulk publish failed"))}
 	}
 	return errs
 }
