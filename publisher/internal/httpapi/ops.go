@@ -1,8 +1,6 @@
 package httpapi
 
-import (
-	"net/http"
-)
+import "net/http"
 
 // opsBodyLimit caps request bodies on the ops port: nothing there reads one.
 const opsBodyLimit = 1 << 10
