@@ -357,10 +357,7 @@ func (f *Fake) stateCall(w http.ResponseWriter, r *http.Request, store, key stri
 				fail = f.set(store, it, false)
 			}
 		}
-		resp := Published
-		if fail != nil {
-			resp = *fail
-		}
+		resp := *cmp.Or(fail, &Published)
 		for _, it := range items {
 			f.stateSaves = append(f.stateSaves, StateSave{Store: store, StateItem: it, Status: resp.Status})
 		}
