@@ -32,6 +32,10 @@ type Shared struct {
 	// reveal internals.
 	PprofAddr  string        `env:"PPROF_ADDR"`
 	DrainDelay time.Duration `env:"DRAIN_DELAY" envDefault:"5s"`
+	// ListenHost and OpsListenHost bind APP_PORT and OPS_PORT; empty is
+	// every interface.
+	ListenHost    string `env:"LISTEN_HOST"`
+	OpsListenHost string `env:"OPS_LISTEN_HOST"`
 }
 
 // Load parses environ (KEY=value pairs, as from os.Environ) into a T and

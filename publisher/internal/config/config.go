@@ -16,19 +16,18 @@ func Load(environ []string) (Config, error) { return kitconfig.Load(environ, Con
 // documentation of the defaults; README's table mirrors them.
 type Config struct {
 	// Shared is DAPR_HOST, DAPR_HTTP_PORT, DAPR_API_TOKEN, LOG_LEVEL,
-	// PPROF_ADDR and DRAIN_DELAY, read as the worker reads them.
+	// PPROF_ADDR, DRAIN_DELAY, LISTEN_HOST and OPS_LISTEN_HOST, read as the
+	// worker reads them.
 	kitconfig.Shared
 
 	// AppID only appears in error messages that tell an operator which
 	// app-id to allow in a component's scopes; the Dapr injector sets APP_ID.
 	AppID string `env:"APP_ID" envDefault:"task-api"`
 
-	Port       int    `env:"APP_PORT" envDefault:"8000"`
-	ListenHost string `env:"LISTEN_HOST"`
+	Port int `env:"APP_PORT" envDefault:"8000"`
 	// OpsPort serves /metrics, /healthz and /readyz to Prometheus and the
 	// kubelet, so scrapes never count as (or queue behind) API requests.
-	OpsPort       int    `env:"OPS_PORT" envDefault:"8003"`
-	OpsListenHost string `env:"OPS_LISTEN_HOST"`
+	OpsPort int `env:"OPS_PORT" envDefault:"8003"`
 
 	PubSubName string `env:"PUBSUB_NAME,notEmpty" envDefault:"pubsub"`
 	Topic      string `env:"TOPIC_NAME,notEmpty" envDefault:"task-events"`

@@ -14,17 +14,16 @@ func Load(environ []string) (Config, error) { return kitconfig.Load(environ, Con
 // Config is every setting of the worker; the tags are the documentation.
 type Config struct {
 	// Shared is DAPR_HOST, DAPR_HTTP_PORT, DAPR_API_TOKEN, LOG_LEVEL,
-	// PPROF_ADDR and DRAIN_DELAY, read as the publisher reads them.
+	// PPROF_ADDR, DRAIN_DELAY, LISTEN_HOST and OPS_LISTEN_HOST, read as the
+	// publisher reads them.
 	kitconfig.Shared
 
 	// Port serves the event routes (and dead-letter admin): only the pod's
 	// own sidecar should reach it, so the chart binds it to loopback.
-	Port       int    `env:"APP_PORT" envDefault:"8001"`
-	ListenHost string `env:"LISTEN_HOST"`
+	Port int `env:"APP_PORT" envDefault:"8001"`
 	// OpsPort serves /healthz, /readyz and /metrics to the kubelet and
 	// Prometheus.
-	OpsPort       int    `env:"OPS_PORT" envDefault:"8002"`
-	OpsListenHost string `env:"OPS_LISTEN_HOST"`
+	OpsPort int `env:"OPS_PORT" envDefault:"8002"`
 
 	// APIToken, when set, must arrive as the dapr-api-token header on /events/*.
 	// It is a secret: never log it.

@@ -50,9 +50,9 @@ func TestValues(t *testing.T) {
 	}
 	want := Config{
 		Shared: kitconfig.Shared{LogLevel: "debug", DaprHost: "::1", DaprHTTPPort: 3600, DaprAPIToken: "d4pr",
-			PprofAddr: "127.0.0.1:6060", DrainDelay: 0},
-		Port: 0, ListenHost: "127.0.0.1", APIToken: "s3cret", MaxEventBytes: 2048,
-		OpsPort: 9000, OpsListenHost: "0.0.0.0",
+			PprofAddr: "127.0.0.1:6060", DrainDelay: 0, ListenHost: "127.0.0.1", OpsListenHost: "0.0.0.0"},
+		Port: 0, APIToken: "s3cret", MaxEventBytes: 2048,
+		OpsPort:     9000,
 		DedupeStore: "memory", DedupeLease: time.Minute, FaultDropTitle: "poison",
 		DedupeMaxEntries: 5, DedupeTTL: time.Minute, HandlerTimeout: 2 * time.Second,
 		FaultRetryRate: 0.25, FaultRetryFirst: 2, FaultDelay: 10 * time.Millisecond,
