@@ -58,11 +58,16 @@ func RunHelm(t *testing.T, args ...string) (string, error) {
 // Object is one rendered Kubernetes object, as decoded from YAML.
 type Object map[string]any
 
-// Kind, APIVersion and Name read the object's type and name; empty when missing.
-func (o Object) Kind() string       { s, _ := o["kind"].(string); return s }
+// Kind is the object's kind; empty when missing.
+func (o Object) Kind() string { s, _ := o["kind"].(string); return s }
+
+// APIVersion is the object's apiVersion; empty when missing.
 func (o Object) APIVersion() string { s, _ := o["apiVersion"].(string); return s }
-func (o Object) Name() string       { s, _ := Dig(o, "metadata", "name").(string); return s }
-func (o Object) String() string     { return o.APIVersion() + " " + o.Kind() + " " + o.Name() }
+
+// Name is the object's metadata.name; empty when missing.
+func (o Object) Name() string { s, _ := Dig(o, "metadata", "name").(string); return s }
+
+func (o Object) String() string { return o.APIVersion() + " " + o.Kind() + " " + o.Name() }
 
 // Dig walks maps by key and lists by decimal index; nil when a step is missing.
 func Dig(v any, path ...string) any {
