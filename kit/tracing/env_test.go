@@ -98,6 +98,24 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// Headers often carry a token: a malformed entry is named, its value never shown.
+func TestParseHeadersErrorHidesTheValue(t *testing.T) {
+	for _, env := range [][]string{
+		{"OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer s3cret,broken"},
+		{"OTEL_EXPORTER_OTLP_HEADERS=a=b", "OTEL_EXPORTER_OTLP_TRACES_HEADERS=authorization=Bearer s3cret,broken"},
+	} {
+		_, err := parse(env)
+		name, _, _ := strings.Cut(env[len(env)-1], "=")
+		if err == nil || !strings.Contains(err.Error(), name+" is malformed: entry 2 is not key=value") ||
+			strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%v: error %v: want the variable and the entry, without the value", env, err)
+		}
+	}
+	if _, err := parse([]string{"OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20x, api-key=y,"}); err != nil {
+		t.Errorf("well-formed headers refused: %v", err)
+	}
+}
+
 // Only the environ given decides whether tracing is on: the process's own
 // OTEL_* variables do not.
 func TestParseIgnoresTheProcessEnvironment(t *testing.T) {

@@ -255,6 +255,16 @@ func parse(environ []string) (settings, error) {
 	u, err := url.Parse(s.endpoint)
 	check(endpoint, s.endpoint == "" || err == nil && u.Host != "" && (u.Scheme == "http" || u.Scheme == "https"),
 		"want an http:// or https:// URL such as http://otel-collector:"+map[bool]string{true: "4317", false: "4318"}[s.protocol == "grpc"])
+	// Headers often carry an API key, and the SDK prints an entry it cannot
+	// read: refuse it here instead, naming its position, never its value.
+	headers := otlp("OTEL_EXPORTER_OTLP_HEADERS")
+	for i, h := range strings.Split(vars[headers], ",") {
+		if k, _, ok := strings.Cut(h, "="); strings.TrimSpace(h) != "" && (!ok || strings.TrimSpace(k) == "") {
+			errs = append(errs, fmt.Errorf("config: %s is malformed: entry %d is not key=value; "+
+				"its value is not shown because it may hold credentials", headers, i+1))
+			break
+		}
+	}
 	switch v := vars["OTEL_TRACES_EXPORTER"]; {
 	case v == "" && s.endpoint != "":
 		s.exporters = []string{"otlp"}
