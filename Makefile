@@ -135,7 +135,7 @@ test-cluster: prereqs ## The chart on a real single-node Kubernetes cluster (con
 
 .PHONY: fuzz
 fuzz: ## Fuzz every target: FUZZ_PARSERS for FUZZTIME (1000000x), the rest for FUZZ_OTHERTIME (200000x); then fuzz-api.
-	@failed=0; ran=; for m in $(APPS); do \
+	@failed=0; ran=; for m in $(UNIT_MODULES); do \
 		list=$$(cd $$m && go test -list '^Fuzz' ./... | awk '/^Fuzz/ {f = f " " $$1} /^ok / {if (f != "") print $$2 f; f = ""}'); \
 		while read -r pkg targets; do for f in $$targets; do \
 			ft=$(FUZZ_OTHERTIME); case " $(FUZZ_PARSERS) " in *" $$f "*) ft=$(FUZZTIME);; esac; \
