@@ -93,26 +93,7 @@ func BenchmarkHandleEventStateLedger(b *testing.B) {
 func BenchmarkHandleBatch(b *testing.B) {
 	for _, mode := range []string{"off", "on"} {
 		b.Run(mode, func(b *testing.B) {
-			o := tracing.Options{ServiceName: "taskevents-worker"}
-			if mode == "on" {
-				o.Exporter = tracetest.NewNoopExporter()
-			}
-			tr, err := tracing.New(context.Background(), nil, o)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
-			srv := New(Deps{
-				Logger:          zerolog.New(io.Discard).With().Timestamp().Logger(),
-				Handler:         handler.Accept{},
-				Ledger:          dedupe.New(100_000, time.Hour, time.Now),
-				Metrics:         metrics.New(),
-				MaxEventBytes:   1 << 20,
-				MaxBatchBytes:   4 << 20,
-				BulkConcurrency: 48,
-				HandlerTimeout:  10 * time.Second,
-				Tracing:         tr,
-			})
+			srv := benchServer(b, mode == "on")
 			entries := make([]entry, 100)
 			b.ReportAllocs()
 			var n int
@@ -131,4 +112,30 @@ func BenchmarkHandleBatch(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchServer is the whole HTTP handler on the in-memory ledger with the
+// default handler, BULK_CONCURRENCY at its default, and tracing off or on
+// (the real SDK, a batch processor, an exporter that drops the spans).
+func benchServer(b *testing.B, traced bool) http.Handler {
+	o := tracing.Options{ServiceName: "taskevents-worker"}
+	if traced {
+		o.Exporter = tracetest.NewNoopExporter()
+	}
+	tr, err := tracing.New(context.Background(), nil, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+	return New(Deps{
+		Logger:          zerolog.New(io.Discard).With().Timestamp().Logger(),
+		Handler:         handler.Accept{},
+		Ledger:          dedupe.New(100_000, time.Hour, time.Now),
+		Metrics:         metrics.New(),
+		MaxEventBytes:   1 << 20,
+		MaxBatchBytes:   4 << 20,
+		BulkConcurrency: 48,
+		HandlerTimeout:  10 * time.Second,
+		Tracing:         tr,
+	})
 }

@@ -4,22 +4,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskevents/taskevents/kit/tracing"
-	"github.com/taskevents/taskevents/worker/internal/dedupe"
 	"github.com/taskevents/taskevents/worker/internal/handler"
 	"github.com/taskevents/taskevents/worker/internal/metrics"
 	"github.com/taskevents/taskevents/worker/internal/taskevent"
@@ -278,24 +274,7 @@ func TestTracingOff(t *testing.T) {
 func BenchmarkHandleEventTracing(b *testing.B) {
 	for _, mode := range []string{"off", "on"} {
 		b.Run(mode, func(b *testing.B) {
-			o := tracing.Options{ServiceName: "taskevents-worker"}
-			if mode == "on" {
-				o.Exporter = tracetest.NewNoopExporter()
-			}
-			tr, err := tracing.New(context.Background(), nil, o)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
-			srv := New(Deps{
-				Logger:         zerolog.New(io.Discard).With().Timestamp().Logger(),
-				Handler:        handler.Accept{},
-				Ledger:         dedupe.New(100_000, time.Hour, time.Now),
-				Metrics:        metrics.New(),
-				MaxEventBytes:  1 << 20,
-				HandlerTimeout: 10 * time.Second,
-				Tracing:        tr,
-			})
+			srv := benchServer(b, mode == "on")
 			prefix, suffix, ok := bytes.Cut([]byte(daprdEnvelope), []byte(eventID))
 			if !ok {
 				b.Fatal("envelope has no id")
